@@ -1,0 +1,102 @@
+"""Exceptions with a contract: which ones are worth retrying, and messages that never carry secrets."""
+
+from __future__ import annotations
+
+
+class ImagegenError(Exception):
+    """Base class for every error this project raises on purpose."""
+
+
+class BriefError(ImagegenError):
+    """A brief failed validation. `problems` is a list of (field path, reason)."""
+
+    def __init__(self, problems: list[tuple[str, str]], source: str | None = None):
+        self.problems = problems
+        self.source = source
+        where = f" in {source}" if source else ""
+        lines = [f"  {loc}: {reason}" for loc, reason in problems]
+        super().__init__(f"invalid brief{where}:\n" + "\n".join(lines))
+
+
+class ProviderError(ImagegenError):
+    """A provider refused or failed. Subclasses say whether waiting can help."""
+
+    transient = False
+
+    def __init__(self, message: str, *, provider: str = "", status: int | None = None,
+                 retry_after: float | None = None):
+        self.provider = provider
+        self.status = status
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class TransientProviderError(ProviderError):
+    """Timeouts, transport errors, 408/425/429/5xx: the same call may succeed later."""
+
+    transient = True
+
+
+class ContentFiltered(ProviderError):
+    """The provider's safety filter withheld the image (NVIDIA: finishReason CONTENT_FILTERED)."""
+
+
+class QuotaExhausted(ProviderError):
+    """No quota left (daily or total). Retrying only burns time; fall back or stop."""
+
+
+class ProviderAuthError(ProviderError):
+    """Credentials were rejected (401/403 that is not a quota answer)."""
+
+
+class ProviderRequestInvalid(ProviderError):
+    """The request broke the provider's rules (422, bad size, model not enabled, ...)."""
+
+
+class BudgetExhausted(ProviderError):
+    """The run's own budget of provider calls is spent; nothing more is requested."""
+
+
+class StoreError(ImagegenError):
+    """An asset store failed."""
+
+    transient = False
+
+
+class TransientStoreError(StoreError):
+    transient = True
+
+
+class CatalogError(ImagegenError):
+    """The catalog could not be written."""
+
+    transient = False
+
+
+class TransientCatalogError(CatalogError):
+    """The catalog was unreachable or busy; the same write may succeed later."""
+
+    transient = True
+
+
+# HTTP statuses that may succeed when asked again later.
+TRANSIENT_HTTP_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def is_transient_status(status: int) -> bool:
+    return status in TRANSIENT_HTTP_STATUSES or 500 <= status <= 599
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when retrying `exc` can succeed: our transient errors, httpx timeouts and transport errors."""
+    if getattr(exc, "transient", False):
+        return True
+    try:
+        import httpx
+    except ImportError:  # pragma: no cover - httpx is a hard dependency
+        return False
+    if isinstance(exc, (httpx.TimeoutException, httpx.TransportError)):
+        return True
+    if isinstance(exc, httpx.HTTPStatusError):
+        return is_transient_status(exc.response.status_code)
+    return False

@@ -1,0 +1,562 @@
+"""The campaign brief: what to make, in which sizes, with which provider, under which policies.
+
+A brief is a YAML or JSON file that marketing writes by hand, so every model forbids unknown keys
+(a typo is an error, not a silently ignored setting) and every failure is reported as a
+`BriefError` listing (field path, reason) pairs such as ``subjects[0].subject: field required``.
+Prompt parts are checked for personal data and length here, before any provider sees them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import typing
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from imagegen.errors import BriefError
+from imagegen.models import FORMAT_EXTENSIONS
+from imagegen.presets import COMPOSITION_RULES, LIGHTING_PRESETS, STYLE_KEYWORDS
+from imagegen.prompts import MAX_SEED, find_personal_data, slugify
+from imagegen.sizes import BUILTIN_SIZE_SETS, Target, resolve_targets, unknown_size_set_reason
+
+PROVIDER_NAMES: tuple[str, ...] = ("local", "nvidia", "nim", "neuroflash")
+
+_STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True)
+_HEX_COLOUR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
+_CAMPAIGN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_BLOCK_REF = re.compile(r"^[a-z0-9][a-z0-9-]*/[a-z0-9][a-z0-9-]*$")
+MAX_CAMPAIGN_CHARS = 64
+
+
+def _short_repr(value: Any, limit: int = 40) -> str:
+    """repr() of user input, cut short: error messages end up in logs."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+# --------------------------------------------------------------------------------------------
+# Field types
+# --------------------------------------------------------------------------------------------
+
+
+def _normalise_hex_colour(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not _HEX_COLOUR.match(text):
+        raise ValueError(f"not a hex colour like #ff6b6b: {_short_repr(value, 24)}")
+    digits = text[1:].lower()
+    if len(digits) == 3:
+        digits = "".join(char * 2 for char in digits)
+    return "#" + digits
+
+
+HexColor = Annotated[str, BeforeValidator(_normalise_hex_colour)]
+
+
+def _reject_personal_data(value: str) -> str:
+    kinds = find_personal_data(value)
+    if kinds:
+        raise ValueError(f"contains personal data ({', '.join(kinds)})")
+    return value
+
+
+def _prompt_text(max_length: int, min_length: int = 0) -> Any:
+    """Text that reaches a provider: length-limited and free of personal data."""
+    return Annotated[str, StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),
+                     AfterValidator(_reject_personal_data)]
+
+
+SubjectText = _prompt_text(200, min_length=1)
+MoodText = _prompt_text(120)
+PromptWord = _prompt_text(60, min_length=1)
+BrandName = _prompt_text(80, min_length=1)
+
+
+def _key_of(table: dict[str, Any], what: str) -> Any:
+    """A validator accepting a key of `table`, written in any case with spaces or hyphens for '_'."""
+
+    def check(value: str) -> str:
+        key = re.sub(r"[\s-]+", "_", value.strip().lower())
+        if key not in table:
+            raise ValueError(f"unknown {what} {_short_repr(value)}; known: {', '.join(sorted(table))}")
+        return key
+
+    return AfterValidator(check)
+
+
+def _check_size_set(value: str) -> str:
+    name = value.strip().lower()
+    if name not in BUILTIN_SIZE_SETS:
+        raise ValueError(unknown_size_set_reason(value))
+    return name
+
+
+SizeSetName = Annotated[str, AfterValidator(_check_size_set)]
+
+
+def _check_image_format(value: str) -> str:
+    fmt = {"JPG": "JPEG"}.get(value.strip().upper(), value.strip().upper())
+    if fmt not in FORMAT_EXTENSIONS:
+        raise ValueError(f"unknown format {_short_repr(value)}; use one of {', '.join(FORMAT_EXTENSIONS)}")
+    return fmt
+
+
+def _check_provider_name(value: str) -> str:
+    name = value.strip().lower()
+    if name not in PROVIDER_NAMES:
+        raise ValueError(f"unknown provider {_short_repr(value)}; known: {', '.join(PROVIDER_NAMES)}")
+    return name
+
+
+ProviderName = Annotated[str, AfterValidator(_check_provider_name)]
+
+
+# --------------------------------------------------------------------------------------------
+# Logo path: relative to the brief, never outside its folder
+# --------------------------------------------------------------------------------------------
+
+
+def _escape_reason(relative: str) -> str | None:
+    """Why a logo path written in a brief may leave the brief's folder, judged from its text alone."""
+    if PurePosixPath(relative).is_absolute() or PureWindowsPath(relative).is_absolute() \
+            or PureWindowsPath(relative).drive:
+        return "escapes the brief's folder: give a path relative to the brief, not an absolute one"
+    if ".." in PurePosixPath(relative.replace("\\", "/")).parts:
+        return "escapes the brief's folder: '..' is not allowed"
+    return None
+
+
+def resolve_inside(base_dir: Path, relative: str) -> Path:
+    """The absolute, symlink-free path of an existing file `relative` to `base_dir`.
+
+    Raises ValueError (the reason) when the path escapes `base_dir` (absolute, '..', or a symlink
+    pointing out) or names no file.
+    """
+    reason = _escape_reason(relative)
+    if reason:
+        raise ValueError(reason)
+    base = base_dir.resolve()
+    resolved = (base / relative).resolve()
+    if not resolved.is_relative_to(base):
+        raise ValueError("escapes the brief's folder: it resolves (through a symlink) outside it")
+    if not resolved.exists():
+        raise ValueError(f"file not found (looked for {resolved})")
+    if not resolved.is_file():
+        raise ValueError("not a file")
+    return resolved
+
+
+# --------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------
+
+
+class LogoSpec(BaseModel):
+    """The brand logo the publisher stamps on every variant (the guide's add_watermark)."""
+
+    model_config = _STRICT
+
+    path: str = Field(min_length=1, description="Image file, relative to the brief's folder")
+    position: Literal["se", "sw", "ne", "nw", "center"] = "se"
+    opacity: float = Field(0.5, ge=0.0, le=1.0)
+    scale: float = Field(0.15, ge=0.02, le=0.5, description="Logo width as a fraction of the image width")
+
+    @field_validator("path")
+    @classmethod
+    def _stay_inside_brief_folder(cls, value: str, info: ValidationInfo) -> str:
+        # With the brief's folder known (parse_brief passes it as context) the file is checked too.
+        base_dir = (info.context or {}).get("base_dir")
+        if base_dir is not None:
+            resolve_inside(Path(base_dir), value)
+        elif reason := _escape_reason(value):
+            raise ValueError(reason)
+        return value
+
+
+class Brand(BaseModel):
+    model_config = _STRICT
+
+    name: BrandName
+    palette: list[HexColor] = Field(min_length=1, max_length=12, description="Brand colours, primary first")
+    logo: LogoSpec | None = None
+
+
+class Subject(BaseModel):
+    """One image idea. Style, lighting and composition name presets (see imagegen.presets)."""
+
+    model_config = _STRICT
+
+    subject: SubjectText
+    style: Annotated[str, _key_of(STYLE_KEYWORDS, "style")] = "product"
+    lighting: Annotated[str, _key_of(LIGHTING_PRESETS, "lighting")] = "product"
+    composition: Annotated[str, _key_of(COMPOSITION_RULES, "composition")] = "rule_of_thirds"
+    mood: MoodText = ""
+    # None: the defaults from imagegen.presets; a list (even empty) replaces them.
+    quality: list[PromptWord] | None = Field(None, max_length=12)
+    negatives: list[PromptWord] | None = Field(None, max_length=20)
+    variations: int = Field(1, ge=1, le=20)
+    seed: int | None = Field(None, ge=1, le=MAX_SEED)
+
+
+class QualityPolicy(BaseModel):
+    """Thresholds the quality gate applies to every generated image."""
+
+    model_config = _STRICT
+
+    min_width: int = Field(1024, ge=1)
+    min_height: int = Field(1024, ge=1)
+    allowed_formats: list[Annotated[str, AfterValidator(_check_image_format)]] = Field(
+        default_factory=lambda: ["PNG", "JPEG", "WEBP"], min_length=1)
+    min_sharpness: float = Field(35.0, ge=0)  # crisp minimal shots score ~48, 1 px blur ~21
+    max_blockiness: float = Field(3.0, ge=0)  # JPEG q>=75 <= 2.3, q<=60 >= 3.4
+    max_clipped_fraction: float = Field(0.05, ge=0, le=1)
+    max_noise_sigma: float = Field(2.5, ge=0)  # measured at the 512 px analysis size
+    max_brand_delta_e: float = Field(15.0, ge=0)  # on-brand renders ~9, off-brand ~21
+    check_brand_colors: bool = True
+    duplicate_max_distance: int = Field(8, ge=0, le=64)  # near copies <= 6, distinct >= 12
+    max_edit_attempts: int = Field(2, ge=0, le=5)
+    vlm_review: bool = False
+
+
+class PublishPolicy(BaseModel):
+    """Where published files go: under the threshold to `small_store`, at or over it to `large_store`."""
+
+    model_config = _STRICT
+
+    small_store: str = Field("local", min_length=1)
+    large_store: str = Field("local", min_length=1)
+    size_threshold_bytes: int = Field(2_000_000, ge=1)
+    include_master: bool = True
+
+
+class ProviderChoice(BaseModel):
+    """A provider by name (configured from the environment) or a saved Prefect block.
+
+    In YAML, `provider: nvidia` and `provider: nvidia-provider/prod` (a block) are shorthands.
+    Giving neither name nor block means `local`.
+    """
+
+    model_config = _STRICT
+
+    name: ProviderName | None = None
+    block: str | None = Field(None, description="<block-type-slug>/<block-name>")
+    model: str | None = Field(None, min_length=1)
+    fallback: list[ProviderName] = Field(default_factory=list, description="Providers to try, in order")
+    master_width: int | None = Field(None, ge=64, le=8192)
+    master_height: int | None = Field(None, ge=64, le=8192)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_shorthand(cls, data: Any) -> Any:
+        if data is None:
+            return {}
+        if isinstance(data, str):
+            return {"block": data} if "/" in data else {"name": data}
+        return data
+
+    @field_validator("block")
+    @classmethod
+    def _check_block(cls, value: str | None) -> str | None:
+        if value is not None and not _BLOCK_REF.match(value):
+            raise ValueError(f"not a block reference like 'nvidia-provider/prod': {_short_repr(value)}")
+        return value
+
+    @model_validator(mode="after")
+    def _name_or_block(self) -> "ProviderChoice":
+        if self.name and self.block:
+            raise ValueError("give either name or block, not both")
+        if not self.name and not self.block:
+            self.name = "local"
+        return self
+
+
+def _campaign_problem(value: str) -> str | None:
+    why = "the campaign becomes a storage path part; use lowercase letters, digits and hyphens"
+    suggestion = slugify(value)[:MAX_CAMPAIGN_CHARS]
+    hint = f" (e.g. {suggestion!r})" if suggestion else ""
+    if not value:
+        return "must not be empty"
+    if len(value) > MAX_CAMPAIGN_CHARS:
+        return f"at most {MAX_CAMPAIGN_CHARS} characters (got {len(value)})"
+    if ".." in value:
+        return f"must not contain '..': {why}{hint}"
+    if "/" in value or "\\" in value:
+        return f"must not contain '/' or a backslash: {why}{hint}"
+    if any(char.isspace() for char in value):
+        return f"must not contain spaces: {why}{hint}"
+    if not _CAMPAIGN.match(value):
+        return f"{_short_repr(value)} is not a slug: {why}{hint}"
+    return None
+
+
+class Brief(BaseModel):
+    """A whole campaign. Load one with `load_brief(path)`."""
+
+    model_config = _STRICT
+
+    campaign: str = Field(description="Slug: lowercase letters, digits and hyphens; part of every storage key")
+    brand: Brand
+    subjects: list[Subject] = Field(min_length=1)
+    size_sets: list[SizeSetName] = Field(default_factory=lambda: ["social"])
+    targets: list[Target] = Field(default_factory=list, validate_default=True,
+                                  description="Extra targets; one named like a built-in replaces it")
+    provider: ProviderChoice = Field(default_factory=ProviderChoice)
+    quality: QualityPolicy = Field(default_factory=QualityPolicy)
+    publish: PublishPolicy = Field(default_factory=PublishPolicy)
+    # Set by parse_brief/load_brief (a brief file may not set it): the folder relative paths start from.
+    base_dir: str | None = None
+
+    @field_validator("campaign")
+    @classmethod
+    def _check_campaign(cls, value: str) -> str:
+        problem = _campaign_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("targets")
+    @classmethod
+    def _check_targets(cls, targets: list[Target], info: ValidationInfo) -> list[Target]:
+        names = [target.name for target in targets]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate target name(s): {', '.join(duplicates)}")
+        # size_sets is missing from info.data when it failed validation: that error is reported already.
+        if "size_sets" in info.data and not info.data["size_sets"] and not targets:
+            raise ValueError("no output sizes: size_sets and targets are both empty")
+        return targets
+
+    @property
+    def all_targets(self) -> list[Target]:
+        """Every target to render: the size sets' targets, then the explicit ones (see resolve_targets)."""
+        return resolve_targets(self.size_sets, self.targets)
+
+    @property
+    def logo_path(self) -> Path | None:
+        """Absolute path of the brand logo, checked again to lie inside the brief's folder.
+
+        A brief built in code (no base_dir) resolves the logo against the working directory.
+        """
+        if self.brand.logo is None:
+            return None
+        base = Path(self.base_dir) if self.base_dir else Path.cwd()
+        try:
+            return resolve_inside(base, self.brand.logo.path)
+        except ValueError as exc:
+            raise BriefError([("brand.logo.path", str(exc))]) from None
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and error reporting
+# --------------------------------------------------------------------------------------------
+
+
+def load_brief(path: str | Path) -> Brief:
+    """Read a brief from a .yaml, .yml or .json file; relative paths in it start from its folder."""
+    path = Path(path)
+    source = str(path)
+    suffix = path.suffix.lower()
+    if suffix not in {".yaml", ".yml", ".json"}:
+        raise BriefError([("file", f"unsupported extension {suffix or '(none)'!r}; use .yaml, .yml or .json")],
+                         source)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BriefError([("file", "file not found")], source) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BriefError([("file", f"cannot read the file ({type(exc).__name__})")], source) from None
+    data = _parse_json(text, source) if suffix == ".json" else _parse_yaml(text, source)
+    return parse_brief(data, path.parent, source)
+
+
+def parse_brief(data: dict, base_dir: Path, source: str | None = None) -> Brief:
+    """Validate brief data; relative paths in it (the logo) start from `base_dir`.
+
+    Raises BriefError with every problem found, never a pydantic ValidationError: its text would
+    echo the input, which may hold the very personal data being rejected.
+    """
+    if data is None:
+        raise BriefError([("brief", "the brief is empty")], source)
+    if not isinstance(data, dict):
+        raise BriefError([("brief", f"expected a mapping of fields at the top level, got {_describe(data)}")],
+                         source)
+    if "base_dir" in data:
+        raise BriefError([("base_dir", _unknown_field_reason(Brief, "base_dir"))], source)
+    base = Path(base_dir).resolve()
+    try:
+        return Brief.model_validate({**data, "base_dir": str(base)}, context={"base_dir": base})
+    except ValidationError as exc:
+        raise BriefError(problems_from_validation_error(exc), source) from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys: YAML would otherwise keep the last one silently."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, typing.Hashable):
+            continue  # construct_mapping below reports unhashable keys
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {_short_repr(key)}",
+                                                    key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}" if mark else "file"
+        column = f" (column {mark.column + 1})" if mark else ""
+        raise BriefError([(where, f"YAML syntax error: {exc.problem or exc.context}{column}")], source) from None
+    except yaml.YAMLError as exc:
+        raise BriefError([("file", f"YAML syntax error: {type(exc).__name__}")], source) from None
+
+
+def _parse_json(text: str, source: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BriefError([(f"line {exc.lineno}", f"JSON syntax error: {exc.msg} (column {exc.colno})")],
+                         source) from None
+
+
+def problems_from_validation_error(exc: ValidationError) -> list[tuple[str, str]]:
+    """(field path, human reason) for each error, e.g. ('brand.palette[2]', 'not a hex colour ...')."""
+    problems: list[tuple[str, str]] = []
+    for error in exc.errors(include_url=False):
+        problem = (format_loc(error["loc"]), _human_reason(error))
+        if problem not in problems:
+            problems.append(problem)
+    return problems
+
+
+def format_loc(loc: tuple[int | str, ...]) -> str:
+    """('subjects', 0, 'subject') -> 'subjects[0].subject'."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "brief"
+
+
+def _describe(value: Any) -> str:
+    """What kind of value the user wrote, without echoing it (it may be personal data)."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _human_reason(error: dict[str, Any]) -> str:
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    if kind == "missing":
+        return "field required"
+    if kind == "extra_forbidden":
+        return _unknown_field_reason(_model_at(error["loc"][:-1]), str(error["loc"][-1]))
+    fixed = _FIXED_REASONS.get(kind)
+    if fixed:
+        return fixed.format(got=_describe(value), **ctx)
+    if kind == "string_too_short":
+        return "must not be empty" if ctx.get("min_length") == 1 else f"at least {ctx['min_length']} characters"
+    if kind == "string_too_long":
+        return f"at most {ctx['max_length']} characters (got {len(value)})"
+    if kind == "too_short":
+        return f"needs at least {ctx['min_length']} item{'s' if ctx['min_length'] != 1 else ''}"
+    if kind == "too_long":
+        return f"at most {ctx['max_length']} items (got {ctx.get('actual_length', len(value))})"
+    if kind == "literal_error":
+        return f"must be {ctx['expected']}; got {_short_repr(value)}"
+    return error["msg"]
+
+
+_FIXED_REASONS: dict[str, str] = {
+    "int_parsing": "expected a whole number, got {got}",
+    "int_type": "expected a whole number, got {got}",
+    "int_from_float": "expected a whole number, got a fraction",
+    "float_parsing": "expected a number, got {got}",
+    "float_type": "expected a number, got {got}",
+    "bool_parsing": "expected true or false, got {got}",
+    "bool_type": "expected true or false, got {got}",
+    "string_type": "expected text, got {got}",
+    "list_type": "expected a list, got {got}",
+    "model_type": "expected a mapping, got {got}",
+    "model_attributes_type": "expected a mapping, got {got}",
+    "dict_type": "expected a mapping, got {got}",
+    "greater_than_equal": "must be at least {ge}",
+    "less_than_equal": "must be at most {le}",
+    "greater_than": "must be more than {gt}",
+    "less_than": "must be less than {lt}",
+}
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model class that validates the mapping at `loc` inside a Brief (None when unknown)."""
+    model: type[BaseModel] | None = Brief
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(part)
+        model = _model_in(field.annotation) if field else None
+    return model
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The BaseModel inside an annotation such as `list[Subject]` or `LogoSpec | None`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found:
+            return found
+    return None
+
+
+def _unknown_field_reason(model: type[BaseModel] | None, key: str) -> str:
+    if model is None:
+        return "unknown field"
+    allowed = [name for name in model.model_fields if name != "base_dir"]
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    if close:
+        return f"unknown field; did you mean {close[0]!r}?"
+    return f"unknown field; allowed: {', '.join(allowed)}"

@@ -1,0 +1,323 @@
+"""Loading briefs: the examples, and a clear (field path, reason) for every kind of mistake."""
+
+import copy
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from imagegen.brief import Brief, load_brief, parse_brief
+from imagegen.errors import BriefError
+from imagegen.models import ProviderCapabilities
+from imagegen.prompts import build_prompt_specs
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+VALID = {
+    "campaign": "spring-launch",
+    "brand": {"name": "Bloom", "palette": ["#FF6B6B", "#4ecdc4"]},
+    "subjects": [{"subject": "a ceramic coffee mug"}, {"subject": "a teapot", "style": "vintage"}],
+}
+
+
+def problems_for(mutate, base_dir: Path = EXAMPLES) -> list[tuple[str, str]]:
+    data = copy.deepcopy(VALID)
+    mutate(data)
+    with pytest.raises(BriefError) as info:
+        parse_brief(data, base_dir)
+    return info.value.problems
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --- the examples ---------------------------------------------------------------------------
+
+def test_spring_launch_example_loads():
+    brief = load_brief(EXAMPLES / "spring-launch.yaml")
+    assert brief.campaign == "spring-launch"
+    assert brief.brand.palette == ["#ff6b6b", "#4ecdc4", "#ffe66d", "#2c3e50", "#ffffff"]
+    assert [(s.style, s.lighting, s.composition) for s in brief.subjects] == [
+        ("product", "product", "rule_of_thirds"),
+        ("lifestyle", "golden_hour", "leading_lines"),
+        ("minimalist", "studio_high_key", "centered"),
+    ]
+    assert [s.variations for s in brief.subjects] == [1, 2, 1]
+    assert brief.size_sets == ["instagram", "facebook", "x", "linkedin"]
+    assert brief.provider.name == "local"
+    assert brief.logo_path == (EXAMPLES / "logo.png").resolve()
+    assert brief.logo_path.is_absolute()
+
+
+def test_product_hero_example_loads_with_its_explicit_target():
+    brief = load_brief(str(EXAMPLES / "product-hero.json"))
+    names = [t.name for t in brief.all_targets]
+    assert names == ["pinterest_pin", "youtube_thumbnail", "web_hero"]
+    hero = brief.all_targets[-1]
+    assert (hero.platform, hero.width, hero.height, hero.format, hero.max_bytes) == ("web", 1920, 600, "WEBP", 500_000)
+    assert brief.logo_path is None
+
+
+@pytest.mark.parametrize("name", ["spring-launch.yaml", "product-hero.json"])
+@pytest.mark.parametrize("caps", [ProviderCapabilities(negative_prompt="fold"),
+                                  ProviderCapabilities(negative_prompt="native")])
+def test_example_prompts_fit_in_500_characters(name, caps):
+    specs = build_prompt_specs(load_brief(EXAMPLES / name), caps, "local", None, 1024, 1024)
+    assert specs and all(len(spec.prompt) < 500 for spec in specs)
+
+
+def test_defaults():
+    brief = parse_brief(copy.deepcopy(VALID), EXAMPLES)
+    assert brief.size_sets == ["social"] and len(brief.all_targets) == 9
+    assert brief.provider.name == "local" and brief.provider.block is None
+    assert brief.quality.min_width == 1024 and brief.quality.allowed_formats == ["PNG", "JPEG", "WEBP"]
+    assert brief.publish.size_threshold_bytes == 2_000_000 and brief.publish.include_master
+    subject = brief.subjects[0]
+    assert (subject.style, subject.lighting, subject.composition, subject.variations, subject.seed) == (
+        "product", "product", "rule_of_thirds", 1, None)
+
+
+def test_brief_survives_a_json_round_trip_and_pickling():
+    import pickle
+
+    brief = load_brief(EXAMPLES / "spring-launch.yaml")
+    again = Brief.model_validate(json.loads(brief.model_dump_json()))
+    assert again == brief and again.logo_path == brief.logo_path
+    assert pickle.loads(pickle.dumps(brief)) == brief
+
+
+# --- shorthands and normalisation -----------------------------------------------------------
+
+def test_hex_colours_are_normalised():
+    brief = parse_brief({**VALID, "brand": {"name": "B", "palette": ["#ABC", " #FfEeDd "]}}, EXAMPLES)
+    assert brief.brand.palette == ["#aabbcc", "#ffeedd"]
+
+
+@pytest.mark.parametrize("provider, name, block", [
+    ("nvidia", "nvidia", None),
+    ("nvidia-provider/prod", None, "nvidia-provider/prod"),
+    ({"name": "neuroflash", "fallback": ["local"]}, "neuroflash", None),
+    (None, "local", None),
+])
+def test_provider_shorthands(provider, name, block):
+    brief = parse_brief({**VALID, "provider": provider}, EXAMPLES)
+    assert (brief.provider.name, brief.provider.block) == (name, block)
+
+
+def test_preset_names_are_forgiving_about_case_and_separators():
+    data = {**VALID, "subjects": [{"subject": "a mug", "style": "Cyberpunk", "composition": "rule of thirds",
+                                   "lighting": "golden-hour"}]}
+    subject = parse_brief(data, EXAMPLES).subjects[0]
+    assert (subject.style, subject.composition, subject.lighting) == ("cyberpunk", "rule_of_thirds", "golden_hour")
+
+
+# --- bad briefs: exact field path and reason ------------------------------------------------
+
+def set_in(path, value):
+    """A mutation setting data[a][b]... = value for path 'a.b'; list indexes as ints."""
+    def mutate(data):
+        *parents, last = path
+        node = data
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    return mutate
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    # wrong types
+    (set_in(["subjects", 0, "variations"], "many"), ("subjects[0].variations", "expected a whole number, got text")),
+    (set_in(["brand"], "acme"), ("brand", "expected a mapping, got text")),
+    (set_in(["subjects"], "a mug"), ("subjects", "expected a list, got text")),
+    (set_in(["subjects", 0, "subject"], 42), ("subjects[0].subject", "expected text, got a number")),
+    # unknown names
+    (set_in(["size_sets"], ["instagram", "tiktok"]),
+     ("size_sets[1]", "unknown size set 'tiktok'; known: facebook, instagram, linkedin, pinterest, social, "
+                      "social_weekly, x, youtube")),
+    (set_in(["subjects", 1, "style"], "baroque"),
+     ("subjects[1].style", "unknown style 'baroque'; known: cyberpunk, landscape, lifestyle, luxury, minimalist, "
+                           "portrait, product, vintage")),
+    (set_in(["subjects", 0, "lighting"], "disco"),
+     ("subjects[0].lighting", "unknown lighting 'disco'; known: golden_hour, moody, portrait, product, "
+                              "studio_high_key")),
+    (set_in(["subjects", 0, "composition"], "chaos"),
+     ("subjects[0].composition", "unknown composition 'chaos'; known: centered, frame, golden_ratio, leading_lines, "
+                                 "rule_of_thirds, symmetry")),
+    (set_in(["targets"], [{"name": "hero", "platform": "myspace", "width": 100, "height": 100}]),
+     ("targets[0].platform", "unknown platform 'myspace'; known: instagram, facebook, x, linkedin, pinterest, "
+                             "youtube, tiktok, web, email, print")),
+    (set_in(["targets"], [{"name": "hero", "platform": "web", "width": 100, "height": 100, "format": "GIF"}]),
+     ("targets[0].format", "unknown format 'GIF'; use one of PNG, JPEG, WEBP, AVIF")),
+    (set_in(["targets"], [{"name": "hero", "platform": "web", "width": 8, "height": 100}]),
+     ("targets[0].width", "must be at least 16")),
+    (set_in(["provider"], {"name": "dalle"}), ("provider.name", "unknown provider 'dalle'; known: local, nvidia, "
+                                                                "nim, neuroflash")),
+    (set_in(["provider"], {"name": "nvidia", "block": "nvidia-provider/prod"}),
+     ("provider", "give either name or block, not both")),
+    (set_in(["quality", ], {"allowed_formats": ["PNG", "BMP"]}),
+     ("quality.allowed_formats[1]", "unknown format 'BMP'; use one of PNG, JPEG, WEBP, AVIF")),
+    (set_in(["quality"], {"max_edit_attempts": 9}), ("quality.max_edit_attempts", "must be at most 5")),
+    # colours
+    (set_in(["brand", "palette"], ["#fff", "#ff6b6b", "red"]),
+     ("brand.palette[2]", "not a hex colour like #ff6b6b: 'red'")),
+    (set_in(["brand", "palette"], ["#ff6b6"]), ("brand.palette[0]", "not a hex colour like #ff6b6b: '#ff6b6'")),
+    (set_in(["brand", "palette"], []), ("brand.palette", "needs at least 1 item")),
+    # missing things
+    (set_in(["subjects"], [{"style": "product"}]), ("subjects[0].subject", "field required")),
+    (set_in(["subjects"], []), ("subjects", "needs at least 1 item")),
+    (lambda data: data.pop("brand"), ("brand", "field required")),
+    (set_in(["subjects", 0, "subject"], ""), ("subjects[0].subject", "must not be empty")),
+    (lambda data: data.update(size_sets=[], targets=[]),
+     ("targets", "no output sizes: size_sets and targets are both empty")),
+    # typos
+    (set_in(["subjects", 0, "moood"], "calm"), ("subjects[0].moood", "unknown field; did you mean 'mood'?")),
+    (set_in(["sizesets"], ["x"]), ("sizesets", "unknown field; did you mean 'size_sets'?")),
+    # over-long text
+    (set_in(["subjects", 0, "subject"], "x" * 201), ("subjects[0].subject", "at most 200 characters (got 201)")),
+    (set_in(["subjects", 1, "mood"], "m" * 121), ("subjects[1].mood", "at most 120 characters (got 121)")),
+    (set_in(["subjects", 0, "quality"], ["8K", "q" * 61]), ("subjects[0].quality[1]", "at most 60 characters (got 61)")),
+    (set_in(["subjects", 0, "negatives"], ["n" * 61]), ("subjects[0].negatives[0]", "at most 60 characters (got 61)")),
+    (set_in(["subjects", 0, "variations"], 21), ("subjects[0].variations", "must be at most 20")),
+    (set_in(["subjects", 0, "seed"], 0), ("subjects[0].seed", "must be at least 1")),
+    # personal data in every prompt part
+    (set_in(["subjects", 1, "mood"], "reply to jane@example.com"),
+     ("subjects[1].mood", "contains personal data (email address)")),
+    (set_in(["subjects", 0, "subject"], "User John Doe's face at 123 Main St"),
+     ("subjects[0].subject", "contains personal data (street address)")),
+    (set_in(["subjects", 0, "quality"], ["call +49 30 1234567"]),
+     ("subjects[0].quality[0]", "contains personal data (phone number)")),
+    (set_in(["subjects", 0, "negatives"], ["4111 1111 1111 1111"]),
+     ("subjects[0].negatives[0]", "contains personal data (payment card number)")),
+    (set_in(["brand", "name"], "Bloom, DE89 3704 0044 0532 0130 00"), ("brand.name", "contains personal data (IBAN)")),
+    # the campaign becomes a storage path part
+    (set_in(["campaign"], "spring/launch"),
+     ("campaign", "must not contain '/' or a backslash: the campaign becomes a storage path part; use lowercase "
+                  "letters, digits and hyphens (e.g. 'spring-launch')")),
+    (set_in(["campaign"], "../etc"),
+     ("campaign", "must not contain '..': the campaign becomes a storage path part; use lowercase letters, digits "
+                  "and hyphens (e.g. 'etc')")),
+    (set_in(["campaign"], "spring launch"),
+     ("campaign", "must not contain spaces: the campaign becomes a storage path part; use lowercase letters, "
+                  "digits and hyphens (e.g. 'spring-launch')")),
+    (set_in(["campaign"], "Spring_Launch"),
+     ("campaign", "'Spring_Launch' is not a slug: the campaign becomes a storage path part; use lowercase letters, "
+                  "digits and hyphens (e.g. 'spring-launch')")),
+    (set_in(["campaign"], "a" * 65), ("campaign", "at most 64 characters (got 65)")),
+    # logo
+    (set_in(["brand", "logo"], {"path": "logo.png", "position": "top"}),
+     ("brand.logo.position", "must be 'se', 'sw', 'ne', 'nw' or 'center'; got 'top'")),
+    (set_in(["brand", "logo"], {"path": "logo.png", "opacity": 1.5}), ("brand.logo.opacity", "must be at most 1.0")),
+    (set_in(["brand", "logo"], {"path": "../examples/logo.png"}),
+     ("brand.logo.path", "escapes the brief's folder: '..' is not allowed")),
+    (set_in(["brand", "logo"], {"path": str(EXAMPLES / "logo.png")}),
+     ("brand.logo.path", "escapes the brief's folder: give a path relative to the brief, not an absolute one")),
+    # the brief may not point its own base folder elsewhere
+    (set_in(["base_dir"], "/"), ("base_dir", "unknown field; allowed: campaign, brand, subjects, size_sets, targets, "
+                                             "provider, quality, publish")),
+])
+def test_bad_brief_names_the_field_and_the_reason(mutate, expected):
+    assert problems_for(mutate) == [expected]
+
+
+def test_all_problems_are_reported_at_once():
+    def mutate(data):
+        data["campaign"] = "bad campaign"
+        data["brand"]["palette"] = ["red"]
+        data["subjects"][1]["subject"] = ""
+        data["size_sets"] = ["tiktok"]
+
+    assert [loc for loc, _ in problems_for(mutate)] == [
+        "campaign", "brand.palette[0]", "subjects[1].subject", "size_sets[0]"]
+
+
+def test_error_messages_do_not_echo_personal_data():
+    data = copy.deepcopy(VALID)
+    data["subjects"][0]["mood"] = "reply to jane@example.com"
+    with pytest.raises(BriefError) as info:
+        parse_brief(data, EXAMPLES)
+    assert "jane@" not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+# --- logo paths on disk ---------------------------------------------------------------------
+
+def test_missing_logo_file(tmp_path):
+    problems = problems_for(set_in(["brand", "logo"], {"path": "assets/logo.png"}), tmp_path)
+    [(loc, reason)] = problems
+    assert loc == "brand.logo.path" and reason.startswith("file not found")
+
+
+def test_logo_symlink_out_of_the_brief_folder_is_refused(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(EXAMPLES / "logo.png", outside / "logo.png")
+    brief_dir = tmp_path / "brief"
+    brief_dir.mkdir()
+    os.symlink(outside / "logo.png", brief_dir / "logo.png")
+    assert problems_for(set_in(["brand", "logo"], {"path": "logo.png"}), brief_dir) == [
+        ("brand.logo.path", "escapes the brief's folder: it resolves (through a symlink) outside it")]
+
+
+def test_logo_in_a_subfolder_resolves_against_the_brief_folder(tmp_path):
+    (tmp_path / "assets").mkdir()
+    shutil.copy(EXAMPLES / "logo.png", tmp_path / "assets" / "logo.png")
+    data = {**VALID, "brand": {**VALID["brand"], "logo": {"path": "assets/logo.png"}}}
+    path = write(tmp_path, "brief.yaml", yaml.safe_dump(data))
+    brief = load_brief(path)
+    assert brief.logo_path == (tmp_path / "assets" / "logo.png").resolve()
+
+
+# --- files and syntax -----------------------------------------------------------------------
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path = write(tmp_path, "brief.yaml", "campaign: x\nbrand:\n  name: B\n   palette: ['#fff']\n")
+    with pytest.raises(BriefError) as info:
+        load_brief(path)
+    assert info.value.problems == [("line 4", "YAML syntax error: mapping values are not allowed here (column 11)")]
+    assert info.value.source == str(path)
+
+
+def test_yaml_duplicate_keys_are_an_error(tmp_path):
+    path = write(tmp_path, "brief.yml", "campaign: a\nsubjects: []\ncampaign: b\n")
+    with pytest.raises(BriefError) as info:
+        load_brief(path)
+    assert info.value.problems == [("line 3", "YAML syntax error: duplicate key 'campaign' (column 1)")]
+
+
+def test_json_syntax_error_names_the_line(tmp_path):
+    path = write(tmp_path, "brief.json", '{"campaign": "x",\n "brand": }\n')
+    with pytest.raises(BriefError) as info:
+        load_brief(path)
+    assert info.value.problems == [("line 2", "JSON syntax error: Expecting value (column 11)")]
+
+
+@pytest.mark.parametrize("name, text, expected", [
+    ("brief.yaml", "", ("brief", "the brief is empty")),
+    ("brief.yaml", "- a\n- b\n", ("brief", "expected a mapping of fields at the top level, got a list")),
+    ("brief.txt", "campaign: x", ("file", "unsupported extension '.txt'; use .yaml, .yml or .json")),
+])
+def test_unusable_files(tmp_path, name, text, expected):
+    with pytest.raises(BriefError) as info:
+        load_brief(write(tmp_path, name, text))
+    assert info.value.problems == [expected]
+
+
+def test_missing_brief_file(tmp_path):
+    with pytest.raises(BriefError) as info:
+        load_brief(tmp_path / "nope.yaml")
+    assert info.value.problems == [("file", "file not found")]
+
+
+def test_brief_error_message_lists_every_problem(tmp_path):
+    path = write(tmp_path, "brief.yaml", yaml.safe_dump({**VALID, "campaign": "A B", "size_sets": ["tiktok"]}))
+    with pytest.raises(BriefError) as info:
+        load_brief(path)
+    message = str(info.value)
+    assert message.startswith(f"invalid brief in {path}:\n")
+    assert "  campaign: must not contain spaces" in message and "  size_sets[0]: unknown size set" in message

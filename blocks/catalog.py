@@ -1,0 +1,42 @@
+"""Catalog blocks: where the `media_assets` rows go. SQLite in the output folder by default."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from prefect.blocks.core import Block
+from pydantic import Field
+
+from imagegen.catalog.base import Catalog
+
+
+class CatalogBlock(Block, ABC):
+    """Base type of every catalog block: `get_catalog()` returns an imagegen Catalog."""
+
+    _block_type_name = "Asset Catalog"
+
+    @abstractmethod
+    def get_catalog(self) -> Catalog:
+        """A catalog whose upsert is one transaction on the natural key (campaign, asset_id, variant)."""
+
+
+class SqliteCatalogBlock(CatalogBlock):
+    """A SQLite file holding the `media_assets` table.
+
+    Example:
+        ```python
+        from blocks.catalog import SqliteCatalogBlock
+        catalog = SqliteCatalogBlock.load("BLOCK_NAME").get_catalog()
+        ```
+    """
+
+    _block_type_name = "Imagegen SQLite Catalog"
+    _block_type_slug = "imagegen-sqlite-catalog"
+    _description = "The media_assets table in a SQLite file."
+
+    path: str = Field(..., description="Path of the SQLite database file")
+
+    def get_catalog(self) -> Catalog:
+        from imagegen.catalog.sqlite import SqliteCatalog
+
+        return SqliteCatalog(self.path)

@@ -1,0 +1,87 @@
+"""Catalog rows and the interface every catalog backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from datetime import datetime, timezone
+from importlib import resources
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+NATURAL_KEY = ("campaign", "asset_id", "variant")
+
+# Columns whose change makes an upsert an update; timestamps alone never do.
+CONTENT_COLUMNS = (
+    "url", "store", "store_key", "width", "height", "format", "bytes", "sha256", "phash", "prompt",
+    "negative_prompt", "provider", "model", "seed", "gates", "status", "alt_text", "metadata",
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class CatalogRow(BaseModel):
+    campaign: str
+    asset_id: str
+    variant: str
+    url: str
+    store: str
+    store_key: str
+    width: int
+    height: int
+    format: str
+    bytes: int
+    sha256: str
+    phash: str | None = None
+    prompt: str
+    negative_prompt: str = ""
+    provider: str
+    model: str
+    seed: int
+    generation_ms: int = 0
+    gates: dict[str, Any] = Field(default_factory=dict)
+    status: Literal["published", "quarantined"]
+    alt_text: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.campaign, self.asset_id, self.variant)
+
+    def content(self) -> dict[str, Any]:
+        return {c: getattr(self, c) for c in CONTENT_COLUMNS}
+
+
+class UpsertResult(BaseModel):
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+def schema_sql(dialect: Literal["sqlite", "postgres"]) -> str:
+    """The shipped migration for `dialect` (imagegen/sql/media_assets.<dialect>.sql)."""
+    return resources.files("imagegen.sql").joinpath(f"media_assets.{dialect}.sql").read_text()
+
+
+class Catalog(ABC):
+    """All backends share these semantics: upserts run in one transaction (all rows or none),
+    keep `created_at` of existing rows, and count a row as updated only if its content changed."""
+
+    name: str = "catalog"
+
+    @abstractmethod
+    def upsert(self, rows: list[CatalogRow]) -> UpsertResult: ...
+
+    @abstractmethod
+    def rows(self, campaign: str | None = None) -> list[CatalogRow]: ...
+
+    @abstractmethod
+    def delete(self, keys: list[tuple[str, str, str]]) -> int:
+        """Delete rows by natural key (rollback hooks); missing rows are not an error."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass

@@ -1,0 +1,132 @@
+"""PostgreSQL catalog (psycopg 3): any PostgreSQL 13+ server, including a Supabase project's database
+through its direct connection string.
+
+- The shipped migration (media_assets.postgres.sql, idempotent) runs once per catalog object, under
+  an advisory lock so parallel first uses do not race on CREATE TABLE.
+- `upsert` is one transaction of `INSERT ... ON CONFLICT (campaign, asset_id, variant) DO UPDATE ...
+  WHERE <content changed>`: an unchanged row is not touched (no new updated_at), created_at is never
+  in the SET list, and `RETURNING (xmax = 0)` tells an insert (true) from an update (false); no row
+  back means unchanged. Rows go through `executemany` (pipelined), one statement per row, so a batch
+  that names a key twice behaves like the SQLite catalog instead of failing.
+- Prepared statements are off (`prepare_threshold=None`) so a transaction-mode pooler (Supabase's
+  port 6543, PgBouncer) works too.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from imagegen.catalog.base import CONTENT_COLUMNS, NATURAL_KEY, Catalog, CatalogRow, UpsertResult, schema_sql
+from imagegen.catalog.remote import JSON_COLUMNS, ROW_COLUMNS, TransientCatalogError, mask_url, passwords_of
+from imagegen.errors import CatalogError
+from imagegen.stores.remote import scrub
+
+_SCHEMA_LOCK_ID = 0x1A6E_A55E  # pg_advisory_xact_lock key: "imagegen assets"
+_CONNECTION_FAILURE_STATES = ("08", "53", "57P")  # connection exceptions, insufficient resources, shutdowns
+
+
+def _upsert_sql() -> str:
+    columns = ", ".join(ROW_COLUMNS)
+    placeholders = ", ".join(["%s"] * len(ROW_COLUMNS))
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*CONTENT_COLUMNS, "updated_at"))
+    current = ", ".join(f"media_assets.{c}" for c in CONTENT_COLUMNS)
+    incoming = ", ".join(f"EXCLUDED.{c}" for c in CONTENT_COLUMNS)
+    return (f"INSERT INTO media_assets ({columns}) VALUES ({placeholders}) "
+            f"ON CONFLICT ({', '.join(NATURAL_KEY)}) DO UPDATE SET {updates} "
+            f"WHERE ({current}) IS DISTINCT FROM ({incoming}) "
+            "RETURNING (xmax = 0) AS inserted")
+
+
+UPSERT_SQL = _upsert_sql()
+_KEY_WHERE = " AND ".join(f"{c} = %s" for c in NATURAL_KEY)
+
+
+def _params(row: CatalogRow) -> list:
+    return [Jsonb(getattr(row, c)) if c in JSON_COLUMNS else getattr(row, c) for c in ROW_COLUMNS]
+
+
+class PostgresCatalog(Catalog):
+    name = "postgres"
+
+    def __init__(self, dsn: str, *, connect_timeout: int = 10):
+        self._dsn = dsn
+        self.connect_timeout = connect_timeout
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"PostgresCatalog({mask_url(self._dsn)!r})"
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _error(self, exc: psycopg.Error, action: str) -> CatalogError:
+        """CatalogError naming the (masked) server and SQLSTATE; connection trouble is transient."""
+        state = getattr(exc, "sqlstate", None) or ""
+        diag = getattr(exc, "diag", None)
+        detail = (diag.message_primary if diag is not None and diag.message_primary else str(exc)).strip()
+        detail = scrub(detail, passwords_of(self._dsn))
+        message = f"{action} media_assets on {mask_url(self._dsn)}: {detail}" + (f" (SQLSTATE {state})" if state else "")
+        transient = isinstance(exc, psycopg.OperationalError) and (not state or state.startswith(_CONNECTION_FAILURE_STATES))
+        return TransientCatalogError(message) if transient else CatalogError(message)
+
+    @contextmanager
+    def _transaction(self, action: str) -> Iterator[psycopg.Cursor]:
+        """One connection and one transaction: commit on success, roll back on any error."""
+        try:
+            with psycopg.connect(self._dsn, connect_timeout=self.connect_timeout, prepare_threshold=None,
+                                 row_factory=dict_row) as conn:
+                self._ensure_schema(conn)
+                with conn.transaction(), conn.cursor() as cursor:
+                    yield cursor
+        except psycopg.Error as exc:
+            raise self._error(exc, action) from exc
+
+    def _ensure_schema(self, conn: psycopg.Connection) -> None:
+        with self._schema_lock:
+            if self._schema_ready:
+                return
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
+                conn.execute(schema_sql("postgres"))
+            self._schema_ready = True
+
+    # -- Catalog ---------------------------------------------------------------------------------
+
+    def upsert(self, rows: list[CatalogRow]) -> UpsertResult:
+        result = UpsertResult()
+        if not rows:
+            return result
+        with self._transaction("upserting into") as cursor:
+            cursor.executemany(UPSERT_SQL, [_params(row) for row in rows], returning=True)
+            for _ in rows:
+                outcome = cursor.fetchone()
+                if outcome is None:
+                    result.unchanged += 1
+                elif outcome["inserted"]:
+                    result.inserted += 1
+                else:
+                    result.updated += 1
+                cursor.nextset()
+        return result
+
+    def rows(self, campaign: str | None = None) -> list[CatalogRow]:
+        where, params = ("WHERE campaign = %s", [campaign]) if campaign is not None else ("", [])
+        with self._transaction("reading") as cursor:
+            cursor.execute(f"SELECT * FROM media_assets {where} ORDER BY campaign, asset_id, variant", params)
+            return [CatalogRow.model_validate(record) for record in cursor.fetchall()]
+
+    def delete(self, keys: list[tuple[str, str, str]]) -> int:
+        if not keys:
+            return 0
+        deleted = 0
+        with self._transaction("deleting from") as cursor:
+            for key in keys:
+                cursor.execute(f"DELETE FROM media_assets WHERE {_KEY_WHERE}", list(key))
+                deleted += cursor.rowcount
+        return deleted

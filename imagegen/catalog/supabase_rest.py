@@ -1,0 +1,143 @@
+"""Supabase catalog over PostgREST (supabase-py `table(...)`), for projects reached with URL + API key only.
+
+- `upsert` reads the batch's existing rows first (GET with filters), decides per row whether it is
+  new, changed or unchanged, and then sends ONE `POST /rest/v1/media_assets?on_conflict=campaign,asset_id,variant`
+  with `Prefer: resolution=merge-duplicates` carrying only new and changed rows. PostgREST runs one
+  request in one transaction, so a row the database refuses (a CHECK, a NOT NULL) leaves no row written.
+  Changed rows carry the stored `created_at`, so merge-duplicates keeps it; unchanged rows are not sent,
+  so their `updated_at` stays. A writer racing between the read and the write can make the counts
+  (not the data) off by its rows.
+- JSON columns travel as JSON objects; timestamps as ISO 8601.
+- Reads page through PostgREST's row cap (1000 on Supabase) ordered by the natural key.
+- `delete` sends one DELETE per (campaign, asset_id) with `variant=in.(...)`; deleting is idempotent,
+  so these requests need not share a transaction.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from postgrest.exceptions import APIError
+
+from imagegen.catalog.base import NATURAL_KEY, Catalog, CatalogRow, UpsertResult
+from imagegen.catalog.remote import TransientCatalogError, row_from_record, row_to_json, same_content
+from imagegen.errors import CatalogError, is_transient_status
+from imagegen.stores.remote import short_server_message
+
+Key = tuple[str, str, str]
+ON_CONFLICT = ",".join(NATURAL_KEY)
+# PostgREST could not reach or query its database: worth retrying.
+_TRANSIENT_POSTGREST_CODES = {"PGRST000", "PGRST001", "PGRST002", "PGRST003"}
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57P")
+
+
+def _is_transient_code(code: str | None) -> bool:
+    if not code:
+        return False
+    if code.isdigit() and len(code) == 3:  # postgrest-py puts the HTTP status here for non-JSON answers
+        return is_transient_status(int(code))
+    return code in _TRANSIENT_POSTGREST_CODES or (len(code) == 5 and code.startswith(_TRANSIENT_SQLSTATE_CLASSES))
+
+
+class SupabaseRestCatalog(Catalog):
+    name = "supabase"
+
+    def __init__(self, client: Any, table: str = "media_assets", page_size: int = 1000):
+        """`client` is a ready `supabase.Client` (tests pass one pointed at the emulator)."""
+        self.client = client
+        self.table = table
+        self.page_size = page_size
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _error(self, exc: Exception, action: str) -> CatalogError:
+        where = f"Supabase table {self.table!r}"
+        if isinstance(exc, httpx.HTTPError):
+            return TransientCatalogError(f"{action} {where}: transport error ({type(exc).__name__})")
+        if not isinstance(exc, APIError):
+            return CatalogError(f"{action} {where}: {type(exc).__name__}")
+        secrets = [getattr(self.client, "supabase_key", None)]
+        detail = short_server_message(exc.message or exc.details or "no message", secrets)
+        message = f"{action} {where}: {detail}" + (f" (code {exc.code})" if exc.code else "")
+        return TransientCatalogError(message) if _is_transient_code(exc.code) else CatalogError(message)
+
+    def _run(self, action: str, request: Callable[[], Any]) -> list[dict[str, Any]]:
+        try:
+            return request().data or []
+        except (APIError, httpx.HTTPError) as exc:
+            raise self._error(exc, action) from exc
+
+    def _select_all(self, action: str, filters: Callable[[Any], Any]) -> list[dict[str, Any]]:
+        """All rows matching `filters(query)`, page by page in natural-key order."""
+        records: list[dict[str, Any]] = []
+        while True:
+            offset = len(records)
+
+            def page(offset: int = offset):
+                query = filters(self.client.table(self.table).select("*"))
+                for column in NATURAL_KEY:
+                    query = query.order(column)
+                return query.range(offset, offset + self.page_size - 1).execute()
+
+            batch = self._run(action, page)
+            records += batch
+            if len(batch) < self.page_size:
+                return records
+
+    def _existing(self, keys: set[Key]) -> dict[Key, CatalogRow]:
+        """The stored rows for `keys`: one read per campaign, filtered to exact keys here."""
+        asset_ids: dict[str, set[str]] = defaultdict(set)
+        for campaign, asset_id, _ in keys:
+            asset_ids[campaign].add(asset_id)
+        found: dict[Key, CatalogRow] = {}
+        for campaign, ids in asset_ids.items():
+            records = self._select_all(
+                "reading", lambda q, c=campaign, i=sorted(ids): q.eq("campaign", c).in_("asset_id", i))
+            for record in records:
+                row = row_from_record(record)
+                if row.key in keys:
+                    found[row.key] = row
+        return found
+
+    # -- Catalog ---------------------------------------------------------------------------------
+
+    def upsert(self, rows: list[CatalogRow]) -> UpsertResult:
+        result = UpsertResult()
+        if not rows:
+            return result
+        state = self._existing({row.key for row in rows})
+        to_send: dict[Key, CatalogRow] = {}
+        for row in rows:  # in order, so a key named twice counts like the SQLite catalog counts it
+            current = state.get(row.key)
+            if current is None:
+                result.inserted += 1
+            elif same_content(current, row):
+                result.unchanged += 1
+                continue
+            else:
+                result.updated += 1
+                row = row.model_copy(update={"created_at": current.created_at})
+            state[row.key] = to_send[row.key] = row
+        if to_send:
+            payload = [row_to_json(row) for row in to_send.values()]
+            self._run("upserting into", lambda: self.client.table(self.table).upsert(
+                payload, on_conflict=ON_CONFLICT, returning="minimal").execute())
+        return result
+
+    def rows(self, campaign: str | None = None) -> list[CatalogRow]:
+        records = self._select_all("reading", lambda q: q.eq("campaign", campaign) if campaign is not None else q)
+        return [row_from_record(record) for record in records]
+
+    def delete(self, keys: list[Key]) -> int:
+        variants: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for campaign, asset_id, variant in keys:
+            variants[(campaign, asset_id)].add(variant)
+        deleted = 0
+        for (campaign, asset_id), names in variants.items():
+            deleted += len(self._run("deleting from", lambda c=campaign, a=asset_id, n=sorted(names): (
+                self.client.table(self.table).delete().eq("campaign", c).eq("asset_id", a)
+                .in_("variant", n).execute())))
+        return deleted

@@ -1,0 +1,83 @@
+"""The asset-store contract: idempotent, content-checked puts that never silently overwrite."""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagegen.errors import StoreError
+from imagegen.models import StoredObject, sha256_file
+
+_KEY_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def safe_key(*parts: str) -> str:
+    """Join key parts, refusing anything that could escape the store's root (.., /, odd bytes)."""
+    for part in parts:
+        if not _KEY_PART.match(part) or part in {".", ".."} or ".." in part:
+            raise StoreError(f"unsafe store key part {part!r}: use letters, digits, '.', '_' or '-'")
+    return "/".join(parts)
+
+
+def conflict_key(key: str, sha256: str) -> str:
+    """Where different bytes for an occupied key go: beside it, tagged with their own hash."""
+    stem, dot, ext = key.rpartition(".")
+    return f"{stem}-{sha256[:12]}.{ext}" if dot else f"{key}-{sha256[:12]}"
+
+
+class AssetStore(ABC):
+    """Subclasses implement the four primitives; `put_file` gives every store the same semantics:
+
+    - same bytes already under the key: no write, `written=False`;
+    - different bytes under the key: never overwritten; stored under `conflict_key(...)` instead;
+    - otherwise: written.
+    """
+
+    name: str = "store"
+
+    @abstractmethod
+    def stored_sha256(self, key: str) -> str | None:
+        """The sha256 of what the store holds under `key`, or None when it holds nothing."""
+
+    @abstractmethod
+    def write(self, key: str, path: Path, content_type: str) -> None:
+        """Write the file at `path` under `key` (the key is free)."""
+
+    @abstractmethod
+    def url_for(self, key: str) -> str:
+        """The URL a consumer uses to fetch `key`."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove `key`; a missing key is not an error (rollback hooks call this more than once)."""
+
+    def verify(self, key: str) -> bool:
+        """True when the published URL answers. Local stores check the file; remote ones send HEAD."""
+        return self.stored_sha256(key) is not None
+
+    def put_file(self, key: str, path: Path, content_type: str, sha256: str | None = None) -> StoredObject:
+        sha256 = sha256 or sha256_file(path)
+        size = Path(path).stat().st_size
+        existing = self.stored_sha256(key)
+        if existing is not None and existing != sha256:
+            key = conflict_key(key, sha256)
+            existing = self.stored_sha256(key)
+        written = existing is None
+        if written:
+            self.write(key, Path(path), content_type)
+        return StoredObject(store=self.name, key=key, url=self.url_for(key), sha256=sha256, bytes=size,
+                            content_type=content_type, written=written)
+
+
+@dataclass
+class SizeRouter:
+    """Seed 000's rule: files under the threshold go to the small-file store, the rest to the large one."""
+
+    small: AssetStore
+    large: AssetStore
+    threshold_bytes: int = 2_000_000
+
+    def store_for(self, size: int) -> AssetStore:
+        return self.small if size < self.threshold_bytes else self.large

@@ -1,0 +1,299 @@
+"""Web encoders that mark every file as AI-generated, plus the logo overlay.
+
+Each published file carries an XMP packet with the IPTC Digital Source Type
+(``trainedAlgorithmicMedia``: the marker Google, Meta and the C2PA tooling read), the prompt as
+``dc:description``, and our own namespace with provider, model and seed, so a file found
+anywhere can be traced back to the catalog row that made it.
+
+Encoding is in memory and then one atomic write (temp file + ``os.replace``): a crash never
+leaves half a file where a published key is expected. Output is deterministic for identical
+input (no timestamps anywhere), so a rerun produces the same bytes and the same sha256, and
+content-addressed stores upload nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Callable
+from xml.sax.saxutils import escape
+
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+from pydantic import BaseModel, ConfigDict
+
+_IPTC_DST = "http://cv.iptc.org/newscodes/digitalsourcetype/"
+DIGITAL_SOURCE_TYPES: dict[str, str] = {
+    # Created by a generative model from a prompt.
+    "trainedAlgorithmicMedia": _IPTC_DST + "trainedAlgorithmicMedia",
+    # A real or generated image edited or composited with generative output (inpainting, Kontext).
+    "compositeWithTrainedAlgorithmicMedia": _IPTC_DST + "compositeWithTrainedAlgorithmicMedia",
+}
+
+XMP_NAMESPACE = "https://imagegen-flows.dev/ns/1.0/"
+PNG_XMP_KEY = "XML:com.adobe.xmp"  # the iTXt keyword the XMP spec defines for PNG
+
+DEFAULT_QUALITY = {"JPEG": 88, "WEBP": 85, "AVIF": 60}
+# Below these a budget is not worth meeting: the result would fail the artefact gate anyway.
+MIN_QUALITY = {"JPEG": 30, "WEBP": 30, "AVIF": 20}
+# zlib level for PNG. Pillow's optimize (level 9 plus filter search) is 8-12 % smaller on our
+# renders but 7-10x slower (1.1-3.7 s against 0.14-0.5 s at 1080x1350), so it is kept for
+# files over a byte budget.
+PNG_COMPRESS_LEVEL = 6
+# Encodes allowed when fitting a byte budget: one at the default quality plus the bisection.
+MAX_ENCODES = 7
+
+_XML_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+# Characters XML 1.0 forbids outright (C0 controls other than tab, LF, CR).
+_XML_FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+class EncodeResult(BaseModel):
+    """One encoded file: small and picklable, like every result that travels between tasks."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    format: str
+    bytes: int
+    quality: int | None  # None for PNG
+    width: int
+    height: int
+    sha256: str
+    attempts: int = 1  # encodes made (budget fitting bisects)
+    within_budget: bool = True  # False when max_bytes could not be met
+    palette: bool = False  # True when PNG fell back to 256 dithered colours to fit
+
+
+# --------------------------------------------------------------------------- XMP
+
+def _xml_text(value: object) -> str:
+    return escape(_XML_FORBIDDEN.sub("", str(value)))
+
+
+def _source_type_uri(source_type: str) -> str:
+    if source_type in DIGITAL_SOURCE_TYPES:
+        return DIGITAL_SOURCE_TYPES[source_type]
+    if source_type in DIGITAL_SOURCE_TYPES.values():
+        return source_type
+    raise ValueError(f"unknown digital source type {source_type!r}; expected one of {sorted(DIGITAL_SOURCE_TYPES)}")
+
+
+def _lang_alt(tag: str, text: str) -> str:
+    return (f"   <{tag}><rdf:Alt><rdf:li xml:lang=\"x-default\">{_xml_text(text)}</rdf:li></rdf:Alt></{tag}>\n")
+
+
+def build_xmp(*, prompt: str, model: str, provider: str, seed: int,
+              source_type: str = "trainedAlgorithmicMedia", title: str | None = None,
+              extra: dict[str, str] | None = None) -> bytes:
+    """A complete XMP packet (UTF-8) marking an image as AI-generated, with its provenance.
+
+    `extra` adds more ``imagegen:`` properties; keys must be XML names. No timestamps: identical
+    arguments give identical bytes.
+    """
+    props = {"provider": provider, "model": model, "seed": str(int(seed))}
+    for key, value in (extra or {}).items():
+        if not _XML_NAME.match(key) or key in props:
+            raise ValueError(f"extra XMP key {key!r} is not a usable XML name")
+        props[key] = value
+    lines = [
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n',
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/">\n',
+        ' <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">\n',
+        '  <rdf:Description rdf:about=""\n',
+        '    xmlns:dc="http://purl.org/dc/elements/1.1/"\n',
+        '    xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/"\n',
+        '    xmlns:xmp="http://ns.adobe.com/xap/1.0/"\n',
+        f'    xmlns:imagegen="{XMP_NAMESPACE}">\n',
+        f"   <Iptc4xmpExt:DigitalSourceType>{_source_type_uri(source_type)}</Iptc4xmpExt:DigitalSourceType>\n",
+        "   <xmp:CreatorTool>imagegen-flows</xmp:CreatorTool>\n",
+        _lang_alt("dc:description", prompt),
+    ]
+    if title:
+        lines.append(_lang_alt("dc:title", title))
+    lines += [f"   <imagegen:{key}>{_xml_text(value)}</imagegen:{key}>\n" for key, value in props.items()]
+    lines += ["  </rdf:Description>\n", " </rdf:RDF>\n", "</x:xmpmeta>\n", '<?xpacket end="w"?>']
+    return "".join(lines).encode("utf-8")
+
+
+def read_xmp(path: str | Path) -> str | None:
+    """The XMP packet of a PNG (iTXt), JPEG (APP1), WEBP or AVIF file as text, or None."""
+    with Image.open(path) as im:
+        raw = im.info.get("xmp") or im.info.get(PNG_XMP_KEY)
+    if not raw:
+        return None
+    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+    return text.rstrip("\x00 \n\r\t")  # JPEG/WebP writers may pad the packet
+
+
+# --------------------------------------------------------------------------- encoding
+
+def _prepare(img: Image.Image, fmt: str) -> Image.Image:
+    """Convert to a mode the format stores; JPEG has no alpha, so it is flattened onto white."""
+    has_alpha = "A" in img.getbands() or (img.mode == "P" and "transparency" in img.info)
+    if fmt == "JPEG":
+        if has_alpha:
+            rgba = img.convert("RGBA")
+            flat = Image.new("RGB", rgba.size, (255, 255, 255))
+            flat.paste(rgba, mask=rgba.getchannel("A"))
+            return flat
+        return img if img.mode in ("RGB", "L") else img.convert("RGB")
+    if img.mode in ("RGB", "RGBA", "L") or (fmt == "PNG" and img.mode in ("LA", "P")):
+        return img
+    return img.convert("RGBA" if has_alpha else "RGB")
+
+
+def _encoder(img: Image.Image, fmt: str, xmp: bytes, *, png_optimize: bool = False) -> Callable[[int | None], bytes]:
+    """A function quality -> encoded bytes for this image and format."""
+    def encode(quality: int | None) -> bytes:
+        buf = io.BytesIO()
+        if fmt == "PNG":
+            info = PngInfo()  # Pillow ignores xmp= for PNG: XMP goes in an uncompressed iTXt chunk
+            info.add_itxt(PNG_XMP_KEY, xmp.decode("utf-8"), lang="", tkey="", zip=False)
+            if png_optimize:
+                img.save(buf, "PNG", optimize=True, pnginfo=info)
+            else:
+                img.save(buf, "PNG", compress_level=PNG_COMPRESS_LEVEL, pnginfo=info)
+        elif fmt == "JPEG":
+            img.save(buf, "JPEG", quality=quality, optimize=True, progressive=True, subsampling="4:2:0", xmp=xmp)
+        elif fmt == "WEBP":
+            img.save(buf, "WEBP", quality=quality, method=4, xmp=xmp)
+        else:
+            img.save(buf, "AVIF", quality=quality, speed=6, subsampling="4:2:0", xmp=xmp)
+        return buf.getvalue()
+    return encode
+
+
+def _fit_quality(encode: Callable[[int | None], bytes], start: int, floor: int,
+                 max_bytes: int | None) -> tuple[bytes, int, int, bool]:
+    """Highest quality whose bytes fit `max_bytes`, by bisection: (data, quality, encodes, fits).
+
+    If even the lowest quality tried is over budget, the smallest result is returned with
+    fits=False, so the caller can report it instead of failing.
+    """
+    data = encode(start)
+    if max_bytes is None or len(data) <= max_bytes:
+        return data, start, 1, True
+    best: tuple[bytes, int] | None = None
+    smallest = (data, start)
+    lo, hi, attempts = floor, start - 1, 1
+    while lo <= hi and attempts < MAX_ENCODES:
+        mid = (lo + hi) // 2
+        candidate = encode(mid)
+        attempts += 1
+        if len(candidate) <= max_bytes:
+            best, lo = (candidate, mid), mid + 1
+        else:
+            hi = mid - 1
+            if len(candidate) < len(smallest[0]):
+                smallest = (candidate, mid)
+    if best is not None:
+        return best[0], best[1], attempts, True
+    return smallest[0], smallest[1], attempts, False
+
+
+def _fit_png(img: Image.Image, xmp: bytes, max_bytes: int | None) -> tuple[bytes, int, bool, bool]:
+    """PNG by a ladder of cost: fast deflate, then Pillow's optimize, then 256 dithered colours.
+
+    Returns (data, encodes, palette, fits). Lossless PNG has no quality knob to bisect.
+    """
+    data = _encoder(img, "PNG", xmp)(None)
+    if max_bytes is None or len(data) <= max_bytes:
+        return data, 1, False, True
+    data = min(data, _encoder(img, "PNG", xmp, png_optimize=True)(None), key=len)
+    if len(data) <= max_bytes:
+        return data, 2, False, True
+    data = _encoder(_quantised(img), "PNG", xmp, png_optimize=True)(None)
+    return data, 3, True, len(data) <= max_bytes
+
+
+def _quantised(img: Image.Image) -> Image.Image:
+    """256 colours with Floyd-Steinberg dithering (median cut; octree where there is alpha)."""
+    method = Image.Quantize.FASTOCTREE if "A" in img.getbands() else Image.Quantize.MEDIANCUT
+    return img.quantize(colors=256, method=method, dither=Image.Dither.FLOYDSTEINBERG)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def encode_image(img: Image.Image, path: str | Path, fmt: str, *, xmp: bytes, quality: int | None = None,
+                 max_bytes: int | None = None) -> EncodeResult:
+    """Encode `img` as PNG, JPEG, WEBP or AVIF with the XMP packet, and write it to `path`.
+
+    With `max_bytes`, a lossy format lowers its quality (bisection, at most MAX_ENCODES encodes)
+    to the highest that fits; a PNG over budget falls back to 256 dithered colours. Either way
+    the result says whether the budget was met rather than raising.
+    """
+    fmt = fmt.upper()
+    if fmt == "JPG":
+        fmt = "JPEG"
+    if fmt not in ("PNG", "JPEG", "WEBP", "AVIF"):
+        raise ValueError(f"unsupported output format {fmt!r}; expected PNG, JPEG, WEBP or AVIF")
+    path = Path(path)
+    prepared = _prepare(img, fmt)
+    palette = False
+    if fmt == "PNG":
+        data, attempts, palette, fits = _fit_png(prepared, xmp, max_bytes)
+        used_quality = None
+    else:
+        start = quality if quality is not None else DEFAULT_QUALITY[fmt]
+        if not 1 <= start <= 100:
+            raise ValueError(f"quality must be 1..100, got {start}")
+        data, used_quality, attempts, fits = _fit_quality(
+            _encoder(prepared, fmt, xmp), start, min(MIN_QUALITY[fmt], start), max_bytes)
+    _write_atomically(path, data)
+    return EncodeResult(path=str(path.resolve()), format=fmt, bytes=len(data), quality=used_quality,
+                        width=prepared.width, height=prepared.height, sha256=hashlib.sha256(data).hexdigest(),
+                        attempts=attempts, within_budget=fits, palette=palette)
+
+
+# --------------------------------------------------------------------------- logo
+
+_POSITIONS = ("se", "sw", "ne", "nw", "center")
+
+
+def overlay_logo(img: Image.Image, logo: Image.Image, position: str = "se", opacity: float = 0.5,
+                 scale: float = 0.15, margin: float = 0.03) -> Image.Image:
+    """Composite `logo` onto a copy of `img` (the seed's add_watermark, done right).
+
+    The logo is resized to `scale` of the image width (aspect kept, LANCZOS), its own alpha is
+    multiplied by `opacity` (the seed assigned an attribute Pillow never reads), and it sits
+    `margin` of the shorter image side in from the chosen corner. Returns the input's mode.
+    """
+    if position not in _POSITIONS:
+        raise ValueError(f"logo position {position!r} is not one of {_POSITIONS}")
+    if not 0.0 <= opacity <= 1.0 or not 0.0 < scale <= 1.0 or not 0.0 <= margin < 0.5:
+        raise ValueError("opacity must be 0..1, scale 0..1 (exclusive of 0), margin 0..0.5")
+    mark = logo.convert("RGBA")
+    width = max(1, round(img.width * scale))
+    height = max(1, round(mark.height * width / mark.width))
+    mark = mark.resize((width, height), Image.Resampling.LANCZOS)
+    alpha = mark.getchannel("A").point(lambda a: round(a * opacity))
+    mark.putalpha(alpha)
+    x, y = _logo_origin(img.size, mark.size, position, round(min(img.size) * margin))
+    base = img.convert("RGBA")
+    base.alpha_composite(mark, (x, y))
+    return base if img.mode == "RGBA" else base.convert(img.mode if img.mode in ("RGB", "L") else "RGB")
+
+
+def _logo_origin(size: tuple[int, int], mark: tuple[int, int], position: str, pad: int) -> tuple[int, int]:
+    (w, h), (mw, mh) = size, mark
+    if position == "center":
+        return (w - mw) // 2, (h - mh) // 2
+    x = pad if position.endswith("w") else w - mw - pad
+    y = pad if position.startswith("n") else h - mh - pad
+    # alpha_composite refuses negative offsets: a logo larger than the image pins to the corner
+    return max(0, x), max(0, y)

@@ -560,3 +560,44 @@ def _unknown_field_reason(model: type[BaseModel] | None, key: str) -> str:
     if close:
         return f"unknown field; did you mean {close[0]!r}?"
     return f"unknown field; allowed: {', '.join(allowed)}"
+
+
+MAX_BRIEF_BYTES = 1_000_000
+
+
+def brief_from_source(source: "str | dict | Brief", base_dir: Path | None = None) -> Brief:
+    """A brief from whatever a deployment parameter or an event payload carries: a Brief, a mapping,
+    YAML/JSON text, an http(s) URL (fetched with a timeout and a size cap), or a file path."""
+    if isinstance(source, Brief):
+        return source
+    base = Path(base_dir or ".").resolve()
+    if isinstance(source, dict):
+        return parse_brief(source, base, "brief parameter")
+    text = str(source).strip()
+    if not text:
+        raise BriefError([("brief", "empty: give a path, a URL, or the brief itself")])
+    if text.startswith(("{", "campaign:")) or "\n" in text:
+        return parse_brief(_parse_yaml(text, "brief parameter"), base, "brief parameter")
+    if text.startswith(("http://", "https://")):
+        return parse_brief(_parse_yaml(_fetch_brief(text), text), base, text)
+    return load_brief(text if Path(text).is_absolute() else base / text)
+
+
+def _fetch_brief(url: str) -> str:
+    import httpx
+
+    try:
+        with httpx.stream("GET", url, timeout=30, follow_redirects=True) as response:
+            if response.status_code != 200:
+                raise BriefError([("brief", f"fetching the brief answered HTTP {response.status_code}")], url)
+            body = b""
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > MAX_BRIEF_BYTES:
+                    raise BriefError([("brief", f"the brief is over {MAX_BRIEF_BYTES} bytes")], url)
+    except httpx.HTTPError as exc:
+        raise BriefError([("brief", f"cannot fetch the brief ({type(exc).__name__})")], url) from None
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BriefError([("brief", "the brief is not UTF-8 text")], url) from None

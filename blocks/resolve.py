@@ -1,0 +1,104 @@
+"""Turn names from a brief or the CLI into blocks: `local`, `nvidia`, `nim`, `neuroflash`, or a saved
+block `<block-type-slug>/<block-name>`. Blocks built here read credentials from the environment
+(pydantic-settings), so the no-server path needs no saved blocks at all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect.blocks.core import Block
+
+from blocks.catalog import CatalogBlock, SqliteCatalogBlock
+from blocks.gitlab import GitLabCredentials, GitLabUploads
+from blocks.postgres import PostgresCatalogBlock
+from blocks.providers import ImageProviderBlock, LocalProvider
+from blocks.storage import AssetStoreBlock, LocalAssetFolder
+from blocks.supabase import SupabaseCatalogBlock, SupabaseCredentials, SupabaseStorage
+from imagegen.errors import BriefError
+from imagegen.settings import ImagegenSettings
+
+PROVIDER_NAMES = ("local", "nvidia", "nim", "neuroflash")
+
+
+def provider_block(name: str, settings: ImagegenSettings, model: str | None = None) -> ImageProviderBlock:
+    """A provider block for `name`, configured from the environment."""
+    if "/" in name:
+        block = Block.load(name)
+        if not isinstance(block, ImageProviderBlock):
+            raise BriefError([("provider.block", f"saved block {name!r} is a {type(block).__name__}, "
+                                                 "not an image provider block")])
+        return block
+    if name == "local":
+        return LocalProvider(master_size=settings.local_master_size)
+    if name in ("nvidia", "nim"):
+        from blocks.nvidia import nvidia_provider_from_settings
+
+        return nvidia_provider_from_settings(settings, model=model, self_hosted=name == "nim")
+    if name == "neuroflash":
+        from blocks.neuroflash import neuroflash_provider_from_settings
+
+        return neuroflash_provider_from_settings(settings, model=model)
+    raise BriefError([("provider.name", f"unknown provider {name!r}; known: {', '.join(PROVIDER_NAMES)} "
+                                        "or a saved block as <block-type-slug>/<block-name>")])
+
+
+def provider_chain(choice, settings: ImagegenSettings, override: str | None = None) -> list[ImageProviderBlock]:
+    """The primary provider followed by the brief's fallbacks, without repeats."""
+    primary = override or choice.block or choice.name
+    names = [primary, *[n for n in choice.fallback if n != primary]]
+    return [provider_block(name, settings, model=choice.model if i == 0 else None) for i, name in enumerate(names)]
+
+
+def store_block(name: str, settings: ImagegenSettings, out_dir: Path) -> AssetStoreBlock:
+    """`local` (a folder in the output folder), `supabase`, `gitlab`, or a saved block slug/name."""
+    if "/" in name:
+        block = Block.load(name)
+        if not isinstance(block, AssetStoreBlock):
+            raise BriefError([("publish", f"saved block {name!r} is not an asset store block")])
+        return block
+    if name == "local":
+        return LocalAssetFolder(path=str(out_dir / "assets"), store_name="local")
+    if name == "supabase":
+        return SupabaseStorage(credentials=_supabase_credentials(settings), bucket=settings.supabase_bucket)
+    if name == "gitlab":
+        missing = [n for n, v in (("GITLAB_URL", settings.gitlab_url), ("GITLAB_TOKEN", settings.gitlab_token),
+                                  ("IMAGEGEN_GITLAB_PROJECT", settings.gitlab_project)) if not v]
+        if missing:
+            raise BriefError([("publish", f"store 'gitlab' needs {', '.join(missing)} in the environment")])
+        return GitLabUploads(credentials=GitLabCredentials(url=settings.gitlab_url, token=settings.gitlab_token),
+                             project=settings.gitlab_project, index_path=str(out_dir / "gitlab-uploads.json"))
+    raise BriefError([("publish", f"unknown store {name!r}; known: local, supabase, gitlab, or a saved block")])
+
+
+def quarantine_block(out_dir: Path) -> AssetStoreBlock:
+    return LocalAssetFolder(path=str(out_dir / "quarantine"), store_name="quarantine")
+
+
+def catalog_block(settings: ImagegenSettings, out_dir: Path) -> CatalogBlock:
+    """IMAGEGEN_CATALOG_URL, or `<out>/catalog.db`."""
+    url = settings.catalog_url
+    if url is None:
+        return SqliteCatalogBlock(path=str(out_dir / "catalog.db"))
+    if url.startswith("sqlite:///"):
+        return SqliteCatalogBlock(path=url.removeprefix("sqlite:///"))
+    if url == "supabase":
+        return SupabaseCatalogBlock(credentials=_supabase_credentials(settings))
+    if url.startswith(("postgres://", "postgresql://")):
+        return PostgresCatalogBlock(dsn=url)
+    if "/" in url and "://" not in url:
+        block = Block.load(url)
+        if isinstance(block, CatalogBlock):
+            return block
+    from imagegen.catalog.remote import mask_url
+
+    raise BriefError([("IMAGEGEN_CATALOG_URL", f"{mask_url(url)!r} is not a catalog; use sqlite:///path, "
+                                               "postgresql://user:password@host/db, supabase, or a saved "
+                                               "catalog block <block-type-slug>/<block-name>")])
+
+
+def _supabase_credentials(settings: ImagegenSettings) -> SupabaseCredentials:
+    missing = [n for n, v in (("SUPABASE_URL", settings.supabase_url), ("SUPABASE_KEY", settings.supabase_key))
+               if not v]
+    if missing:
+        raise BriefError([("publish", f"Supabase needs {' and '.join(missing)} in the environment")])
+    return SupabaseCredentials(url=settings.supabase_url, key=settings.supabase_key)

@@ -1,0 +1,147 @@
+"""The `imagegen` command.
+
+    imagegen run BRIEF [--out DIR] [--provider NAME] [--max-provider-calls N] [--json]
+    imagegen setup       register block types, save blocks from the environment, rate limits, work pool
+    imagegen serve       serve prefect.yaml's deployments from this process (no worker needed)
+    imagegen emit BRIEF  send imagegen.brief.submitted, which starts the on-brief-submitted deployment
+
+Exit codes: 0 success, 1 the run failed, 2 the brief (or a flag) is invalid; nothing is written then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imagegen", description="Campaign brief in, published image sets out.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the six-stage campaign flow on a brief")
+    run.add_argument("brief", help="path to a brief (.yaml, .yml or .json)")
+    run.add_argument("--out", default=None, help="output folder (default: $IMAGEGEN_OUTPUT_DIR or ./imagegen-output)")
+    run.add_argument("--provider", default=None,
+                     help="override the brief's provider: local, nvidia, nim, neuroflash or <block-slug>/<name>")
+    run.add_argument("--max-provider-calls", type=int, default=None,
+                     help="stop spending after this many provider calls (default: $IMAGEGEN_MAX_PROVIDER_CALLS)")
+    run.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
+
+    commands.add_parser("setup", help="register block types, save blocks from the environment, create the "
+                                      "providers' rate limits and the imagegen-process work pool (idempotent)")
+    commands.add_parser("serve", help="serve prefect.yaml's deployments (schedules, event trigger) from this process")
+
+    emit = commands.add_parser("emit", help="send imagegen.brief.submitted for a brief (path, URL or text)")
+    emit.add_argument("brief", help="where the worker finds the brief: a path, an http(s) URL, or YAML/JSON text")
+    emit.add_argument("--out", default="imagegen-output", help="output folder the triggered run writes to")
+    emit.add_argument("--campaign", default="adhoc", help="names the event's resource (imagegen.brief.<campaign>)")
+    return parser
+
+
+def _print_problems(err) -> None:
+    print(f"error: {err}", file=sys.stderr)
+
+
+def validate(brief_path: str, provider: str | None) -> None:
+    """Everything that can reject a brief, before Prefect starts and before anything is written."""
+    from blocks.resolve import provider_chain
+    from flows.stages import plan_specs
+    from imagegen.brief import load_brief
+    from imagegen.settings import load_settings
+    from imagegen.sizes import resolve_targets
+
+    settings = load_settings(provider=provider)
+    brief = load_brief(brief_path)
+    resolve_targets(brief.size_sets, brief.targets)
+    providers = provider_chain(brief.provider, settings, override=settings.provider)
+    plan_specs(brief, providers, settings.local_master_size)
+
+
+def run(args: argparse.Namespace) -> int:
+    from imagegen.errors import BriefError, ImagegenError
+
+    if not Path(args.brief).is_file():
+        print(f"error: brief file not found: {args.brief}", file=sys.stderr)
+        return EXIT_INVALID
+    if args.max_provider_calls is not None and args.max_provider_calls < 0:
+        print("error: --max-provider-calls: must be 0 or more", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        validate(args.brief, args.provider)
+    except BriefError as err:
+        _print_problems(err)
+        return EXIT_INVALID
+    except ImagegenError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INVALID
+
+    out = args.out or os.environ.get("IMAGEGEN_OUTPUT_DIR") or "imagegen-output"
+    from flows.campaign import campaign_flow
+
+    try:
+        summary = campaign_flow(brief=str(Path(args.brief).resolve()), out_dir=out, provider=args.provider,
+                                max_provider_calls=args.max_provider_calls)
+    except ImagegenError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(summary.model_dump(mode="json"), sort_keys=True))
+    else:
+        print("\n".join(summary.lines()))
+        print(f"\nopen {summary.gallery} in a browser to see every variant and its gate results")
+    return EXIT_OK if not summary.failed else EXIT_FAILED
+
+
+def setup(args: argparse.Namespace) -> int:
+    from deployments.setup import run_setup
+    from imagegen.errors import ImagegenError
+    from imagegen.settings import load_settings
+
+    try:
+        report = run_setup(load_settings())
+    except ImagegenError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INVALID
+    print("\n".join(report.lines()))
+    return EXIT_OK
+
+
+def serve(args: argparse.Namespace) -> int:
+    from deployments.serve import api_is_ephemeral, serve_all
+
+    if api_is_ephemeral():
+        print("note: PREFECT_API_URL is not set, so this serves against a temporary API that lives only as long "
+              "as this process; schedules and the UI need `prefect server start` and PREFECT_API_URL "
+              "(see README, Operators)", file=sys.stderr)
+    serve_all()
+    return EXIT_OK
+
+
+def emit(args: argparse.Namespace) -> int:
+    from deployments.emit import emit_brief_submitted
+    from deployments.serve import api_is_ephemeral
+
+    if api_is_ephemeral():
+        print("error: PREFECT_API_URL is not set: an event sent to a temporary API reaches no deployment",
+              file=sys.stderr)
+        return EXIT_INVALID
+    event = emit_brief_submitted(args.brief, args.out, args.campaign)
+    print(f"sent imagegen.brief.submitted ({event.id if event else 'not sent'})")
+    return EXIT_OK if event else EXIT_FAILED
+
+
+COMMANDS = {"run": run, "setup": setup, "serve": serve, "emit": emit}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return COMMANDS[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""The campaign flow: brief -> prompt -> generate -> gate -> edit -> publish -> catalog.
+
+The flow composes tasks and moves small references between them; it does no HTTP and touches no
+pixels itself. Tasks run on the default thread pool, one per master per stage.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.runtime import flow_run
+
+from blocks.resolve import catalog_block, provider_chain, quarantine_block, store_block
+from flows.stages import (alt_text_for, gate_and_edit, generate_all, master_template, plan_specs, publish_all,
+                          publish_job, record_run)
+from imagegen.brief import Brief, brief_from_source
+from imagegen.budget import budget_for_run, release_run
+from imagegen.prompts import PromptSpec
+from imagegen.quality import checks_for_policy
+from imagegen.settings import load_settings
+from imagegen.sizes import resolve_targets
+from imagegen.summary import FailedAsset, RunSummary
+
+
+@task(name="build-prompts", cache_result_in_memory=False)
+def build_prompts(brief: Brief, providers: list, local_master_size: int) -> list[PromptSpec]:
+    return plan_specs(brief, providers, local_master_size)
+
+
+@flow(name="imagegen-campaign", log_prints=False)
+def campaign_flow(brief: str | dict, out_dir: str = "imagegen-output", provider: str | None = None,
+                  max_provider_calls: int | None = None, brief_dir: str | None = None) -> RunSummary:
+    """Turn a campaign brief into published, quality-gated image sets.
+
+    `brief` is a path (relative to `brief_dir` or the working directory), an http(s) URL, YAML/JSON
+    text, or the brief as a mapping; `provider` overrides the brief's provider.
+    """
+    started = time.monotonic()
+    logger = get_run_logger()
+    settings = load_settings(provider=provider, max_provider_calls=max_provider_calls)
+    the_brief = brief_from_source(brief, Path(brief_dir) if brief_dir else None)
+    out = Path(out_dir).resolve()
+    providers = provider_chain(the_brief.provider, settings, override=settings.provider)
+    targets = resolve_targets(the_brief.size_sets, the_brief.targets)
+
+    # prompt: every guard runs before any quota is spent or any file is written
+    specs = build_prompts(the_brief, providers, settings.local_master_size)
+    logger.info(f"[prompt] {len(specs)} master(s) x {len(targets)} target(s) for campaign {the_brief.campaign}")
+
+    run_id = str(flow_run.id or f"local-{time.time_ns()}")
+    budget = budget_for_run(run_id, settings.max_provider_calls)
+    masters_dir, docs_dir = out / "masters", out / "gx-report"
+    failed: list[FailedAsset] = []
+    try:
+        masters = generate_all(specs, the_brief, providers, masters_dir, run_id, settings.local_master_size,
+                               failed, logger)
+        spec_by_id = {s.asset_id: s for s in specs}
+        for aid, master in masters.items():  # record what made it (a fallback changes provider and model)
+            spec_by_id[aid] = spec_by_id[aid].model_copy(update={"provider": master.provider, "model": master.model})
+        report, history = (gate_and_edit(masters, spec_by_id, the_brief, providers[0], masters_dir, docs_dir,
+                                         run_id, logger) if masters else (None, {}))
+    finally:
+        provider_calls = budget.spent
+        release_run(run_id)
+
+    checked = sorted({c.gate for c in checks_for_policy(the_brief.quality,
+                                                         has_palette=bool(the_brief.brand.palette))})
+    stores = dict(targets=targets, small=store_block(the_brief.publish.small_store, settings, out),
+                  large=store_block(the_brief.publish.large_store, settings, out), quarantine=quarantine_block(out),
+                  brief=the_brief, work_root=out / ".work")
+    jobs = {aid: publish_job(master, master_template(spec_by_id[aid], master, report.results[aid], checked,
+                                                     history[aid], alt_text_for(spec_by_id[aid])), **stores)
+            for aid, master in masters.items()}
+    rows, stored = publish_all(jobs, logger, failed)
+
+    summary = RunSummary(
+        campaign=the_brief.campaign, out_dir=str(out), masters=len(specs), generated=len(masters), failed=failed,
+        provider_calls=provider_calls,
+        providers_used={p: sum(1 for m in masters.values() if m.provider == p) for p in {m.provider for m in masters.values()}},
+        gx_report=report.docs_index if report else None)
+    return record_run(summary, rows, stored, catalog_block(settings, out), out, logger, started)

@@ -1,0 +1,97 @@
+"""Size-set flow: a named size set (e.g. `social_weekly`) for a campaign, on a schedule.
+
+Masters already published are re-rendered from the catalog, with no provider call. A campaign
+with no published masters yet runs the full campaign flow for that size set instead (its cached
+masters still cost nothing).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+from prefect import flow, get_run_logger, task
+from prefect.futures import wait
+
+from blocks.resolve import catalog_block, quarantine_block, store_block
+from flows.campaign import campaign_flow
+from flows.stages import publish_all, publish_job, record_run
+from imagegen.brief import brief_from_source
+from imagegen.catalog.base import CatalogRow
+from imagegen.catalog.rows import template_from_row
+from imagegen.models import GeneratedImage, ImageRef
+from imagegen.publishing import MASTER_VARIANT
+from imagegen.settings import load_settings
+from imagegen.sizes import resolve_targets
+from imagegen.summary import FailedAsset, RunSummary
+from tasks.retrying import RETRY_OPTIONS
+
+MAX_MASTER_BYTES = 256 * 1024 * 1024
+
+
+@task(name="fetch-master", task_run_name="fetch {row.asset_id}", cache_result_in_memory=False, **RETRY_OPTIONS)
+def fetch_master(row: CatalogRow, masters_dir: str) -> GeneratedImage:
+    """The published master as a local file: a local store's file as is, a remote one downloaded once."""
+    target = Path(masters_dir) / f"{row.sha256}.{row.store_key.rsplit('.', 1)[-1]}"
+    if row.url.startswith("file://"):
+        source = Path(row.url.removeprefix("file://"))
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+    elif not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with httpx.stream("GET", row.url, timeout=60, follow_redirects=True) as response:
+            response.raise_for_status()
+            with open(target.with_suffix(".part"), "wb") as fh:
+                for chunk in response.iter_bytes():
+                    fh.write(chunk)
+                    if fh.tell() > MAX_MASTER_BYTES:
+                        raise ValueError(f"master {row.asset_id} is over {MAX_MASTER_BYTES} bytes")
+        target.with_suffix(".part").replace(target)
+    image = ImageRef.from_file(target)
+    if image.sha256 != row.sha256:
+        raise ValueError(f"master {row.asset_id} changed since it was cataloged (sha256 mismatch)")
+    return GeneratedImage(image=image, provider=row.provider, model=row.model, seed=row.seed,
+                          generation_ms=row.generation_ms, metadata=row.metadata)
+
+
+@flow(name="imagegen-size-set", log_prints=False)
+def size_set_flow(brief: str | dict, size_sets: list[str], out_dir: str = "imagegen-output",
+                  from_catalog: bool = True, brief_dir: str | None = None) -> RunSummary:
+    """Publish `size_sets` for the brief's campaign; re-render published masters when there are any."""
+    started = time.monotonic()
+    logger = get_run_logger()
+    settings = load_settings()
+    the_brief = brief_from_source(brief, Path(brief_dir) if brief_dir else None)
+    targets = resolve_targets(size_sets, [])
+    out = Path(out_dir).resolve()
+    catalog = catalog_block(settings, out)
+    published = [r for r in catalog.get_catalog().rows(the_brief.campaign)
+                 if r.variant == MASTER_VARIANT and r.status == "published"] if from_catalog else []
+    if not published:
+        logger.info(f"[size-set] no published masters for {the_brief.campaign}: running the campaign flow")
+        data = the_brief.model_dump(mode="json", exclude={"base_dir"})
+        return campaign_flow(brief={**data, "size_sets": size_sets, "targets": []}, out_dir=out_dir,
+                             brief_dir=the_brief.base_dir)
+
+    logger.info(f"[size-set] re-rendering {len(published)} published master(s) for {', '.join(size_sets)}")
+    fetches = {row.asset_id: fetch_master.submit(row, str(out / "masters")) for row in published}
+    wait(list(fetches.values()))
+    failed: list[FailedAsset] = []
+    stores = dict(targets=targets, small=store_block(the_brief.publish.small_store, settings, out),
+                  large=store_block(the_brief.publish.large_store, settings, out), quarantine=quarantine_block(out),
+                  brief=the_brief.model_copy(update={"publish": the_brief.publish.model_copy(
+                      update={"include_master": False})}), work_root=out / ".work")
+    jobs = {}
+    for row in published:
+        future = fetches[row.asset_id]
+        if not future.state.is_completed():
+            failed.append(FailedAsset(asset_id=row.asset_id, stage="fetch", reason="the published master is unreachable"))
+            continue
+        jobs[row.asset_id] = publish_job(future.result(), template_from_row(row), **stores)
+    rows, stored = publish_all(jobs, logger, failed)
+    summary = RunSummary(campaign=the_brief.campaign, out_dir=str(out), masters=len(published),
+                         generated=len(jobs), failed=failed, provider_calls=0)
+    return record_run(summary, rows, stored, catalog, out, logger, started, whole_campaign_gallery=True)

@@ -1,0 +1,295 @@
+"""Stage compositions shared by the flows: each submits tasks and gathers their small results.
+
+No HTTP and no pixels here; everything heavy happens inside tasks.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.futures import PrefectFuture, wait
+
+from imagegen.brief import Brief
+from imagegen.catalog.base import CatalogRow
+from imagegen.catalog.rows import rows_for_files
+from imagegen.errors import BudgetExhausted, ProviderError, QuotaExhausted, is_transient
+from imagegen.gallery import write_gallery
+from imagegen.imaging.metrics import ImageMeasurements
+from imagegen.models import GeneratedImage
+from imagegen.prompts import PromptSpec, build_prompt_specs
+from imagegen.publishing import PublishedFile
+from imagegen.quality import GateReport, GateResult
+from imagegen.remediation import edit_instruction, plan_remediation
+from imagegen.summary import FailedAsset, RunSummary
+from tasks.catalog import write_catalog
+from tasks.edit import fix_master_locally
+from tasks.gate import gate_masters, measure_master
+from tasks.generate import adopt_into, generate_master, provider_edit_master, regenerate_master
+from tasks.publish import publish_master, quarantine_master
+
+
+# ---------------------------------------------------------------------------------------------- prompt
+
+def master_size(brief: Brief, caps, local_master_size: int) -> tuple[int, int]:
+    """The brief's explicit size, else the provider's largest native size, else a square master."""
+    if brief.provider.master_width and brief.provider.master_height:
+        return brief.provider.master_width, brief.provider.master_height
+    if caps.native_sizes:
+        return max(caps.native_sizes, key=lambda wh: wh[0] * wh[1])
+    side = min(caps.max_side, local_master_size)
+    return side, side
+
+
+def plan_specs(brief: Brief, providers: list, local_master_size: int) -> list[PromptSpec]:
+    """Prompt stage, pure: every guard runs here, before any quota is spent."""
+    primary = providers[0]
+    caps = primary.get_generator().capabilities(brief.provider.model)
+    width, height = master_size(brief, caps, local_master_size)
+    model = brief.provider.model or getattr(primary, "model", None) or primary.provider_name
+    return build_prompt_specs(brief, caps, provider=primary.provider_name, model=model, width=width, height=height)
+
+
+# -------------------------------------------------------------------------------------------- helpers
+
+def future_exception(future: PrefectFuture) -> BaseException | None:
+    """The exception a finished task raised, or None when it completed."""
+    state = future.state
+    if state.is_completed():
+        return None
+    if isinstance(state.data, BaseException):
+        return state.data
+    try:
+        state.result()
+    except BaseException as exc:  # Prefect re-raises the task's own exception
+        return exc
+    return RuntimeError(f"task ended in state {state.name}")
+
+
+def safe_reason(exc: BaseException | None) -> str:
+    """Our own exceptions carry no secrets by construction; anything else is reduced to its type."""
+    if exc is None:
+        return "unknown failure"
+    if isinstance(exc, ProviderError) or type(exc).__module__.startswith("imagegen"):
+        return f"{type(exc).__name__}: {exc}"
+    return type(exc).__name__
+
+
+def fallback_worthy(exc: BaseException | None) -> bool:
+    """Outages and exhausted quota move a master to the next provider; bad requests do not."""
+    return isinstance(exc, QuotaExhausted) or (exc is not None and is_transient(exc))
+
+
+# ------------------------------------------------------------------------------------------- generate
+
+def generate_all(specs: list[PromptSpec], brief: Brief, providers: list, masters_dir: Path, run_id: str,
+                 local_master_size: int, failed: list[FailedAsset], logger) -> dict[str, GeneratedImage]:
+    """Generate every master, walking the fallback chain for masters whose provider is out or out of quota."""
+    generated: dict[str, GeneratedImage] = {}
+    pending = {spec.asset_id: spec for spec in specs}
+    for position, provider in enumerate(providers):
+        if not pending:
+            break
+        if position > 0:
+            logger.info(f"[generate] falling back to {provider.provider_name} for {len(pending)} master(s)")
+            fallback = {(s.subject_index, s.variation): s
+                        for s in plan_specs(brief, providers[position:], local_master_size)}
+            # the asset keeps its identity whichever provider makes it
+            pending = {aid: fallback[(s.subject_index, s.variation)].model_copy(update={"asset_id": aid})
+                       for aid, s in pending.items()}
+        futures = {aid: generate_master.submit(spec, provider, str(masters_dir), run_id)
+                   for aid, spec in pending.items()}
+        wait(list(futures.values()))
+        still_pending: dict[str, PromptSpec] = {}
+        for done, (aid, future) in enumerate(futures.items(), start=1):
+            exc = future_exception(future)
+            if exc is None:
+                result = future.result()
+                if not Path(result.image.path).exists():  # a cache hit whose file is gone: make it again
+                    result = generate_master.with_options(refresh_cache=True)(
+                        pending[aid], provider, str(masters_dir), run_id)
+                generated[aid] = adopt_into(result, masters_dir)
+                logger.info(f"[generate] {done}/{len(futures)} {aid}: {result.provider} {result.model} "
+                            f"seed {result.seed}")
+            elif position + 1 < len(providers) and fallback_worthy(exc):
+                still_pending[aid] = pending[aid]
+            else:
+                stage = "budget" if isinstance(exc, BudgetExhausted) else "generate"
+                failed.append(FailedAsset(asset_id=aid, stage=stage, reason=safe_reason(exc)))
+                logger.warning(f"[generate] {aid} failed: {safe_reason(exc)}")
+        pending = still_pending
+    return {s.asset_id: generated[s.asset_id] for s in specs if s.asset_id in generated}
+
+
+# ----------------------------------------------------------------------------------------- gate, edit
+
+def measure_all(masters: dict[str, GeneratedImage], palette: list[str],
+                known: dict[str, ImageMeasurements]) -> list[ImageMeasurements]:
+    """Measure each master once: bytes measured in an earlier round are not measured again."""
+    futures = {m.image.sha256: measure_master.submit(m.image.path, aid, palette)
+               for aid, m in masters.items() if m.image.sha256 not in known}
+    wait(list(futures.values()))
+    for sha, future in futures.items():
+        known[sha] = future.result()
+    return [known[m.image.sha256].model_copy(update={"image_id": aid}) for aid, m in masters.items()]
+
+
+def submit_remedy(aid: str, failures: list, remedies: list[str], master: GeneratedImage, spec: PromptSpec,
+                  provider, masters_dir: Path, palette: list[str], run_id: str, attempt: int) -> PrefectFuture:
+    if remedies == ["regenerate"]:
+        return regenerate_master.submit(spec, provider, str(masters_dir), run_id, attempt)
+    if remedies == ["provider_edit"]:
+        return provider_edit_master.submit(master, spec, provider, edit_instruction(failures), str(masters_dir),
+                                           run_id, attempt)
+    return fix_master_locally.submit(master, aid, remedies, palette, str(masters_dir), attempt)
+
+
+def gate_and_edit(masters: dict[str, GeneratedImage], specs: dict[str, PromptSpec], brief: Brief, provider,
+                  masters_dir: Path, docs_dir: Path, run_id: str, logger) -> tuple[GateReport, dict[str, list]]:
+    """Gate every master; remedy failures and gate again, at most `max_edit_attempts` times.
+
+    Every version an edit produces stays in the masters folder: edits add files, never replace them.
+    """
+    policy = brief.quality
+    palette = list(brief.brand.palette)
+    known: dict[str, ImageMeasurements] = {}
+    history: dict[str, list[dict]] = {aid: [] for aid in masters}
+    supports_edit = provider.get_generator().capabilities(brief.provider.model).supports_edit
+    for round_no in range(policy.max_edit_attempts + 1):
+        measurements = measure_all(masters, palette, known)
+        filtered = {aid: bool(m.content_filtered) for aid, m in masters.items()}
+        report = gate_masters(measurements, filtered, policy, bool(palette), str(docs_dir), round_no)
+        failing = report.failed_ids()
+        logger.info(f"[gate] round {round_no}: {len(masters) - len(failing)}/{len(masters)} passed")
+        for aid in failing:
+            history[aid].append({"round": round_no, "sha256": masters[aid].image.sha256,
+                                 "failures": [f.model_dump() for f in report.results[aid].failures]})
+        if not failing or round_no == policy.max_edit_attempts:
+            return report, history
+        attempt = round_no + 1
+        futures = {}
+        for aid in failing:
+            failures = report.results[aid].failures
+            remedies = plan_remediation(failures, provider_supports_edit=supports_edit)
+            logger.info(f"[edit] {aid} attempt {attempt}: {', '.join(remedies)}")
+            futures[aid] = submit_remedy(aid, failures, remedies, masters[aid], specs[aid], provider, masters_dir,
+                                         palette, run_id, attempt)
+        wait(list(futures.values()))
+        for aid, future in futures.items():
+            exc = future_exception(future)
+            if exc is None:
+                masters[aid] = future.result()
+            else:  # the edit failed: the last version stays and is judged (and kept) as it is
+                logger.warning(f"[edit] {aid} attempt {attempt} failed: {safe_reason(exc)}")
+                history[aid].append({"round": round_no, "edit_error": safe_reason(exc)})
+    raise AssertionError("unreachable: the last round returns")
+
+
+# ------------------------------------------------------------------------------------ publish, catalog
+
+def master_template(spec: PromptSpec, master: GeneratedImage, result: GateResult, checked: list[str],
+                    history: list[dict], alt_text: str) -> dict[str, Any]:
+    """The catalog columns every file of one master shares."""
+    return dict(
+        campaign=spec.campaign, asset_id=spec.asset_id, phash=result.measurements.get("phash"), prompt=spec.prompt,
+        negative_prompt=spec.negative_prompt, provider=master.provider, model=master.model, seed=master.seed,
+        generation_ms=master.generation_ms, gates={**result.summary(), "checked": checked, "history": history},
+        status="published" if result.passed else "quarantined", alt_text=alt_text,
+        metadata={**master.metadata, "edits": master.metadata.get("edits", []),
+                  "negatives_handling": spec.negatives_handling, "master_sha256": master.image.sha256,
+                  "subject": spec.subject, "style": spec.style, "lighting": spec.lighting,
+                  "composition": spec.composition, "mood": spec.mood},
+    )
+
+
+def alt_text_for(spec: PromptSpec) -> str:
+    """Template alt text from the prompt parts (a reviewer model can replace it)."""
+    from imagegen.providers.vlm import template_alt_text
+
+    return template_alt_text(spec.prompt, spec.brand_name)
+
+
+def publish_all(jobs: dict[str, dict[str, Any]], logger, failed: list[FailedAsset]
+                ) -> tuple[list[CatalogRow], list[PublishedFile]]:
+    """Submit every publish/quarantine job; gather catalog rows for the files that were stored.
+
+    `jobs[asset_id]` = {"template": master-level columns, "task": the task, "kwargs": its arguments}.
+    """
+    futures = {aid: job["task"].submit(**job["kwargs"]) for aid, job in jobs.items()}
+    wait(list(futures.values()))
+    rows: list[CatalogRow] = []
+    stored: list[PublishedFile] = []
+    for done, (aid, future) in enumerate(futures.items(), start=1):
+        exc = future_exception(future)
+        if exc is not None:
+            failed.append(FailedAsset(asset_id=aid, stage="publish", reason=safe_reason(exc)))
+            logger.warning(f"[publish] {aid} failed: {safe_reason(exc)}")
+            continue
+        files = future.result()
+        stored += files
+        rows += rows_for_files(jobs[aid]["template"], files)
+        logger.info(f"[publish] {done}/{len(futures)} {aid}: {jobs[aid]['template']['status']}, "
+                    f"{len(files)} file(s), {sum(f.stored.written for f in files)} written")
+    return rows, stored
+
+
+def publish_job(master: GeneratedImage, template: dict[str, Any], *, targets, small, large, quarantine,
+                brief: Brief, work_root: Path) -> dict[str, Any]:
+    common = dict(master=master, campaign=template["campaign"], asset_id=template["asset_id"],
+                  prompt=template["prompt"])
+    if template["status"] == "quarantined":
+        reasons = template["gates"]["failures"]
+        return {"template": template, "task": quarantine_master,
+                "kwargs": {**common, "reasons": reasons, "store": quarantine}}
+    logo = brief.brand.logo
+    return {"template": template, "task": publish_master, "kwargs": {
+        **common, "targets": targets, "small_store": small, "large_store": large,
+        "threshold_bytes": brief.publish.size_threshold_bytes, "work_root": str(work_root),
+        "logo_path": str(brief.logo_path) if brief.logo_path else None,
+        "logo_options": {"position": logo.position, "opacity": logo.opacity, "scale": logo.scale} if logo else None,
+        "include_master": brief.publish.include_master}}
+
+
+def record_run(summary: RunSummary, rows: list[CatalogRow], stored: list[PublishedFile], catalog, out: Path,
+               logger, started: float, whole_campaign_gallery: bool = False) -> RunSummary:
+    """Catalog stage and the run's record: catalog rows, gallery page, summary file, Prefect artifacts.
+
+    The gallery shows this run's rows, or every row of the campaign (a size-set run adds variants to
+    masters published earlier, and the page should show them together).
+    """
+    upserted = write_catalog(rows, catalog)
+    logger.info(f"[catalog] {upserted.inserted} new, {upserted.updated} updated, {upserted.unchanged} unchanged")
+    statuses = {row.asset_id: row.status for row in rows}
+    summary = summary.model_copy(update=dict(
+        published=sum(1 for s in statuses.values() if s == "published"),
+        quarantined=sum(1 for s in statuses.values() if s == "quarantined"),
+        files_stored=len(stored), files_written=sum(1 for f in stored if f.stored.written),
+        catalog_inserted=upserted.inserted, catalog_updated=upserted.updated, catalog_unchanged=upserted.unchanged,
+        catalog=getattr(catalog, "path", None) or catalog.get_block_type_slug(),
+        gallery=str(out / "gallery.html"), seconds=round(time.monotonic() - started, 2)))
+    gallery_rows = catalog.get_catalog().rows(summary.campaign) if whole_campaign_gallery else rows
+    write_gallery(gallery_rows, out / "gallery.html", campaign=summary.campaign,
+                  summary={"masters": summary.masters, "published": summary.published,
+                           "quarantined": summary.quarantined, "files": summary.files_stored,
+                           "provider_calls": summary.provider_calls},
+                  gx_report=summary.gx_report)
+    (out / "run-summary.json").write_text(summary.model_dump_json(indent=2))
+    report_artifacts(summary, rows)
+    return summary
+
+
+def report_artifacts(summary: RunSummary, rows: list[CatalogRow]) -> None:
+    key = summary.campaign.lower()
+    create_table_artifact(
+        key=f"{key}-assets",
+        table=[{"asset_id": r.asset_id, "variant": r.variant, "status": r.status, "store": r.store,
+                "size": f"{r.width}x{r.height}", "format": r.format, "bytes": r.bytes,
+                "gates": "pass" if r.gates.get("passed") else "; ".join(
+                    f["reason"] for f in r.gates.get("failures", [])), "url": r.url} for r in rows],
+        description=f"Assets of campaign {summary.campaign}")
+    create_markdown_artifact(
+        key=f"{key}-summary",
+        markdown="## imagegen run\n\n" + "\n".join(f"- {line}" for line in summary.lines()),
+        description=f"Run summary of campaign {summary.campaign}")

@@ -1,0 +1,202 @@
+"""The quality gate: a Great Expectations suite derived from the brief's quality policy, run over
+one table of image measurements (a row per image), answering which image failed which gate and why.
+
+Great Expectations takes seconds to import and is not thread-safe across validations that share a
+context, so it is imported lazily, each validation builds its own ephemeral context, and
+validations in one process run one at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+_GX_LOCK = threading.Lock()
+
+# Which remedy the edit stage applies for each gate (see imagegen.remediation).
+GATE_REMEDIES: dict[str, str] = {
+    "decode": "regenerate",
+    "format": "regenerate",
+    "resolution": "regenerate",
+    "content_filter": "regenerate",
+    "duplicate": "regenerate",
+    "blockiness": "regenerate",
+    "sharpness": "sharpen",
+    "exposure": "fix_exposure",
+    "noise": "denoise",
+    "brand_colors": "shift_to_palette",
+    "vlm_review": "provider_edit",
+}
+
+
+class GateFailure(BaseModel):
+    gate: str
+    column: str
+    observed: Any = None
+    expected: str
+    reason: str
+
+
+class GateResult(BaseModel):
+    image_id: str
+    passed: bool
+    failures: list[GateFailure] = Field(default_factory=list)
+    measurements: dict[str, Any] = Field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """The compact form stored in the catalog's `gates` column."""
+        return {
+            "passed": self.passed,
+            "failures": [f.model_dump() for f in self.failures],
+            "measurements": self.measurements,
+        }
+
+
+class GateReport(BaseModel):
+    success: bool
+    results: dict[str, GateResult]
+    docs_index: str | None = None
+    expectations: int = 0
+
+    def failed_ids(self) -> list[str]:
+        return [image_id for image_id, result in self.results.items() if not result.passed]
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    """One expectation: `kind` is between/in_set/null; the rest are its arguments."""
+
+    gate: str
+    column: str
+    kind: str
+    min_value: float | None = None
+    max_value: float | None = None
+    value_set: tuple = field(default_factory=tuple)
+
+    def describe(self) -> str:
+        if self.kind == "between":
+            if self.min_value is not None and self.max_value is not None:
+                return f"between {self.min_value:g} and {self.max_value:g}"
+            return f">= {self.min_value:g}" if self.min_value is not None else f"<= {self.max_value:g}"
+        if self.kind == "in_set":
+            return "one of " + ", ".join(str(v) for v in self.value_set)
+        return "empty"
+
+
+def checks_for_policy(policy, *, has_palette: bool, with_vlm: bool = False) -> list[GateCheck]:
+    """Translate a QualityPolicy into gate checks (pure: unit-testable without GX)."""
+    checks = [
+        GateCheck("decode", "decoded_ok", "in_set", value_set=(True,)),
+        GateCheck("format", "format_detected", "in_set", value_set=tuple(policy.allowed_formats)),
+        GateCheck("format", "format_consistent", "in_set", value_set=(True,)),
+        GateCheck("resolution", "width", "between", min_value=policy.min_width),
+        GateCheck("resolution", "height", "between", min_value=policy.min_height),
+        GateCheck("sharpness", "sharpness", "between", min_value=policy.min_sharpness),
+        GateCheck("blockiness", "blockiness", "between", max_value=policy.max_blockiness),
+        GateCheck("exposure", "clipped_dark", "between", max_value=policy.max_clipped_fraction),
+        GateCheck("exposure", "clipped_bright", "between", max_value=policy.max_clipped_fraction),
+        GateCheck("noise", "noise_sigma", "between", max_value=policy.max_noise_sigma),
+        GateCheck("duplicate", "duplicate_of", "null"),
+        GateCheck("content_filter", "content_filtered", "in_set", value_set=(False,)),
+    ]
+    if policy.check_brand_colors and has_palette:
+        checks.append(GateCheck("brand_colors", "brand_delta_e", "between", max_value=policy.max_brand_delta_e))
+    if with_vlm:
+        checks.append(GateCheck("vlm_review", "vlm_verdict", "in_set", value_set=("pass",)))
+    return checks
+
+
+def _reason(check: GateCheck, observed: Any) -> str:
+    if check.kind == "null":
+        return f"{check.column} is {observed!r}; expected none"
+    if isinstance(observed, float):
+        observed = round(observed, 4)
+    return f"{check.column} is {observed!r}; expected {check.describe()}"
+
+
+def _build_expectation(gx, check: GateCheck):
+    meta = {"gate": check.gate}
+    if check.kind == "between":
+        return gx.expectations.ExpectColumnValuesToBeBetween(
+            column=check.column, min_value=check.min_value, max_value=check.max_value, meta=meta)
+    if check.kind == "in_set":
+        return gx.expectations.ExpectColumnValuesToBeInSet(
+            column=check.column, value_set=list(check.value_set), meta=meta)
+    return gx.expectations.ExpectColumnValuesToBeNull(column=check.column, meta=meta)
+
+
+def _clean(value: Any) -> Any:
+    """numpy scalars and NaN into plain JSON-friendly values."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def validate_rows(rows: list[dict[str, Any]], checks: list[GateCheck], *, suite_name: str,
+                  docs_dir: Path | None = None) -> GateReport:
+    """Run `checks` as a GX suite over `rows` (each has an `image_id`); build Data Docs in `docs_dir`."""
+    import great_expectations as gx  # lazy: ~3-4 s import
+    import pandas as pd
+    from great_expectations.checkpoint import UpdateDataDocsAction
+
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    frame = pd.DataFrame(rows)
+    for check in checks:  # a gate over a column nobody measured must fail loudly, not vanish
+        if check.column not in frame.columns:
+            raise KeyError(f"quality gate {check.gate!r} needs column {check.column!r}, which was not measured")
+    by_type_and_column = {}
+    with _GX_LOCK:
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = {"globally": False}
+        site_names = []
+        if docs_dir is not None:
+            context.add_data_docs_site(site_name="imagegen", site_config={
+                "class_name": "SiteBuilder",
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                                  "base_directory": str(docs_dir)},
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            })
+            site_names = ["imagegen"]
+        batch = (context.data_sources.add_pandas("measurements")
+                 .add_dataframe_asset("images").add_batch_definition_whole_dataframe("run"))
+        suite = context.suites.add(gx.ExpectationSuite(name=suite_name))
+        for check in checks:
+            suite.add_expectation(_build_expectation(gx, check))
+            by_type_and_column[(check.kind, check.column)] = check
+        validation = context.validation_definitions.add(
+            gx.ValidationDefinition(name=f"{suite_name}-validation", data=batch, suite=suite))
+        actions = [UpdateDataDocsAction(name="data-docs", site_names=site_names)] if site_names else []
+        checkpoint = context.checkpoints.add(gx.Checkpoint(
+            name=f"{suite_name}-checkpoint", validation_definitions=[validation], actions=actions,
+            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["image_id"]}))
+        run = checkpoint.run(batch_parameters={"dataframe": frame})
+
+    results = {row["image_id"]: GateResult(image_id=row["image_id"], passed=True,
+                                           measurements={k: _clean(v) for k, v in row.items() if k != "image_id"})
+               for row in rows}
+    kinds = {"expect_column_values_to_be_between": "between", "expect_column_values_to_be_in_set": "in_set",
+             "expect_column_values_to_be_null": "null"}
+    for validation_result in run.run_results.values():
+        for outcome in validation_result.results:
+            if outcome.success:
+                continue
+            config = outcome.expectation_config
+            column = config.kwargs["column"]
+            check = by_type_and_column[(kinds[config.type], column)]
+            for unexpected in outcome.result.get("unexpected_index_list") or []:
+                observed = _clean(unexpected.get(column))
+                result = results[unexpected["image_id"]]
+                result.passed = False
+                result.failures.append(GateFailure(gate=check.gate, column=column, observed=observed,
+                                                   expected=check.describe(), reason=_reason(check, observed)))
+    index = docs_dir / "index.html" if docs_dir is not None else None
+    return GateReport(success=all(r.passed for r in results.values()), results=results,
+                      docs_index=str(index) if index and index.exists() else None, expectations=len(checks))

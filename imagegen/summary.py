@@ -1,0 +1,52 @@
+"""What a run reports when it ends: the CLI prints it, `--json` emits it, the flow returns it."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class FailedAsset(BaseModel):
+    asset_id: str
+    stage: str
+    reason: str
+
+
+class RunSummary(BaseModel):
+    campaign: str
+    out_dir: str
+    masters: int = Field(0, description="Masters planned (subjects x variations)")
+    generated: int = Field(0, description="Masters that exist after the generate stage (new or cached)")
+    published: int = 0
+    quarantined: int = 0
+    failed: list[FailedAsset] = Field(default_factory=list)
+    files_stored: int = Field(0, description="Files the stores hold for this run")
+    files_written: int = Field(0, description="Files actually written this run (0 on an unchanged rerun)")
+    provider_calls: int = 0
+    providers_used: dict[str, int] = Field(default_factory=dict)
+    catalog_inserted: int = 0
+    catalog_updated: int = 0
+    catalog_unchanged: int = 0
+    catalog: str = ""
+    gallery: str = ""
+    gx_report: str | None = None
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        """The human summary the CLI prints."""
+        out = [
+            f"campaign {self.campaign}: {self.masters} masters planned, {self.generated} generated, "
+            f"{self.published} published, {self.quarantined} quarantined"
+            + (f", {len(self.failed)} failed" if self.failed else ""),
+            f"files: {self.files_stored} stored, {self.files_written} written this run",
+            f"provider calls: {self.provider_calls}"
+            + (" (" + ", ".join(f"{k}: {v}" for k, v in sorted(self.providers_used.items())) + ")"
+               if self.providers_used else ""),
+            f"catalog: {self.catalog} (+{self.catalog_inserted} new, {self.catalog_updated} updated, "
+            f"{self.catalog_unchanged} unchanged)",
+        ]
+        out += [f"failed: {f.asset_id} at {f.stage}: {f.reason}" for f in self.failed]
+        if self.gx_report:
+            out.append(f"quality report: {self.gx_report}")
+        out.append(f"gallery: {self.gallery}")
+        out.append(f"took {self.seconds:.1f} s")
+        return out

@@ -1,0 +1,18 @@
+"""The catalog stage: every stored file becomes one upserted `media_assets` row, all in one transaction."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from blocks.catalog import CatalogBlock
+from imagegen.catalog.base import CatalogRow, UpsertResult
+from tasks.retrying import RETRY_OPTIONS
+
+
+@task(name="write-catalog", cache_result_in_memory=False, **RETRY_OPTIONS)
+def write_catalog(rows: list[CatalogRow], catalog: CatalogBlock) -> UpsertResult:
+    backend = catalog.get_catalog()
+    try:
+        return backend.upsert(rows)
+    finally:
+        backend.close()

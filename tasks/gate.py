@@ -1,0 +1,42 @@
+"""The gate stage: measure each master (one task each), then validate them all with one GX suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+
+from imagegen.imaging.metrics import ImageMeasurements, find_near_duplicates, measure_image
+from imagegen.quality import GateReport, checks_for_policy, validate_rows
+
+
+@task(name="measure-master", task_run_name="measure {image_id}", cache_result_in_memory=False)
+def measure_master(image_path: str, image_id: str, palette: list[str]) -> ImageMeasurements:
+    return measure_image(image_path, image_id, palette)
+
+
+def measurement_rows(measurements: list[ImageMeasurements], content_filtered: dict[str, bool],
+                     duplicate_max_distance: int, vlm_verdicts: dict[str, str] | None = None) -> list[dict]:
+    """One row per image for the suite; near-duplicates are judged across the whole campaign."""
+    duplicates = find_near_duplicates([(m.image_id, m.phash) for m in measurements if m.phash],
+                                      duplicate_max_distance)
+    rows = []
+    for m in measurements:
+        row = m.model_dump(exclude={"path", "dominant_colors", "dominant_shares"})
+        row["format_consistent"] = m.format_detected is not None and m.format_detected == m.format_declared
+        row["duplicate_of"] = duplicates.get(m.image_id)
+        row["content_filtered"] = bool(content_filtered.get(m.image_id, False))
+        if vlm_verdicts is not None:
+            row["vlm_verdict"] = vlm_verdicts.get(m.image_id, "missing")
+        rows.append(row)
+    return rows
+
+
+@task(name="gate-masters", task_run_name="gate round {round_no}", cache_result_in_memory=False)
+def gate_masters(measurements: list[ImageMeasurements], content_filtered: dict[str, bool], policy,
+                 has_palette: bool, docs_dir: str, round_no: int,
+                 vlm_verdicts: dict[str, str] | None = None) -> GateReport:
+    """Validate every measured master against the quality policy; which image failed which gate and why."""
+    rows = measurement_rows(measurements, content_filtered, policy.duplicate_max_distance, vlm_verdicts)
+    checks = checks_for_policy(policy, has_palette=has_palette, with_vlm=vlm_verdicts is not None)
+    return validate_rows(rows, checks, suite_name=f"imagegen-quality-round-{round_no}", docs_dir=Path(docs_dir))

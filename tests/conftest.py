@@ -1,0 +1,43 @@
+"""Test-wide settings: an isolated PREFECT_HOME, no analytics, and one Prefect harness per session.
+
+Unit tests never touch Prefect. Flow tests use the `prefect_harness` fixture, which starts one
+temporary Prefect server for the whole session (15-25 s here) instead of one per test.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_PREFECT_HOME = Path(tempfile.mkdtemp(prefix="imagegen-test-prefect-"))
+os.environ["PREFECT_HOME"] = str(_PREFECT_HOME)
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ["PREFECT_LOCAL_STORAGE_PATH"] = str(_PREFECT_HOME / "storage")
+# Never read a developer's real credentials in tests; tests that need secrets set sentinels.
+for _name in ("NVIDIA_API_KEY", "NEUROFLASH_CLIENT_ID", "NEUROFLASH_CLIENT_SECRET", "SUPABASE_URL",
+              "SUPABASE_KEY", "GITLAB_URL", "GITLAB_TOKEN", "PREFECT_API_URL", "PREFECT_API_KEY"):
+    os.environ.pop(_name, None)
+for _name in [n for n in os.environ if n.startswith("IMAGEGEN_") and not n.startswith("IMAGEGEN_TEST_")]:
+    os.environ.pop(_name)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        # each flow run would otherwise wait ~1 s for its heartbeat thread at exit
+        with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            yield
+
+
+@pytest.fixture
+def examples_dir() -> Path:
+    return REPO / "examples"

@@ -1,0 +1,148 @@
+"""End-to-end runs of the campaign flow on the embedded defaults (local provider, local folder, SQLite).
+
+One Prefect server serves the whole session; each test uses its own output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from deployments.cli import main as cli_main
+from imagegen.imaging.encode import read_xmp
+from imagegen.imaging.metrics import sniff_format
+
+pytestmark = pytest.mark.prefect
+
+PALETTE = ["#ff6b6b", "#4ecdc4", "#ffe66d", "#2c3e50", "#ffffff"]
+
+
+def small_brief(tmp_path: Path, **quality) -> Path:
+    """A quick brief: two masters at 1024 px, a few targets, every stage exercised."""
+    brief = {
+        "campaign": "flow-test",
+        "brand": {"name": "Acme", "palette": PALETTE},
+        "subjects": [
+            {"subject": "a luxury wrist watch on a marble plinth", "style": "product", "lighting": "product",
+             "composition": "rule_of_thirds", "mood": "elegant"},
+            {"subject": "a pair of running shoes", "style": "lifestyle", "lighting": "golden_hour",
+             "composition": "leading_lines", "mood": "energetic"},
+        ],
+        "size_sets": ["linkedin"],
+        "targets": [
+            {"name": "square_webp", "platform": "web", "width": 640, "height": 640, "format": "WEBP"},
+            {"name": "banner_png", "platform": "web", "width": 900, "height": 300, "format": "PNG"},
+            {"name": "tall_avif", "platform": "web", "width": 360, "height": 640, "format": "AVIF"},
+        ],
+        "provider": {"name": "local", "master_width": 1024, "master_height": 1024},
+        "quality": {"max_edit_attempts": 1, **quality},
+    }
+    path = tmp_path / "brief.yaml"
+    path.write_text(yaml.safe_dump(brief))
+    return path
+
+
+def run_cli(capsys, *args: str) -> tuple[int, dict | None, str]:
+    code = cli_main(["run", *args, "--json"])
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out) if code in (0, 1) and captured.out.strip() else None
+    return code, summary, captured.err
+
+
+def catalog_rows(out: Path) -> list[dict]:
+    with sqlite3.connect(out / "catalog.db") as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute("SELECT * FROM media_assets ORDER BY asset_id, variant")]
+
+
+@pytest.fixture(scope="module")
+def first_run(prefect_harness, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("full-run")
+    brief, out = small_brief(tmp), tmp / "out"
+    code = cli_main(["run", str(brief), "--out", str(out), "--json"])
+    return code, brief, out
+
+
+def test_full_run_publishes_every_variant_with_provenance(first_run):
+    code, _, out = first_run
+    assert code == 0
+    summary = json.loads((out / "run-summary.json").read_text())
+    assert summary["masters"] == 2 and summary["published"] == 2 and summary["quarantined"] == 0
+    assert summary["provider_calls"] == 2
+    rows = catalog_rows(out)
+    # per master: the master itself + linkedin_post + 3 explicit targets
+    assert len(rows) == 2 * 5
+    expected = {"master": (1024, 1024, "PNG"), "linkedin_post": (1200, 627, "JPEG"),
+                "square_webp": (640, 640, "WEBP"), "banner_png": (900, 300, "PNG"), "tall_avif": (360, 640, "AVIF")}
+    for row in rows:
+        width, height, fmt = expected[row["variant"]]
+        path = Path(row["url"].removeprefix("file://"))
+        assert path.is_file() and path.is_relative_to(out / "assets")
+        with Image.open(path) as im:
+            assert (im.width, im.height) == (width, height)
+        assert sniff_format(path.read_bytes()[:64]) == fmt == row["format"]
+        assert (row["width"], row["height"], row["bytes"]) == (width, height, path.stat().st_size)
+        xmp = read_xmp(path)
+        assert "digitalsourcetype" in xmp.lower() and "AlgorithmicMedia" in xmp
+        assert str(row["seed"]) in xmp
+        assert row["status"] == "published" and row["provider"] == "local" and row["store"] == "local"
+        gates = json.loads(row["gates"])
+        assert gates["passed"] is True and "sharpness" in gates["checked"]
+        assert len(row["sha256"]) == 64 and row["phash"]
+        assert json.loads(row["metadata"])["stand_in"] is True
+    assert (out / "gallery.html").is_file()
+    assert (out / "gx-report" / "index.html").is_file()
+    html = (out / "gallery.html").read_text()
+    assert html.count("<figure") == len(rows)
+
+
+def test_unchanged_rerun_spends_nothing_writes_nothing(first_run, capsys):
+    _, brief, out = first_run
+    before = catalog_rows(out)
+    mtimes = {p: p.stat().st_mtime_ns for p in (out / "assets").rglob("*") if p.is_file()}
+    code, summary, _ = run_cli(capsys, str(brief), "--out", str(out))
+    assert code == 0
+    assert summary["provider_calls"] == 0
+    assert summary["files_written"] == 0
+    assert summary["catalog_inserted"] == 0 and summary["catalog_updated"] == 0
+    assert catalog_rows(out) == before
+    assert {p: p.stat().st_mtime_ns for p in (out / "assets").rglob("*") if p.is_file()} == mtimes
+
+
+def test_broken_brief_exits_before_anything_is_written(prefect_harness, tmp_path, capsys):
+    brief = yaml.safe_load(small_brief(tmp_path).read_text())
+    brief["brand"]["palette"][1] = "teal"
+    brief["subjects"][0]["mood"] = "call me at jane.doe@example.com"
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(brief))
+    out = tmp_path / "never"
+    code = cli_main(["run", str(path), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "brand.palette[1]" in err and "subjects[0].mood" in err
+    assert not out.exists()
+
+
+def test_forced_gate_failure_is_quarantined_with_reasons(prefect_harness, tmp_path, capsys):
+    brief = small_brief(tmp_path, min_width=4096)
+    out = tmp_path / "out"
+    code, summary, _ = run_cli(capsys, str(brief), "--out", str(out))
+    assert code == 0
+    assert summary["published"] == 0 and summary["quarantined"] == 2
+    rows = catalog_rows(out)
+    assert {r["variant"] for r in rows} == {"master"} and {r["status"] for r in rows} == {"quarantined"}
+    for row in rows:
+        gates = json.loads(row["gates"])
+        assert any(f["gate"] == "resolution" and "4096" in f["reason"] for f in gates["failures"])
+        assert len(gates["history"]) == 2  # the original and one regeneration, both failed
+        path = Path(row["url"].removeprefix("file://"))
+        assert path.is_file() and path.is_relative_to(out / "quarantine")
+        reasons = json.loads((path.parent / "reasons.json").read_text())
+        assert reasons["reasons"] and reasons["sha256"] == row["sha256"]
+    # every version the edit stage produced is still on disk
+    assert len(list((out / "masters").glob("*.png"))) == 4

@@ -13,8 +13,8 @@ from prefect import flow, get_run_logger, task
 from prefect.runtime import flow_run
 
 from blocks.resolve import catalog_block, provider_chain, quarantine_block, store_block
-from flows.stages import (alt_text_for, gate_and_edit, generate_all, master_template, plan_specs, publish_all,
-                          publish_job, record_run)
+from flows.stages import (alt_text_for, gate_and_edit, generate_all, master_template, plan_specs,
+                          publish_and_catalog, publish_job, record_run)
 from imagegen.brief import Brief, brief_from_source
 from imagegen.budget import budget_for_run, release_run
 from imagegen.prompts import PromptSpec
@@ -73,11 +73,12 @@ def campaign_flow(brief: str | dict, out_dir: str = "imagegen-output", provider:
     jobs = {aid: publish_job(master, master_template(spec_by_id[aid], master, report.results[aid], checked,
                                                      history[aid], alt_text_for(spec_by_id[aid])), **stores)
             for aid, master in masters.items()}
-    rows, stored = publish_all(jobs, logger, failed)
+    catalog = catalog_block(settings, out)
+    rows, stored, upserted = publish_and_catalog(jobs, catalog, logger, failed)
 
     summary = RunSummary(
         campaign=the_brief.campaign, out_dir=str(out), masters=len(specs), generated=len(masters), failed=failed,
         provider_calls=provider_calls,
         providers_used={p: sum(1 for m in masters.values() if m.provider == p) for p in {m.provider for m in masters.values()}},
         gx_report=report.docs_index if report else None)
-    return record_run(summary, rows, stored, catalog_block(settings, out), out, logger, started)
+    return record_run(summary, rows, stored, upserted, catalog, out, started)

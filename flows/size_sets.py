@@ -17,7 +17,7 @@ from prefect.futures import wait
 
 from blocks.resolve import catalog_block, quarantine_block, store_block
 from flows.campaign import campaign_flow
-from flows.stages import publish_all, publish_job, record_run
+from flows.stages import publish_and_catalog, publish_job, record_run
 from imagegen.brief import brief_from_source
 from imagegen.catalog.base import CatalogRow
 from imagegen.catalog.rows import template_from_row
@@ -91,7 +91,7 @@ def size_set_flow(brief: str | dict, size_sets: list[str], out_dir: str = "image
             failed.append(FailedAsset(asset_id=row.asset_id, stage="fetch", reason="the published master is unreachable"))
             continue
         jobs[row.asset_id] = publish_job(future.result(), template_from_row(row), **stores)
-    rows, stored = publish_all(jobs, logger, failed)
+    rows, stored, upserted = publish_and_catalog(jobs, catalog, logger, failed)
     summary = RunSummary(campaign=the_brief.campaign, out_dir=str(out), masters=len(published),
                          generated=len(jobs), failed=failed, provider_calls=0)
-    return record_run(summary, rows, stored, catalog, out, logger, started, whole_campaign_gallery=True)
+    return record_run(summary, rows, stored, upserted, catalog, out, started, whole_campaign_gallery=True)

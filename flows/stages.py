@@ -11,6 +11,7 @@ from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture, wait
+from prefect.transactions import transaction
 
 from imagegen.brief import Brief
 from imagegen.catalog.base import CatalogRow
@@ -252,15 +253,24 @@ def publish_job(master: GeneratedImage, template: dict[str, Any], *, targets, sm
         "include_master": brief.publish.include_master}}
 
 
-def record_run(summary: RunSummary, rows: list[CatalogRow], stored: list[PublishedFile], catalog, out: Path,
-               logger, started: float, whole_campaign_gallery: bool = False) -> RunSummary:
-    """Catalog stage and the run's record: catalog rows, gallery page, summary file, Prefect artifacts.
+def publish_and_catalog(jobs: dict[str, dict[str, Any]], catalog, logger, failed: list[FailedAsset]):
+    """Publish and catalog as one transaction: if the catalog refuses the rows, every publish task's
+    rollback hook deletes the files it wrote, so no file is left without a row (and no row without a
+    file, since rows are written only after their files). A rerun of the same brief completes the set."""
+    with transaction():
+        rows, stored = publish_all(jobs, logger, failed)
+        upserted = write_catalog(rows, catalog)
+    logger.info(f"[catalog] {upserted.inserted} new, {upserted.updated} updated, {upserted.unchanged} unchanged")
+    return rows, stored, upserted
+
+
+def record_run(summary: RunSummary, rows: list[CatalogRow], stored: list[PublishedFile], upserted, catalog,
+               out: Path, started: float, whole_campaign_gallery: bool = False) -> RunSummary:
+    """The run's record: gallery page, summary file, Prefect artifacts.
 
     The gallery shows this run's rows, or every row of the campaign (a size-set run adds variants to
     masters published earlier, and the page should show them together).
     """
-    upserted = write_catalog(rows, catalog)
-    logger.info(f"[catalog] {upserted.inserted} new, {upserted.updated} updated, {upserted.unchanged} unchanged")
     statuses = {row.asset_id: row.status for row in rows}
     summary = summary.model_copy(update=dict(
         published=sum(1 for s in statuses.values() if s == "published"),

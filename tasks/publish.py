@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from prefect import task
+from prefect.transactions import get_transaction
 
 from blocks.storage import AssetStoreBlock
 from imagegen.models import FORMAT_CONTENT_TYPES, GeneratedImage
@@ -27,6 +28,8 @@ def publish_master(master: GeneratedImage, campaign: str, asset_id: str, prompt:
     """Render every target of `master` and store each file in the store its size routes to.
 
     Renders go to a scratch folder that is removed afterwards: the stores hold the only copies.
+    Files this attempt wrote are removed again if it fails, or if the surrounding transaction
+    (publish + catalog) rolls back, so no file is left without its catalog row.
     """
     router = SizeRouter(small=small_store.get_store(), large=large_store.get_store(), threshold_bytes=threshold_bytes)
     altered = bool(master.metadata.get("edits")) or logo_path is not None
@@ -38,10 +41,43 @@ def publish_master(master: GeneratedImage, campaign: str, asset_id: str, prompt:
         rendered = render_variants(master.image, targets, xmp=xmp, work_dir=scratch,
                                    logo_path=Path(logo_path) if logo_path else None, logo_options=logo_options,
                                    include_master=include_master)
-        return [store_variant(variant, campaign=campaign, asset_id=asset_id, router=router)
-                for variant in rendered]
+        published: list[PublishedFile] = []
+        try:
+            for variant in rendered:
+                published.append(store_variant(variant, campaign=campaign, asset_id=asset_id, router=router))
+        except BaseException:
+            remove_written(published, {s.name: s for s in (router.small, router.large)})
+            raise
+        remember_for_rollback(published, (small_store, large_store))
+        return published
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def remove_written(files: list[PublishedFile], stores: dict) -> None:
+    """Delete what this attempt wrote; files that were already there (written=False) stay."""
+    for f in files:
+        if f.stored.written:
+            stores[f.stored.store].delete(f.stored.key)
+
+
+def remember_for_rollback(files: list[PublishedFile], store_blocks) -> None:
+    transaction = get_transaction()
+    if transaction is not None:
+        transaction.set("published", [f.model_dump(mode="json") for f in files])
+        transaction.set("store_blocks", list(store_blocks))
+
+
+def undo_publish(transaction) -> None:
+    """Rollback hook: the catalog did not take the rows, so the files this run wrote go again (idempotent)."""
+    stores = {}
+    for block in transaction.get("store_blocks", []):
+        store = block.get_store()
+        stores[store.name] = store
+    remove_written([PublishedFile.model_validate(f) for f in transaction.get("published", [])], stores)
+
+
+publish_master.on_rollback(undo_publish)
 
 
 @task(name="quarantine-master", task_run_name="quarantine {asset_id}", cache_result_in_memory=False,
@@ -62,7 +98,12 @@ def quarantine_master(master: GeneratedImage, campaign: str, asset_id: str, prom
         target.put_file(key.rsplit("/", 1)[0] + "/reasons.json", reasons_path, "application/json")
     finally:
         reasons_path.unlink(missing_ok=True)
-    return [PublishedFile(variant=MASTER_VARIANT, platform="master", width=master.image.width,
-                          height=master.image.height, format=master.image.format, stored=stored,
-                          verified=target.verify(stored.key))]
+    published = [PublishedFile(variant=MASTER_VARIANT, platform="master", width=master.image.width,
+                               height=master.image.height, format=master.image.format, stored=stored,
+                               verified=target.verify(stored.key))]
+    remember_for_rollback(published, (store,))
+    return published
+
+
+quarantine_master.on_rollback(undo_publish)
 

@@ -37,10 +37,13 @@ class SqliteCatalog(Catalog):
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.executescript(schema_sql("sqlite"))
+        try:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(schema_sql("sqlite"))
+        except sqlite3.Error as exc:
+            raise _catalog_error(self.path, exc) from exc
         return conn
 
     def upsert(self, rows: list[CatalogRow]) -> UpsertResult:

@@ -1,0 +1,135 @@
+"""A full campaign publishing to Supabase Storage (small files) and GitLab (2 MB and over) through the
+real supabase-py and python-gitlab clients, against loopback emulators: routing by size, URLs checked,
+reruns that upload nothing, and outages that leave no orphan file and no dangling row."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deployments.cli import main as cli_main
+from tests.emulators.gitlab import PROJECT_ID, GitLabEmulator
+from tests.emulators.serve import serve_asgi
+from tests.emulators.supabase import SupabaseEmulator
+
+pytestmark = pytest.mark.prefect
+
+SUPABASE_KEY = "sb-SENTINEL-flow"
+GITLAB_TOKEN = "glpat-SENTINEL-flow"
+
+
+@pytest.fixture
+def stores(monkeypatch):
+    supabase, gitlab = SupabaseEmulator(key=SUPABASE_KEY), GitLabEmulator(token=GITLAB_TOKEN)
+    with serve_asgi(supabase.app) as supabase_url, serve_asgi(gitlab.app) as gitlab_url:
+        monkeypatch.setenv("SUPABASE_URL", supabase_url)
+        monkeypatch.setenv("SUPABASE_KEY", SUPABASE_KEY)
+        monkeypatch.setenv("GITLAB_URL", gitlab_url)
+        monkeypatch.setenv("GITLAB_TOKEN", GITLAB_TOKEN)
+        monkeypatch.setenv("IMAGEGEN_GITLAB_PROJECT", str(PROJECT_ID))
+        yield supabase, gitlab
+
+
+def write_brief(tmp_path: Path, campaign: str) -> Path:
+    """Two masters at 2048 px: a grainy cyberpunk render (a PNG master over 2 MB) and a plain product shot."""
+    brief = {
+        "campaign": campaign,
+        "brand": {"name": "Acme", "palette": ["#ff2e88", "#00e5ff", "#1a1a2e", "#f9f871"]},
+        "subjects": [
+            {"subject": "a neon motorcycle in a rainy city street", "style": "cyberpunk", "lighting": "moody",
+             "composition": "leading_lines", "seed": 1001},
+            {"subject": "a glass perfume bottle", "style": "product", "lighting": "product", "seed": 2002},
+        ],
+        "size_sets": [],
+        "targets": [
+            {"name": "feed_square", "platform": "web", "width": 800, "height": 800, "format": "JPEG"},
+            {"name": "banner_webp", "platform": "web", "width": 1200, "height": 400, "format": "WEBP"},
+        ],
+        "provider": "local",
+        # this test is about stores, not gates: accept the stand-in renders as they are
+        "quality": {"max_edit_attempts": 0, "check_brand_colors": False, "min_sharpness": 0,
+                    "max_noise_sigma": 50, "max_clipped_fraction": 1.0, "duplicate_max_distance": 0},
+        "publish": {"small_store": "supabase", "large_store": "gitlab", "size_threshold_bytes": 2_000_000},
+    }
+    path = tmp_path / f"{campaign}.yaml"
+    path.write_text(yaml.safe_dump(brief))
+    return path
+
+
+def run(capsys, brief: Path, out: Path, *extra: str) -> tuple[int, dict | None, str]:
+    code = cli_main(["run", str(brief), "--out", str(out), "--json", *extra])
+    captured = capsys.readouterr()
+    return code, (json.loads(captured.out) if captured.out.strip() else None), captured.err
+
+
+def rows(out: Path) -> list[dict]:
+    if not (out / "catalog.db").exists():
+        return []
+    with sqlite3.connect(out / "catalog.db") as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute("SELECT * FROM media_assets")]
+
+
+def stored_keys(supabase: SupabaseEmulator, gitlab: GitLabEmulator) -> set[str]:
+    return {f"supabase:{key}" for _, key in supabase.objects} | {
+        f"gitlab:{u.filename}:{u.id}" for u in gitlab.uploads.values()}
+
+
+def test_routes_by_size_verifies_urls_and_reruns_upload_nothing(prefect_harness, stores, tmp_path, capsys):
+    supabase, gitlab = stores
+    brief, out = write_brief(tmp_path, "stores-e2e"), tmp_path / "out"
+    code, summary, err = run(capsys, brief, out)
+    assert code == 0, err
+    catalog = rows(out)
+    assert len(catalog) == 2 * 3 and summary["files_written"] == 6
+    for row in catalog:
+        assert (row["store"] == "gitlab") == (row["bytes"] >= 2_000_000)
+        assert json.loads(row["metadata"])["url_verified"] is True
+    assert any(r["store"] == "gitlab" for r in catalog), "the cyberpunk master should be over 2 MB"
+    assert len(supabase.objects) == sum(r["store"] == "supabase" for r in catalog)
+    assert len(gitlab.uploads) == sum(r["store"] == "gitlab" for r in catalog)
+    secret_free = json.dumps(catalog) + err + (out / "run-summary.json").read_text()
+    assert SUPABASE_KEY not in secret_free and GITLAB_TOKEN not in secret_free
+
+    uploads_before = (len(supabase.calls_to("POST", "/storage/v1/object/")),
+                      len(gitlab.calls_to("POST", f"/api/v4/projects/{PROJECT_ID}/uploads")))
+    code, summary, _ = run(capsys, brief, out)
+    assert code == 0
+    assert summary["provider_calls"] == 0 and summary["files_written"] == 0 and summary["catalog_inserted"] == 0
+    assert (len(supabase.calls_to("POST", "/storage/v1/object/")),
+            len(gitlab.calls_to("POST", f"/api/v4/projects/{PROJECT_ID}/uploads"))) == uploads_before
+
+
+def test_store_outage_leaves_no_orphan_and_next_run_completes(prefect_harness, stores, tmp_path, capsys):
+    supabase, gitlab = stores
+    brief, out = write_brief(tmp_path, "stores-outage"), tmp_path / "out"
+    supabase.faults.outage = True  # GitLab takes the big master, then every Supabase upload fails
+    code, summary, _ = run(capsys, brief, out)
+    assert code == 1
+    assert {f["stage"] for f in summary["failed"]} == {"publish"}
+    assert rows(out) == [] and stored_keys(supabase, gitlab) == set(), "orphan files or dangling rows"
+
+    supabase.faults.outage = False
+    code, summary, _ = run(capsys, brief, out)
+    assert code == 0 and summary["published"] == 2 and summary["provider_calls"] == 0
+    assert len(rows(out)) == 6 and len(stored_keys(supabase, gitlab)) == 6
+
+
+def test_catalog_outage_rolls_back_uploads(prefect_harness, stores, tmp_path, capsys, monkeypatch):
+    supabase, gitlab = stores
+    brief, out = write_brief(tmp_path, "catalog-outage"), tmp_path / "out"
+    broken = tmp_path / "broken.db"
+    broken.write_bytes(b"this is not a database" * 100)
+    monkeypatch.setenv("IMAGEGEN_CATALOG_URL", f"sqlite:///{broken}")
+    code, _, err = run(capsys, brief, out)
+    assert code == 1 and "catalog" in err.lower()
+    assert stored_keys(supabase, gitlab) == set(), "uploads of a run whose rows were refused must be removed"
+
+    monkeypatch.delenv("IMAGEGEN_CATALOG_URL")
+    code, summary, _ = run(capsys, brief, out)
+    assert code == 0 and summary["catalog_inserted"] == 6
+    assert len(stored_keys(supabase, gitlab)) == 6

@@ -1,0 +1,145 @@
+"""`imagegen setup`: everything a Prefect server needs before deployments run, in one idempotent step.
+
+1. registers every imagegen block type (so the UI can create them),
+2. saves blocks built from the environment (only those whose variables are set),
+3. creates the global concurrency limits that mirror the providers' rate limits,
+4. creates the `imagegen-process` work pool.
+
+Run twice, the second run changes nothing: each object is compared and written only when it differs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from imagegen.settings import ImagegenSettings
+
+WORK_POOL = "imagegen-process"
+
+
+@dataclass
+class SetupReport:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+    def record(self, what: str, outcome: str) -> None:
+        getattr(self, outcome).append(what)
+
+    def lines(self) -> list[str]:
+        return ([f"created   {w}" for w in self.created] + [f"updated   {w}" for w in self.updated]
+                + [f"unchanged {w}" for w in self.unchanged])
+
+
+def block_types() -> list[type]:
+    from blocks.catalog import SqliteCatalogBlock
+    from blocks.gitlab import GitLabCredentials, GitLabUploads
+    from blocks.neuroflash import NeuroflashCredentials, NeuroflashImageProvider
+    from blocks.nvidia import NvidiaCredentials, NvidiaImageProvider, NvidiaVisionReviewer
+    from blocks.postgres import PostgresCatalogBlock
+    from blocks.providers import LocalProvider
+    from blocks.storage import LocalAssetFolder
+    from blocks.supabase import SupabaseCatalogBlock, SupabaseCredentials, SupabaseStorage
+
+    return [LocalProvider, NvidiaCredentials, NvidiaImageProvider, NvidiaVisionReviewer, NeuroflashCredentials,
+            NeuroflashImageProvider, LocalAssetFolder, SupabaseCredentials, SupabaseStorage, SupabaseCatalogBlock,
+            GitLabCredentials, GitLabUploads, SqliteCatalogBlock, PostgresCatalogBlock]
+
+
+def blocks_from_environment(settings: ImagegenSettings) -> dict[str, Any]:
+    """Block document name -> block, for each service whose variables are set (and `local` always)."""
+    from blocks.providers import LocalProvider
+    from blocks.resolve import provider_block, store_block
+
+    found: dict[str, Any] = {"local": LocalProvider(master_size=settings.local_master_size)}
+    if settings.nvidia_api_key or settings.nim_url:
+        found["nvidia"] = provider_block("nim" if settings.nim_url and not settings.nvidia_api_key else "nvidia",
+                                         settings)
+        from blocks.nvidia import vision_reviewer_from_settings
+
+        reviewer = vision_reviewer_from_settings(settings)
+        if reviewer is not None:
+            found["nvidia-vlm"] = reviewer
+    if settings.neuroflash_client_id and settings.neuroflash_client_secret:
+        found["neuroflash"] = provider_block("neuroflash", settings)
+    if settings.supabase_url and settings.supabase_key:
+        found["supabase"] = store_block("supabase", settings, settings.output_dir.resolve())
+    if settings.gitlab_url and settings.gitlab_token and settings.gitlab_project:
+        found["gitlab"] = store_block("gitlab", settings, settings.output_dir.resolve())
+    return found
+
+
+def _same_block(existing, wanted) -> bool:
+    # model_dump keeps SecretStr objects, which compare by their secret values
+    return type(existing) is type(wanted) and existing.model_dump() == wanted.model_dump()
+
+
+def save_block(name: str, block, report: SetupReport) -> None:
+    try:
+        existing = type(block).load(name)
+    except ValueError:  # Prefect raises ValueError for a missing block document
+        existing = None
+    label = f"block {block.get_block_type_slug()}/{name}"
+    if existing is not None and _same_block(existing, block):
+        report.record(label, "unchanged")
+        return
+    block.save(name, overwrite=True)
+    report.record(label, "created" if existing is None else "updated")
+
+
+def rate_limits(settings: ImagegenSettings) -> dict[str, tuple[int, float]]:
+    """name -> (limit, slot decay per second): a rate limit of N calls per minute per provider account."""
+    return {
+        "imagegen-nvidia-rate": (max(1, int(settings.nvidia_rate_per_minute)), settings.nvidia_rate_per_minute / 60),
+        "imagegen-neuroflash-rate": (max(1, int(settings.neuroflash_rate_per_minute)),
+                                     settings.neuroflash_rate_per_minute / 60),
+    }
+
+
+def ensure_rate_limits(client, settings: ImagegenSettings, report: SetupReport) -> None:
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
+    from prefect.exceptions import ObjectNotFound
+
+    for name, (limit, decay) in rate_limits(settings).items():
+        label = f"concurrency limit {name} ({limit}/min)"
+        try:
+            current = client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name=name, limit=limit, slot_decay_per_second=decay))
+            report.record(label, "created")
+            continue
+        if current.limit == limit and abs((current.slot_decay_per_second or 0) - decay) < 1e-9:
+            report.record(label, "unchanged")
+        else:
+            client.update_global_concurrency_limit(
+                name, GlobalConcurrencyLimitUpdate(limit=limit, slot_decay_per_second=decay))
+            report.record(label, "updated")
+
+
+def ensure_work_pool(client, report: SetupReport) -> None:
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        client.read_work_pool(WORK_POOL)
+        report.record(f"work pool {WORK_POOL}", "unchanged")
+    except ObjectNotFound:
+        client.create_work_pool(WorkPoolCreate(name=WORK_POOL, type="process"))
+        report.record(f"work pool {WORK_POOL} (process)", "created")
+
+
+def run_setup(settings: ImagegenSettings) -> SetupReport:
+    from prefect.client.orchestration import get_client
+
+    report = SetupReport()
+    for block_type in block_types():
+        block_type.register_type_and_schema()
+    report.record(f"{len(block_types())} block types registered", "unchanged")
+    for name, block in blocks_from_environment(settings).items():
+        save_block(name, block, report)
+    with get_client(sync_client=True) as client:
+        ensure_rate_limits(client, settings, report)
+        ensure_work_pool(client, report)
+    return report

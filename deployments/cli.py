@@ -50,6 +50,7 @@ def _print_problems(err) -> None:
 def validate(brief_path: str, provider: str | None) -> None:
     """Everything that can reject a brief, before Prefect starts and before anything is written."""
     from blocks.resolve import provider_chain
+    from flows.campaign import vlm_reviewer
     from flows.stages import plan_specs
     from imagegen.brief import load_brief
     from imagegen.settings import load_settings
@@ -60,6 +61,7 @@ def validate(brief_path: str, provider: str | None) -> None:
     resolve_targets(brief.size_sets, brief.targets)
     providers = provider_chain(brief.provider, settings, override=settings.provider)
     plan_specs(brief, providers, settings.local_master_size)
+    vlm_reviewer(brief, settings)
 
 
 def run(args: argparse.Namespace) -> int:

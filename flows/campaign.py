@@ -14,7 +14,7 @@ from prefect.runtime import flow_run
 
 from blocks.resolve import catalog_block, provider_chain, quarantine_block, store_block
 from flows.stages import (alt_text_for, gate_and_edit, generate_all, master_template, plan_specs,
-                          publish_and_catalog, publish_job, record_run)
+                          providers_with_quota, publish_and_catalog, publish_job, record_run, usage_after)
 from imagegen.brief import Brief, brief_from_source
 from imagegen.budget import budget_for_run, release_run
 from imagegen.prompts import PromptSpec
@@ -27,6 +27,20 @@ from imagegen.summary import FailedAsset, RunSummary
 @task(name="build-prompts", cache_result_in_memory=False)
 def build_prompts(brief: Brief, providers: list, local_master_size: int) -> list[PromptSpec]:
     return plan_specs(brief, providers, local_master_size)
+
+
+def vlm_reviewer(brief: Brief, settings):
+    """The VLM reviewer when the policy gates on it or IMAGEGEN_VLM_MODEL asks for reviewed alt text."""
+    from blocks.nvidia import vision_reviewer_from_settings
+    from imagegen.errors import BriefError
+
+    if not (brief.quality.vlm_review or settings.vlm_model):
+        return None
+    reviewer = vision_reviewer_from_settings(settings)
+    if reviewer is None and brief.quality.vlm_review:
+        raise BriefError([("quality.vlm_review", "needs a reviewer: set NVIDIA_API_KEY (and IMAGEGEN_VLM_MODEL, "
+                                                 "IMAGEGEN_VLM_BASE_URL for another OpenAI-compatible endpoint)")])
+    return reviewer
 
 
 @flow(name="imagegen-campaign", log_prints=False)
@@ -53,32 +67,37 @@ def campaign_flow(brief: str | dict, out_dir: str = "imagegen-output", provider:
     budget = budget_for_run(run_id, settings.max_provider_calls)
     masters_dir, docs_dir = out / "masters", out / "gx-report"
     failed: list[FailedAsset] = []
+    reviewer = vlm_reviewer(the_brief, settings)
     try:
+        providers, quota_before = providers_with_quota(providers, len(specs), logger)
         masters = generate_all(specs, the_brief, providers, masters_dir, run_id, settings.local_master_size,
                                failed, logger)
         spec_by_id = {s.asset_id: s for s in specs}
         for aid, master in masters.items():  # record what made it (a fallback changes provider and model)
             spec_by_id[aid] = spec_by_id[aid].model_copy(update={"provider": master.provider, "model": master.model})
-        report, history = (gate_and_edit(masters, spec_by_id, the_brief, providers[0], masters_dir, docs_dir,
-                                         run_id, logger) if masters else (None, {}))
+        report, history, reviews = (gate_and_edit(masters, spec_by_id, the_brief, providers[0], masters_dir,
+                                                  docs_dir, run_id, logger, reviewer)
+                                    if masters else (None, {}, {}))
+        usage = usage_after(providers, quota_before)
     finally:
         provider_calls = budget.spent
         release_run(run_id)
 
-    checked = sorted({c.gate for c in checks_for_policy(the_brief.quality,
-                                                         has_palette=bool(the_brief.brand.palette))})
+    checked = sorted({c.gate for c in checks_for_policy(the_brief.quality, has_palette=bool(the_brief.brand.palette),
+                                                         with_vlm=the_brief.quality.vlm_review)})
     stores = dict(targets=targets, small=store_block(the_brief.publish.small_store, settings, out),
                   large=store_block(the_brief.publish.large_store, settings, out), quarantine=quarantine_block(out),
                   brief=the_brief, work_root=out / ".work")
     jobs = {aid: publish_job(master, master_template(spec_by_id[aid], master, report.results[aid], checked,
-                                                     history[aid], alt_text_for(spec_by_id[aid])), **stores)
+                                                     history[aid], alt_text_for(spec_by_id[aid], reviews.get(aid))),
+                             **stores)
             for aid, master in masters.items()}
     catalog = catalog_block(settings, out)
     rows, stored, upserted = publish_and_catalog(jobs, catalog, logger, failed)
 
     summary = RunSummary(
         campaign=the_brief.campaign, out_dir=str(out), masters=len(specs), generated=len(masters), failed=failed,
-        provider_calls=provider_calls,
+        provider_calls=provider_calls, provider_usage=usage,
         providers_used={p: sum(1 for m in masters.values() if m.provider == p) for p in {m.provider for m in masters.values()}},
         gx_report=report.docs_index if report else None)
     return record_run(summary, rows, stored, upserted, catalog, out, started)

@@ -29,6 +29,7 @@ from tasks.catalog import write_catalog
 from tasks.edit import fix_master_locally
 from tasks.gate import gate_masters, measure_master
 from tasks.generate import adopt_into, generate_master, provider_edit_master, regenerate_master
+from tasks.providers import check_quota, read_usage, review_master
 from tasks.publish import publish_master, quarantine_master
 
 
@@ -56,7 +57,8 @@ def plan_specs(brief: Brief, providers: list, local_master_size: int) -> list[Pr
 # -------------------------------------------------------------------------------------------- helpers
 
 def future_exception(future: PrefectFuture) -> BaseException | None:
-    """The exception a finished task raised, or None when it completed."""
+    """The exception the task raised, or None when it completed (waits for it to finish)."""
+    future.wait()
     state = future.state
     if state.is_completed():
         return None
@@ -84,6 +86,34 @@ def fallback_worthy(exc: BaseException | None) -> bool:
 
 
 # ------------------------------------------------------------------------------------------- generate
+
+def providers_with_quota(providers: list, needed: int, logger) -> tuple[list, dict[str, dict]]:
+    """Check quota before any spend. A provider without room is skipped when a fallback follows it;
+    without a fallback the run stops here, saying how many images are needed and left."""
+    usable, before = [], {}
+    for position, provider in enumerate(providers):
+        future = check_quota.submit(provider, needed)
+        exc = future_exception(future)
+        if exc is None:
+            usable.append(provider)
+            if (quota := future.result()) is not None:
+                before[provider.provider_name] = quota
+        elif isinstance(exc, QuotaExhausted) and position + 1 < len(providers):
+            logger.warning(f"[generate] {provider.provider_name}: {exc}; using the fallback")
+        else:
+            raise exc
+    return usable, before
+
+
+def usage_after(providers: list, before: dict[str, dict]) -> dict[str, dict]:
+    usage = {}
+    for provider in providers:
+        if provider.provider_name in before:
+            future = read_usage.submit(provider)
+            after = future.result() if future_exception(future) is None else None
+            usage[provider.provider_name] = {"before": before[provider.provider_name], "after": after}
+    return usage
+
 
 def generate_all(specs: list[PromptSpec], brief: Brief, providers: list, masters_dir: Path, run_id: str,
                  local_master_size: int, failed: list[FailedAsset], logger) -> dict[str, GeneratedImage]:
@@ -147,28 +177,64 @@ def submit_remedy(aid: str, failures: list, remedies: list[str], master: Generat
     return fix_master_locally.submit(master, aid, remedies, palette, str(masters_dir), attempt)
 
 
+def review_all(masters: dict[str, GeneratedImage], specs: dict[str, PromptSpec], reviewer, run_id: str,
+               known: dict[str, Any], logger) -> dict[str, Any]:
+    """A VLM review per master (verdict, reasons, alt text); bytes reviewed in an earlier round are not
+    reviewed again. A review that fails counts as a failing verdict, with its reason."""
+    from imagegen.providers.vlm import Review
+
+    futures = {m.image.sha256: review_master.submit(m.image.path, aid, reviewer,
+                                                    {"campaign": specs[aid].campaign, "prompt": specs[aid].prompt,
+                                                     "brand": specs[aid].brand_name}, run_id)
+               for aid, m in masters.items() if m.image.sha256 not in known}
+    wait(list(futures.values()))
+    for sha, future in futures.items():
+        exc = future_exception(future)
+        if exc is None:
+            known[sha] = future.result()
+        else:
+            logger.warning(f"[gate] review failed: {safe_reason(exc)}")
+            known[sha] = Review(verdict="fail", reasons=[f"review failed: {safe_reason(exc)}"], alt_text="",
+                                model=getattr(reviewer, "model", "vlm"))
+    return {aid: known[m.image.sha256] for aid, m in masters.items()}
+
+
 def gate_and_edit(masters: dict[str, GeneratedImage], specs: dict[str, PromptSpec], brief: Brief, provider,
-                  masters_dir: Path, docs_dir: Path, run_id: str, logger) -> tuple[GateReport, dict[str, list]]:
+                  masters_dir: Path, docs_dir: Path, run_id: str, logger, reviewer=None
+                  ) -> tuple[GateReport, dict[str, list], dict[str, Any]]:
     """Gate every master; remedy failures and gate again, at most `max_edit_attempts` times.
 
     Every version an edit produces stays in the masters folder: edits add files, never replace them.
+    With a reviewer, each master also gets a VLM review: its verdict is a gate when the policy asks
+    for it, and its alt text is kept for the catalog. Returns the report, the edit history, and the
+    latest review per master.
     """
     policy = brief.quality
     palette = list(brief.brand.palette)
     known: dict[str, ImageMeasurements] = {}
+    reviewed: dict[str, Any] = {}
+    reviews: dict[str, Any] = {}
     history: dict[str, list[dict]] = {aid: [] for aid in masters}
     supports_edit = provider.get_generator().capabilities(brief.provider.model).supports_edit
     for round_no in range(policy.max_edit_attempts + 1):
         measurements = measure_all(masters, palette, known)
         filtered = {aid: bool(m.content_filtered) for aid, m in masters.items()}
-        report = gate_masters(measurements, filtered, policy, bool(palette), str(docs_dir), round_no)
+        if reviewer is not None:
+            reviews = review_all(masters, specs, reviewer, run_id, reviewed, logger)
+        verdicts = {aid: r.verdict for aid, r in reviews.items()} if policy.vlm_review else None
+        report = gate_masters(measurements, filtered, policy, bool(palette), str(docs_dir), round_no, verdicts)
+        if verdicts:
+            for aid, result in report.results.items():  # the model's own reasons, not just "verdict is 'fail'"
+                for failure in result.failures:
+                    if failure.gate == "vlm_review" and reviews[aid].reasons:
+                        failure.reason = "VLM review: " + "; ".join(reviews[aid].reasons)
         failing = report.failed_ids()
         logger.info(f"[gate] round {round_no}: {len(masters) - len(failing)}/{len(masters)} passed")
         for aid in failing:
             history[aid].append({"round": round_no, "sha256": masters[aid].image.sha256,
                                  "failures": [f.model_dump() for f in report.results[aid].failures]})
         if not failing or round_no == policy.max_edit_attempts:
-            return report, history
+            return report, history, reviews
         attempt = round_no + 1
         futures = {}
         for aid in failing:
@@ -205,10 +271,12 @@ def master_template(spec: PromptSpec, master: GeneratedImage, result: GateResult
     )
 
 
-def alt_text_for(spec: PromptSpec) -> str:
-    """Template alt text from the prompt parts (a reviewer model can replace it)."""
+def alt_text_for(spec: PromptSpec, review=None) -> str:
+    """The reviewer's alt text when a VLM reviewed the master, else a template from the prompt."""
     from imagegen.providers.vlm import template_alt_text
 
+    if review is not None and review.alt_text:
+        return review.alt_text
     return template_alt_text(spec.prompt, spec.brand_name)
 
 

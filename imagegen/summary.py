@@ -23,6 +23,8 @@ class RunSummary(BaseModel):
     files_written: int = Field(0, description="Files actually written this run (0 on an unchanged rerun)")
     provider_calls: int = 0
     providers_used: dict[str, int] = Field(default_factory=dict)
+    provider_usage: dict[str, dict] = Field(default_factory=dict,
+                                            description="Quota before and after, for providers that report it")
     catalog_inserted: int = 0
     catalog_updated: int = 0
     catalog_unchanged: int = 0
@@ -44,6 +46,10 @@ class RunSummary(BaseModel):
             f"catalog: {self.catalog} (+{self.catalog_inserted} new, {self.catalog_updated} updated, "
             f"{self.catalog_unchanged} unchanged)",
         ]
+        for name, usage in sorted(self.provider_usage.items()):
+            before, after = usage.get("before") or {}, usage.get("after") or {}
+            out.append(f"{name} quota: {before.get('available', '?')} available before, "
+                       f"{after.get('available', '?')} after")
         out += [f"failed: {f.asset_id} at {f.stage}: {f.reason}" for f in self.failed]
         if self.gx_report:
             out.append(f"quality report: {self.gx_report}")

@@ -66,7 +66,11 @@ def provider_edit_master(master: GeneratedImage, spec: PromptSpec, provider: Ima
                          instruction: str, masters_dir: str, run_id: str, attempt: int) -> GeneratedImage:
     """Image-to-image edit through the provider (FLUX.1-kontext, neuroflash /edit)."""
     budget_for_run(run_id).spend(provider.provider_name)
-    result = provider.get_generator().edit(master.image, instruction, request_for(spec), Path(masters_dir))
+    request = request_for(spec)
+    if "image_id" in master.metadata:  # neuroflash edits name their source by the provider's image id
+        request = request.model_copy(update={"spec": {**request.spec,
+                                                      "neuroflash_image_id": master.metadata["image_id"]}})
+    result = provider.get_generator().edit(master.image, instruction, request, Path(masters_dir))
     edits = [*master.metadata.get("edits", []), {"attempt": attempt, "kind": "provider_edit",
                                                  "instruction": instruction}]
     return result.model_copy(update={"metadata": {**master.metadata, **result.metadata, "edits": edits}})

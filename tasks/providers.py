@@ -1,0 +1,37 @@
+"""Provider-account tasks around the generate stage: quota before spending, usage after, VLM reviews."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+
+from blocks.providers import ImageProviderBlock
+from imagegen.budget import budget_for_run
+from tasks.retrying import RETRY_OPTIONS
+
+
+@task(name="check-quota", task_run_name="check quota of {provider.provider_name}", **RETRY_OPTIONS)
+def check_quota(provider: ImageProviderBlock, needed: int) -> dict[str, Any] | None:
+    """Raise QuotaExhausted (saying how many are needed and left) before the first generation.
+
+    Providers without a quota API (local, NVIDIA) answer None.
+    """
+    generator = provider.get_generator()
+    ensure = getattr(generator, "ensure_quota", None)
+    return ensure(needed).summary() if ensure else None
+
+
+@task(name="read-usage", task_run_name="read usage of {provider.provider_name}", **RETRY_OPTIONS)
+def read_usage(provider: ImageProviderBlock) -> dict[str, Any] | None:
+    """The account's quota after the run (neuroflash); None where the provider has no usage API."""
+    generator = provider.get_generator()
+    report = getattr(generator, "usage_report", None)
+    return report().get("after") if report else None
+
+
+@task(name="review-master", task_run_name="review {image_id}", cache_result_in_memory=False, **RETRY_OPTIONS)
+def review_master(image_path: str, image_id: str, reviewer, context: dict[str, Any], run_id: str):
+    """A vision-language model's verdict, reasons and alt text for one master (one provider call)."""
+    budget_for_run(run_id).spend("vlm")
+    return reviewer.get_reviewer().review(image_path, context)

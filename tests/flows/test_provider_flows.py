@@ -1,0 +1,193 @@
+"""Full campaign runs through the NVIDIA and neuroflash emulators: the provider actually used per asset,
+NVCF 202 polling, cached reruns, the quota check before any spend, the fallback chain, the per-run
+budget, the VLM review gate and its alt text, and sentinel secrets that never leave their blocks."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import zlib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deployments.cli import main as cli_main
+from tests.emulators.neuroflash import NeuroflashEmulator
+from tests.emulators.nvidia import NvidiaEmulator
+from tests.emulators.serve import serve_asgi
+
+pytestmark = pytest.mark.prefect
+
+NVIDIA_KEY = "nvapi-SENTINEL-flow-key"
+NF_ID, NF_SECRET = "nf-flow-client", "nf-SENTINEL-flow-secret"
+# The emulators draw simple test images: this suite is about providers, so the gate accepts them.
+LENIENT = {"max_edit_attempts": 0, "check_brand_colors": False, "min_sharpness": 0, "max_noise_sigma": 50,
+           "max_clipped_fraction": 1.0, "max_blockiness": 50, "duplicate_max_distance": 0}
+
+
+class _Switch:
+    """One loopback server; each test plugs in a fresh emulator."""
+
+    target = None
+
+    async def __call__(self, scope, receive, send):
+        await self.target.app(scope, receive, send)
+
+
+@pytest.fixture(scope="module")
+def loopback():
+    switch = _Switch()
+    with serve_asgi(switch) as url:
+        yield switch, url
+
+
+@pytest.fixture
+def nvidia(loopback, monkeypatch):
+    switch, url = loopback
+    switch.target = emulator = NvidiaEmulator(api_key=NVIDIA_KEY)
+    monkeypatch.setenv("NVIDIA_API_KEY", NVIDIA_KEY)
+    monkeypatch.setenv("IMAGEGEN_NVIDIA_BASE_URL", f"{url}/v1/genai")
+    monkeypatch.setenv("IMAGEGEN_NVCF_STATUS_URL", f"{url}/v2/nvcf/pexec/status")
+    monkeypatch.setenv("IMAGEGEN_VLM_BASE_URL", f"{url}/v1")
+    monkeypatch.setenv("IMAGEGEN_NVIDIA_RATE_PER_MINUTE", "6000")
+    return emulator
+
+
+@pytest.fixture
+def neuroflash(loopback, monkeypatch):
+    switch, url = loopback
+    switch.target = emulator = NeuroflashEmulator(client_id=NF_ID, client_secret=NF_SECRET, image_long_side=1024)
+    emulator.base_url = url
+    monkeypatch.setenv("NEUROFLASH_CLIENT_ID", NF_ID)
+    monkeypatch.setenv("NEUROFLASH_CLIENT_SECRET", NF_SECRET)
+    monkeypatch.setenv("IMAGEGEN_NEUROFLASH_API_URL", f"{url}/api")
+    monkeypatch.setenv("IMAGEGEN_NEUROFLASH_TOKEN_URL", f"{url}/oauth/v2/token")
+    return emulator
+
+
+def brief_file(tmp_path: Path, provider, campaign: str, **quality) -> Path:
+    brief = {
+        "campaign": campaign,
+        "brand": {"name": "Acme", "palette": ["#ff6b6b", "#4ecdc4", "#2c3e50"]},
+        # a seed per campaign: the generation cache is shared by every brief with the same prompt and seed
+        "subjects": [{"subject": "a ceramic mug on a wooden table", "seed": 1 + zlib.crc32(campaign.encode()) % 10**6,
+                      "variations": 2}],
+        "size_sets": [],
+        "targets": [{"name": "feed_square", "platform": "web", "width": 640, "height": 640, "format": "JPEG"},
+                    {"name": "wide_webp", "platform": "web", "width": 960, "height": 540, "format": "WEBP"}],
+        "provider": provider,
+        "quality": {**LENIENT, **quality},
+    }
+    path = tmp_path / f"{campaign}.yaml"
+    path.write_text(yaml.safe_dump(brief))
+    return path
+
+
+def run(capsys, brief: Path, out: Path, *extra: str) -> tuple[int, dict | None, str]:
+    code = cli_main(["run", str(brief), "--out", str(out), "--json", *extra])
+    captured = capsys.readouterr()
+    return code, (json.loads(captured.out) if captured.out.strip() else None), captured.err
+
+
+def catalog(out: Path) -> list[dict]:
+    with sqlite3.connect(out / "catalog.db") as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute("SELECT * FROM media_assets")]
+
+
+def assert_no_secret(out: Path, *texts: str, secrets: tuple[str, ...]) -> None:
+    record = "\n".join(texts) + json.dumps(catalog(out) if (out / "catalog.db").exists() else [])
+    for path in out.rglob("*"):
+        if path.is_file() and path.suffix in {".json", ".html"}:
+            record += path.read_text(errors="ignore")
+    for secret in secrets:
+        assert secret not in record
+
+
+def test_nvidia_campaign_polls_202_publishes_and_reruns_from_cache(prefect_harness, nvidia, tmp_path, capsys):
+    nvidia.faults.accept_202 = True
+    brief, out = brief_file(tmp_path, {"name": "nvidia"}, "nvidia-e2e"), tmp_path / "out"
+    code, summary, err = run(capsys, brief, out)
+    assert code == 0, err
+    assert summary["provider_calls"] == 2 and summary["published"] == 2 and nvidia.spent == 2
+    assert nvidia.calls["status"] >= 2  # the 202s were polled to completion
+    rows = catalog(out)
+    assert {(r["provider"], r["model"]) for r in rows} == {("nvidia", "black-forest-labs/flux.1-dev")}
+    assert {r["width"] for r in rows if r["variant"] == "master"} == {1024}
+    assert all(json.loads(r["metadata"])["negatives_handling"] == "folded" for r in rows)
+
+    code, summary, err2 = run(capsys, brief, out)
+    assert code == 0 and summary["provider_calls"] == 0 and nvidia.spent == 2
+    assert_no_secret(out, err, err2, secrets=(NVIDIA_KEY,))
+
+
+def test_content_filtered_generation_is_a_failure_not_an_image(prefect_harness, nvidia, tmp_path, capsys):
+    nvidia.faults.content_filtered = 1
+    brief, out = brief_file(tmp_path, {"name": "nvidia"}, "nvidia-filtered"), tmp_path / "out"
+    code, summary, _ = run(capsys, brief, out)
+    assert code == 1
+    assert [f["stage"] for f in summary["failed"]] == ["generate"]
+    assert "ContentFiltered" in summary["failed"][0]["reason"]
+    assert summary["published"] == 1 and summary["provider_calls"] == 2  # filtered answers are not retried
+
+
+def test_vlm_review_gates_and_writes_alt_text(prefect_harness, nvidia, tmp_path, capsys):
+    brief = brief_file(tmp_path, {"name": "nvidia"}, "nvidia-vlm", vlm_review=True)
+    out = tmp_path / "out"
+    code, summary, err = run(capsys, brief, out)
+    assert code == 0, err
+    assert nvidia.calls["chat"] == 2 and summary["provider_calls"] == 4  # 2 images + 2 reviews
+    rows = catalog(out)
+    assert {r["alt_text"] for r in rows} == {"Colorful overlapping circles on a flat background"}
+    assert all("vlm_review" in json.loads(r["gates"])["checked"] for r in rows)
+
+
+def test_vlm_rejection_quarantines_with_the_models_reasons(prefect_harness, nvidia, tmp_path, capsys):
+    nvidia.faults.chat_reply = '{"verdict": "fail", "reasons": ["logo is cut off"], "alt_text": "A mug"}'
+    brief = brief_file(tmp_path, {"name": "nvidia"}, "nvidia-vlm-fail", vlm_review=True)
+    out = tmp_path / "out"
+    code, summary, _ = run(capsys, brief, out)
+    assert code == 0 and summary["quarantined"] == 2
+    failures = json.loads(catalog(out)[0]["gates"])["failures"]
+    assert any(f["gate"] == "vlm_review" and "logo is cut off" in f["reason"] for f in failures)
+
+
+def test_neuroflash_campaign_checks_quota_and_reports_usage(prefect_harness, neuroflash, tmp_path, capsys):
+    brief, out = brief_file(tmp_path, {"name": "neuroflash"}, "nf-e2e"), tmp_path / "out"
+    code, summary, err = run(capsys, brief, out)
+    assert code == 0, err
+    assert summary["published"] == 2 and neuroflash.calls["generate"] == 2
+    usage = summary["provider_usage"]["neuroflash"]
+    assert usage["before"]["available"] - usage["after"]["available"] == 2
+    assert {r["provider"] for r in catalog(out)} == {"neuroflash"}
+    assert_no_secret(out, err, secrets=(NF_SECRET,))
+
+
+def test_not_enough_quota_stops_before_the_first_generation(prefect_harness, neuroflash, tmp_path, capsys):
+    neuroflash.set_quota(available=1)
+    brief, out = brief_file(tmp_path, {"name": "neuroflash"}, "nf-quota"), tmp_path / "out"
+    code, _, err = run(capsys, brief, out)
+    assert code == 1
+    assert "need 2" in err and "1 left" in err
+    assert neuroflash.calls["generate"] == 0
+
+
+def test_exhausted_quota_falls_back_to_the_next_provider(prefect_harness, neuroflash, tmp_path, capsys):
+    neuroflash.set_quota(available=0)
+    brief = brief_file(tmp_path, {"name": "neuroflash", "fallback": ["local"], "master_width": 1024,
+                                  "master_height": 1024}, "nf-fallback")
+    out = tmp_path / "out"
+    code, summary, err = run(capsys, brief, out)
+    assert code == 0, err
+    assert summary["providers_used"] == {"local": 2} and neuroflash.calls["generate"] == 0
+    assert {r["provider"] for r in catalog(out)} == {"local"}
+
+
+def test_budget_stops_spending_cleanly(prefect_harness, tmp_path, capsys):
+    brief = brief_file(tmp_path, {"name": "local", "master_width": 1024, "master_height": 1024}, "budget")
+    out = tmp_path / "out"
+    code, summary, _ = run(capsys, brief, out, "--max-provider-calls", "1")
+    assert code == 1
+    assert summary["provider_calls"] == 1 and summary["published"] == 1
+    assert [f["stage"] for f in summary["failed"]] == ["budget"]

@@ -51,16 +51,14 @@ def validate(brief_path: str, provider: str | None) -> None:
     """Everything that can reject a brief, before Prefect starts and before anything is written."""
     from blocks.resolve import provider_chain
     from flows.campaign import vlm_reviewer
-    from flows.stages import plan_specs
+    from flows.stages import plan_masters
     from imagegen.brief import load_brief
     from imagegen.settings import load_settings
-    from imagegen.sizes import resolve_targets
 
     settings = load_settings(provider=provider)
     brief = load_brief(brief_path)
-    resolve_targets(brief.size_sets, brief.targets)
     providers = provider_chain(brief.provider, settings, override=settings.provider)
-    plan_specs(brief, providers, settings.local_master_size)
+    plan_masters(brief, providers, settings.local_master_size)
     vlm_reviewer(brief, settings)
 
 

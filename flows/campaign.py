@@ -13,7 +13,7 @@ from prefect import flow, get_run_logger, task
 from prefect.runtime import flow_run
 
 from blocks.resolve import catalog_block, provider_chain, quarantine_block, store_block
-from flows.stages import (alt_text_for, gate_and_edit, generate_all, master_template, plan_specs,
+from flows.stages import (alt_text_for, gate_and_edit, generate_all, master_template, plan_masters,
                           providers_with_quota, publish_and_catalog, publish_job, record_run, usage_after)
 from imagegen.brief import Brief, brief_from_source
 from imagegen.budget import budget_for_run, release_run
@@ -25,8 +25,8 @@ from imagegen.summary import FailedAsset, RunSummary
 
 
 @task(name="build-prompts", cache_result_in_memory=False)
-def build_prompts(brief: Brief, providers: list, local_master_size: int) -> list[PromptSpec]:
-    return plan_specs(brief, providers, local_master_size)
+def build_prompts(brief: Brief, providers: list, local_master_size: int) -> tuple[list[PromptSpec], dict]:
+    return plan_masters(brief, providers, local_master_size)
 
 
 def vlm_reviewer(brief: Brief, settings):
@@ -57,11 +57,14 @@ def campaign_flow(brief: str | dict, out_dir: str = "imagegen-output", provider:
     the_brief = brief_from_source(brief, Path(brief_dir) if brief_dir else None)
     out = Path(out_dir).resolve()
     providers = provider_chain(the_brief.provider, settings, override=settings.provider)
-    targets = resolve_targets(the_brief.size_sets, the_brief.targets)
-
     # prompt: every guard runs before any quota is spent or any file is written
-    specs = build_prompts(the_brief, providers, settings.local_master_size)
+    specs, targets_by_asset = build_prompts(the_brief, providers, settings.local_master_size)
+    targets = resolve_targets(the_brief.size_sets, the_brief.targets)
     logger.info(f"[prompt] {len(specs)} master(s) x {len(targets)} target(s) for campaign {the_brief.campaign}")
+    usable, quota_before = providers_with_quota(providers, len(specs), logger)
+    if usable[0] is not providers[0]:  # the primary has no quota left: plan for the provider that will work
+        specs, targets_by_asset = build_prompts(the_brief, usable, settings.local_master_size)
+    providers = usable
 
     run_id = str(flow_run.id or f"local-{time.time_ns()}")
     budget = budget_for_run(run_id, settings.max_provider_calls)
@@ -69,7 +72,6 @@ def campaign_flow(brief: str | dict, out_dir: str = "imagegen-output", provider:
     failed: list[FailedAsset] = []
     reviewer = vlm_reviewer(the_brief, settings)
     try:
-        providers, quota_before = providers_with_quota(providers, len(specs), logger)
         masters = generate_all(specs, the_brief, providers, masters_dir, run_id, settings.local_master_size,
                                failed, logger)
         spec_by_id = {s.asset_id: s for s in specs}
@@ -85,12 +87,12 @@ def campaign_flow(brief: str | dict, out_dir: str = "imagegen-output", provider:
 
     checked = sorted({c.gate for c in checks_for_policy(the_brief.quality, has_palette=bool(the_brief.brand.palette),
                                                          with_vlm=the_brief.quality.vlm_review)})
-    stores = dict(targets=targets, small=store_block(the_brief.publish.small_store, settings, out),
+    stores = dict(small=store_block(the_brief.publish.small_store, settings, out),
                   large=store_block(the_brief.publish.large_store, settings, out), quarantine=quarantine_block(out),
                   brief=the_brief, work_root=out / ".work")
     jobs = {aid: publish_job(master, master_template(spec_by_id[aid], master, report.results[aid], checked,
                                                      history[aid], alt_text_for(spec_by_id[aid], reviews.get(aid))),
-                             **stores)
+                             targets=targets_by_asset[aid], **stores)
             for aid, master in masters.items()}
     catalog = catalog_block(settings, out)
     rows, stored, upserted = publish_and_catalog(jobs, catalog, logger, failed)

@@ -24,6 +24,7 @@ from imagegen.prompts import PromptSpec, build_prompt_specs
 from imagegen.publishing import PublishedFile
 from imagegen.quality import GateReport, GateResult
 from imagegen.remediation import edit_instruction, plan_remediation
+from imagegen.sizes import Target, aspect_groups, resolve_targets, size_for_ratio
 from imagegen.summary import FailedAsset, RunSummary
 from tasks.catalog import write_catalog
 from tasks.edit import fix_master_locally
@@ -45,13 +46,31 @@ def master_size(brief: Brief, caps, local_master_size: int) -> tuple[int, int]:
     return side, side
 
 
-def plan_specs(brief: Brief, providers: list, local_master_size: int) -> list[PromptSpec]:
-    """Prompt stage, pure: every guard runs here, before any quota is spent."""
+def plan_masters(brief: Brief, providers: list, local_master_size: int
+                 ) -> tuple[list[PromptSpec], dict[str, list[Target]]]:
+    """Prompt stage, pure: the masters to make and the targets each one is cut into.
+
+    Every guard runs here, before any quota is spent. Where the provider renders native aspect
+    ratios (neuroflash), each subject variation gets one master per ratio its targets need, so a
+    16:9 banner is not cropped out of a square; elsewhere one master serves every target.
+    """
     primary = providers[0]
     caps = primary.get_generator().capabilities(brief.provider.model)
     width, height = master_size(brief, caps, local_master_size)
     model = brief.provider.model or getattr(primary, "model", None) or primary.provider_name
-    return build_prompt_specs(brief, caps, provider=primary.provider_name, model=model, width=width, height=height)
+    explicit_size = bool(brief.provider.master_width and brief.provider.master_height)
+    groups = aspect_groups(resolve_targets(brief.size_sets, brief.targets),
+                           [] if explicit_size else caps.aspect_ratios)
+    specs, targets_by_asset = [], {}
+    for ratio, targets in groups.items():
+        w, h = (width, height) if ratio is None else size_for_ratio(ratio, max(width, height))
+        for spec in build_prompt_specs(brief, caps, provider=primary.provider_name, model=model, width=w, height=h):
+            if len(groups) > 1:
+                spec = spec.model_copy(update={"asset_id": f"{spec.asset_id}-{ratio.replace(':', 'x')}"})
+            specs.append(spec)
+            targets_by_asset[spec.asset_id] = targets
+    specs.sort(key=lambda s: (s.subject_index, s.variation))
+    return specs, targets_by_asset
 
 
 # -------------------------------------------------------------------------------------------- helpers
@@ -125,11 +144,13 @@ def generate_all(specs: list[PromptSpec], brief: Brief, providers: list, masters
             break
         if position > 0:
             logger.info(f"[generate] falling back to {provider.provider_name} for {len(pending)} master(s)")
-            fallback = {(s.subject_index, s.variation): s
-                        for s in plan_specs(brief, providers[position:], local_master_size)}
-            # the asset keeps its identity whichever provider makes it
-            pending = {aid: fallback[(s.subject_index, s.variation)].model_copy(update={"asset_id": aid})
-                       for aid, s in pending.items()}
+            fallback_specs, _ = plan_masters(brief, providers[position:], local_master_size)
+            fallback = {(s.subject_index, s.variation): s for s in fallback_specs}
+            keeps_size = not provider.get_generator().capabilities(None).native_sizes
+            # the asset keeps its identity (and, where the provider can, its aspect) whoever makes it
+            pending = {aid: fallback[(s.subject_index, s.variation)].model_copy(update={
+                "asset_id": aid, **({"width": s.width, "height": s.height} if keeps_size else {})})
+                for aid, s in pending.items()}
         futures = {aid: generate_master.submit(spec, provider, str(masters_dir), run_id)
                    for aid, spec in pending.items()}
         wait(list(futures.values()))

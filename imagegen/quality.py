@@ -95,8 +95,7 @@ def checks_for_policy(policy, *, has_palette: bool, with_vlm: bool = False) -> l
         GateCheck("decode", "decoded_ok", "in_set", value_set=(True,)),
         GateCheck("format", "format_detected", "in_set", value_set=tuple(policy.allowed_formats)),
         GateCheck("format", "format_consistent", "in_set", value_set=(True,)),
-        GateCheck("resolution", "width", "between", min_value=policy.min_width),
-        GateCheck("resolution", "height", "between", min_value=policy.min_height),
+        GateCheck("resolution", "resolution_ok", "in_set", value_set=(True,)),
         GateCheck("sharpness", "sharpness", "between", min_value=policy.min_sharpness),
         GateCheck("blockiness", "blockiness", "between", max_value=policy.max_blockiness),
         GateCheck("exposure", "clipped_dark", "between", max_value=policy.max_clipped_fraction),
@@ -112,7 +111,27 @@ def checks_for_policy(policy, *, has_palette: bool, with_vlm: bool = False) -> l
     return checks
 
 
-def _reason(check: GateCheck, observed: Any) -> str:
+def required_size(width: int, height: int, min_width: int, min_height: int) -> tuple[int, int]:
+    """The policy's minimum fitted to an image's orientation and aspect.
+
+    A square master needs min_width x min_height. A 16:9 master made natively (neuroflash answers
+    1024x576) needs its long side at the larger minimum and a short side in proportion, not a
+    1024 px short side no provider would render.
+    """
+    if width <= 0 or height <= 0:
+        return min_width, min_height
+    if width == height:
+        return min_width, min_height
+    long_min, short_min = max(min_width, min_height), min(min_width, min_height)
+    long_side, short_side = max(width, height), min(width, height)
+    short_needed = min(short_min, math.ceil(long_min * short_side / long_side))
+    return (long_min, short_needed) if width > height else (short_needed, long_min)
+
+
+def _reason(check: GateCheck, observed: Any, row: dict[str, Any] | None = None) -> str:
+    if check.column == "resolution_ok" and row is not None:
+        return (f"{row.get('width')}x{row.get('height')} is below the minimum {row.get('required_size')} "
+                "for its aspect")
     if check.kind == "null":
         return f"{check.column} is {observed!r}; expected none"
     if isinstance(observed, float):
@@ -179,6 +198,7 @@ def validate_rows(rows: list[dict[str, Any]], checks: list[GateCheck], *, suite_
             result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["image_id"]}))
         run = checkpoint.run(batch_parameters={"dataframe": frame})
 
+    rows_by_id = {row["image_id"]: row for row in rows}
     results = {row["image_id"]: GateResult(image_id=row["image_id"], passed=True,
                                            measurements={k: _clean(v) for k, v in row.items() if k != "image_id"})
                for row in rows}
@@ -196,7 +216,8 @@ def validate_rows(rows: list[dict[str, Any]], checks: list[GateCheck], *, suite_
                 result = results[unexpected["image_id"]]
                 result.passed = False
                 result.failures.append(GateFailure(gate=check.gate, column=column, observed=observed,
-                                                   expected=check.describe(), reason=_reason(check, observed)))
+                                                   expected=check.describe(),
+                                                   reason=_reason(check, observed, rows_by_id[unexpected["image_id"]])))
     index = docs_dir / "index.html" if docs_dir is not None else None
     return GateReport(success=all(r.passed for r in results.values()), results=results,
                       docs_index=str(index) if index and index.exists() else None, expectations=len(checks))

@@ -7,6 +7,7 @@ add (or override) targets of its own.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -159,3 +160,34 @@ def resolve_targets(size_sets: list[str], targets: list[Target]) -> list[Target]
     for target in targets:
         by_name[target.name] = target  # dicts keep the first insertion's position on reassignment
     return list(by_name.values())
+
+
+def parse_ratio(ratio: str) -> float:
+    width, _, height = ratio.partition(":")
+    return float(width) / float(height)
+
+
+def nearest_ratio(width: int, height: int, ratios: list[str]) -> str:
+    """The ratio (like "16:9") closest to width/height, compared on a log scale so 2:1 and 1:2 are
+    equally far from 1:1."""
+    return min(ratios, key=lambda r: abs(math.log(parse_ratio(r)) - math.log(width / height)))
+
+
+def aspect_groups(targets: list[Target], ratios: list[str]) -> dict[str | None, list[Target]]:
+    """Targets grouped by the provider's native aspect ratio nearest each. A provider without native
+    ratios gets one group (key None): every target is cut from one master."""
+    if not ratios:
+        return {None: list(targets)}
+    groups: dict[str | None, list[Target]] = {}
+    for target in targets:
+        groups.setdefault(nearest_ratio(target.width, target.height, ratios), []).append(target)
+    return groups
+
+
+def size_for_ratio(ratio: str | None, long_side: int, *, multiple: int = 16) -> tuple[int, int]:
+    """A master size of `ratio` whose longer side is `long_side`, rounded to `multiple` pixels."""
+    if ratio is None:
+        return long_side, long_side
+    value = parse_ratio(ratio)
+    short = max(multiple, round(long_side / max(value, 1 / value) / multiple) * multiple)
+    return (long_side, short) if value >= 1 else (short, long_side)

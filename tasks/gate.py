@@ -7,7 +7,7 @@ from pathlib import Path
 from prefect import task
 
 from imagegen.imaging.metrics import ImageMeasurements, find_near_duplicates, measure_image
-from imagegen.quality import GateReport, checks_for_policy, validate_rows
+from imagegen.quality import GateReport, checks_for_policy, required_size, validate_rows
 
 
 @task(name="measure-master", task_run_name="measure {image_id}", cache_result_in_memory=False)
@@ -15,16 +15,19 @@ def measure_master(image_path: str, image_id: str, palette: list[str]) -> ImageM
     return measure_image(image_path, image_id, palette)
 
 
-def measurement_rows(measurements: list[ImageMeasurements], content_filtered: dict[str, bool],
-                     duplicate_max_distance: int, vlm_verdicts: dict[str, str] | None = None) -> list[dict]:
+def measurement_rows(measurements: list[ImageMeasurements], content_filtered: dict[str, bool], policy,
+                     vlm_verdicts: dict[str, str] | None = None) -> list[dict]:
     """One row per image for the suite; near-duplicates are judged across the whole campaign."""
     duplicates = find_near_duplicates([(m.image_id, m.phash) for m in measurements if m.phash],
-                                      duplicate_max_distance)
+                                      policy.duplicate_max_distance)
     rows = []
     for m in measurements:
         row = m.model_dump(exclude={"path", "dominant_colors", "dominant_shares"})
         row["format_consistent"] = m.format_detected is not None and m.format_detected == m.format_declared
         row["duplicate_of"] = duplicates.get(m.image_id)
+        need_w, need_h = required_size(m.width, m.height, policy.min_width, policy.min_height)
+        row["required_size"] = f"{need_w}x{need_h}"
+        row["resolution_ok"] = m.decoded_ok and m.width >= need_w and m.height >= need_h
         row["content_filtered"] = bool(content_filtered.get(m.image_id, False))
         if vlm_verdicts is not None:
             row["vlm_verdict"] = vlm_verdicts.get(m.image_id, "missing")
@@ -37,6 +40,6 @@ def gate_masters(measurements: list[ImageMeasurements], content_filtered: dict[s
                  has_palette: bool, docs_dir: str, round_no: int,
                  vlm_verdicts: dict[str, str] | None = None) -> GateReport:
     """Validate every measured master against the quality policy; which image failed which gate and why."""
-    rows = measurement_rows(measurements, content_filtered, policy.duplicate_max_distance, vlm_verdicts)
+    rows = measurement_rows(measurements, content_filtered, policy, vlm_verdicts)
     checks = checks_for_policy(policy, has_palette=has_palette, with_vlm=vlm_verdicts is not None)
     return validate_rows(rows, checks, suite_name=f"imagegen-quality-round-{round_no}", docs_dir=Path(docs_dir))

@@ -153,14 +153,23 @@ def test_vlm_rejection_quarantines_with_the_models_reasons(prefect_harness, nvid
     assert any(f["gate"] == "vlm_review" and "logo is cut off" in f["reason"] for f in failures)
 
 
-def test_neuroflash_campaign_checks_quota_and_reports_usage(prefect_harness, neuroflash, tmp_path, capsys):
+def test_neuroflash_campaign_plans_aspects_checks_quota_reports_usage(prefect_harness, neuroflash, tmp_path,
+                                                                      capsys):
     brief, out = brief_file(tmp_path, {"name": "neuroflash"}, "nf-e2e"), tmp_path / "out"
     code, summary, err = run(capsys, brief, out)
     assert code == 0, err
-    assert summary["published"] == 2 and neuroflash.calls["generate"] == 2
+    # a 1:1 and a 16:9 target: one master per native aspect ratio and variation, each cut to its own target
+    assert (summary["published"], neuroflash.calls["generate"]) == (4, 4), summary
+    rows = catalog(out)
+    masters = {r["asset_id"]: (r["width"], r["height"]) for r in rows if r["variant"] == "master"}
+    assert sorted(aid.rsplit("-", 1)[1] for aid in masters) == ["16x9", "16x9", "1x1", "1x1"]
+    for aid, (width, height) in masters.items():
+        assert (width > height) == aid.endswith("16x9")
+        variants = {r["variant"] for r in rows if r["asset_id"] == aid} - {"master"}
+        assert variants == ({"wide_webp"} if aid.endswith("16x9") else {"feed_square"})
     usage = summary["provider_usage"]["neuroflash"]
-    assert usage["before"]["available"] - usage["after"]["available"] == 2
-    assert {r["provider"] for r in catalog(out)} == {"neuroflash"}
+    assert usage["before"]["available"] - usage["after"]["available"] == 4
+    assert {r["provider"] for r in rows} == {"neuroflash"}
     assert_no_secret(out, err, secrets=(NF_SECRET,))
 
 
@@ -169,7 +178,7 @@ def test_not_enough_quota_stops_before_the_first_generation(prefect_harness, neu
     brief, out = brief_file(tmp_path, {"name": "neuroflash"}, "nf-quota"), tmp_path / "out"
     code, _, err = run(capsys, brief, out)
     assert code == 1
-    assert "need 2" in err and "1 left" in err
+    assert "need 4" in err and "1 left" in err
     assert neuroflash.calls["generate"] == 0
 
 

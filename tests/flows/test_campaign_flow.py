@@ -146,3 +146,16 @@ def test_forced_gate_failure_is_quarantined_with_reasons(prefect_harness, tmp_pa
         assert reasons["reasons"] and reasons["sha256"] == row["sha256"]
     # every version the edit stage produced is still on disk
     assert len(list((out / "masters").glob("*.png"))) == 4
+
+
+def test_run_leaves_prefect_artifacts(first_run):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        table = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["flow-test-assets"])))
+        summary = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["flow-test-summary"])))
+    assert table and table[0].type == "table"
+    assert len(json.loads(table[0].data)) == 10
+    assert summary and summary[0].type == "markdown" and "provider calls" in summary[0].data

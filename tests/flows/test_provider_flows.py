@@ -200,3 +200,14 @@ def test_budget_stops_spending_cleanly(prefect_harness, tmp_path, capsys):
     assert code == 1
     assert summary["provider_calls"] == 1 and summary["published"] == 1
     assert [f["stage"] for f in summary["failed"]] == ["budget"]
+
+
+def test_self_hosted_nim_campaign(prefect_harness, loopback, monkeypatch, tmp_path, capsys):
+    switch, url = loopback
+    switch.target = emulator = NvidiaEmulator(api_key=NVIDIA_KEY)
+    monkeypatch.setenv("IMAGEGEN_NIM_URL", url)
+    brief, out = brief_file(tmp_path, {"name": "nim"}, "nim-e2e"), tmp_path / "out"
+    code, summary, err = run(capsys, brief, out)
+    assert code == 0, err
+    assert summary["published"] == 2 and emulator.calls["infer"] == 2
+    assert {r["provider"] for r in catalog(out)} == {"nim"}

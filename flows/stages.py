@@ -21,7 +21,7 @@ from imagegen.gallery import write_gallery
 from imagegen.imaging.metrics import ImageMeasurements
 from imagegen.models import GeneratedImage
 from imagegen.prompts import PromptSpec, build_prompt_specs
-from imagegen.publishing import PublishedFile
+from imagegen.publishing import PublishedFile, WebOptions
 from imagegen.quality import GateReport, GateResult
 from imagegen.remediation import edit_instruction, plan_remediation
 from imagegen.sizes import Target, aspect_groups, resolve_targets, size_for_ratio
@@ -317,9 +317,11 @@ def publish_all(jobs: dict[str, dict[str, Any]], logger, failed: list[FailedAsse
             failed.append(FailedAsset(asset_id=aid, stage="publish", reason=safe_reason(exc)))
             logger.warning(f"[publish] {aid} failed: {safe_reason(exc)}")
             continue
-        files = future.result()
+        result = future.result()
+        files = result.files
         stored += files
-        rows += rows_for_files(jobs[aid]["template"], files)
+        extras = {k: v for k, v in (("picture", result.picture), ("blurhash", result.blurhash)) if v}
+        rows += rows_for_files(jobs[aid]["template"], files, extras)
         logger.info(f"[publish] {done}/{len(futures)} {aid}: {jobs[aid]['template']['status']}, "
                     f"{len(files)} file(s), {sum(f.stored.written for f in files)} written")
     return rows, stored
@@ -334,12 +336,17 @@ def publish_job(master: GeneratedImage, template: dict[str, Any], *, targets, sm
         return {"template": template, "task": quarantine_master,
                 "kwargs": {**common, "reasons": reasons, "store": quarantine}}
     logo = brief.brand.logo
+    responsive = brief.publish.responsive
+    web = WebOptions(grade=brief.brand.grade, border_width=brief.brand.border.width if brief.brand.border else None,
+                     border_colour=brief.brand.border.colour if brief.brand.border else "#ffffff",
+                     ssim_floor=brief.publish.ssim_floor,
+                     responsive=responsive.model_dump() if responsive.enabled else None)
     return {"template": template, "task": publish_master, "kwargs": {
         **common, "targets": targets, "small_store": small, "large_store": large,
         "threshold_bytes": brief.publish.size_threshold_bytes, "work_root": str(work_root),
         "logo_path": str(brief.logo_path) if brief.logo_path else None,
         "logo_options": {"position": logo.position, "opacity": logo.opacity, "scale": logo.scale} if logo else None,
-        "include_master": brief.publish.include_master}}
+        "include_master": brief.publish.include_master, "web": web, "alt_text": template["alt_text"]}}
 
 
 def publish_and_catalog(jobs: dict[str, dict[str, Any]], catalog, logger, failed: list[FailedAsset]):

@@ -190,12 +190,24 @@ class LogoSpec(BaseModel):
         return value
 
 
+class BorderSpec(BaseModel):
+    """A solid frame inside every published variant (the seed's `-border 10 -bordercolor white`)."""
+
+    model_config = _STRICT
+
+    width: float = Field(0.02, gt=0, le=0.2, description="Share of the shorter side")
+    colour: HexColor = "#ffffff"
+
+
 class Brand(BaseModel):
     model_config = _STRICT
 
     name: BrandName
     palette: list[HexColor] = Field(min_length=1, max_length=12, description="Brand colours, primary first")
     logo: LogoSpec | None = None
+    grade: Literal["warm", "cool", "vintage", "dramatic"] | None = Field(
+        None, description="Colour-grading preset applied to every variant")
+    border: BorderSpec | None = None
 
 
 class Subject(BaseModel):
@@ -235,6 +247,29 @@ class QualityPolicy(BaseModel):
     vlm_review: bool = False
 
 
+class ResponsivePolicy(BaseModel):
+    """Responsive renditions of each master for the web: srcset widths chosen by byte steps."""
+
+    model_config = _STRICT
+
+    enabled: bool = False
+    formats: list[Annotated[str, AfterValidator(_check_image_format)]] = Field(
+        default_factory=lambda: ["AVIF", "WEBP", "JPEG"], min_length=1)
+    min_width: int = Field(320, ge=16, le=8192)
+    max_width: int = Field(1600, ge=16, le=8192)
+    bytes_step: int = Field(20_000, ge=1000)
+    max_images: int = Field(4, ge=1, le=20)
+    sizes: str = Field("100vw", max_length=200, description="The <picture>'s sizes attribute")
+
+    @model_validator(mode="after")
+    def _needs_fallback(self) -> "ResponsivePolicy":
+        if not {"JPEG", "PNG"} & set(self.formats):
+            raise ValueError("formats need JPEG or PNG as the <picture> fallback")
+        if self.min_width > self.max_width:
+            raise ValueError("min_width is larger than max_width")
+        return self
+
+
 class PublishPolicy(BaseModel):
     """Where published files go: under the threshold to `small_store`, at or over it to `large_store`."""
 
@@ -244,6 +279,8 @@ class PublishPolicy(BaseModel):
     large_store: str = Field("local", min_length=1)
     size_threshold_bytes: int = Field(2_000_000, ge=1)
     include_master: bool = True
+    ssim_floor: float = Field(0.95, ge=0, le=1, description="A byte budget that pushes SSIM under this is reported")
+    responsive: ResponsivePolicy = Field(default_factory=lambda: ResponsivePolicy())
 
 
 class ProviderChoice(BaseModel):

@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
 from imagegen.catalog.base import CatalogRow
 
@@ -31,14 +32,34 @@ def gate_badges(gates: dict) -> list[dict]:
     return [{"gate": name, "passed": name not in failed, "reasons": failed.get(name, [])} for name in names]
 
 
+def picture_for_rows(rows: list[CatalogRow], page_dir: Path, alt: str, sizes: str = "100vw") -> Markup | None:
+    """The asset's <picture> over its responsive renditions, with URLs relative to the page."""
+    from imagegen.imaging.webdelivery import picture_html
+
+    web = sorted((r for r in rows if r.variant.startswith("web_")), key=lambda r: r.width)
+    fallback = [r for r in web if r.format in ("JPEG", "PNG")]
+    if not fallback:
+        return None
+    srcsets: dict[str, list[tuple[str, int]]] = {}
+    for r in web:
+        srcsets.setdefault(r.format, []).append((image_src(r.url, page_dir), r.width))
+    largest = fallback[-1]
+    return Markup(picture_html(srcsets, alt=alt, width=largest.width, height=largest.height, sizes=sizes))
+
+
 def write_gallery(rows: list[CatalogRow], page: Path, *, campaign: str, summary: dict,
                   gx_report: str | None = None) -> Path:
     masters: "OrderedDict[str, dict]" = OrderedDict()
+    by_asset: dict[str, list[CatalogRow]] = {}
+    for row in rows:
+        by_asset.setdefault(row.asset_id, []).append(row)
     for row in sorted(rows, key=lambda r: (r.status != "published", r.asset_id, r.variant != "master", r.variant)):
         card = masters.setdefault(row.asset_id, {
             "asset_id": row.asset_id, "status": row.status, "prompt": row.prompt, "provider": row.provider,
             "model": row.model, "seed": row.seed, "badges": gate_badges(row.gates), "variants": [],
             "stand_in": bool(row.metadata.get("stand_in")), "edits": row.metadata.get("edits", []),
+            "alt": row.alt_text, "blurhash": row.metadata.get("blurhash"),
+            "picture": picture_for_rows(by_asset[row.asset_id], page.parent, row.alt_text or row.prompt[:125]),
         })
         card["variants"].append({
             "variant": row.variant, "src": image_src(row.url, page.parent), "url": row.url, "width": row.width,

@@ -29,6 +29,8 @@ class RenderedVariant(BaseModel):
     quality: int | None = None
     max_bytes: int | None = None
     upscaled: bool = False
+    ssim: float | None = None
+    budget_note: str | None = None  # why a byte budget or the SSIM floor was not met
 
 
 class PublishedFile(BaseModel):
@@ -44,6 +46,25 @@ class PublishedFile(BaseModel):
     max_bytes: int | None = None
     upscaled: bool = False
     verified: bool = False
+    budget_note: str | None = None
+
+
+class PublishResult(BaseModel):
+    """What publishing one master produced: its stored files and asset-level web metadata."""
+
+    files: list[PublishedFile]
+    picture: str | None = None   # <picture> snippet over the responsive renditions
+    blurhash: str | None = None  # placeholder for the page while the image loads
+
+
+class WebOptions(BaseModel):
+    """How variants look and are encoded: brand grading/border, SSIM floor, responsive renditions."""
+
+    grade: str | None = None
+    border_width: float | None = None
+    border_colour: str = "#ffffff"
+    ssim_floor: float | None = None
+    responsive: dict[str, Any] | None = None  # ResponsivePolicy fields when enabled
 
 
 def variant_key(campaign: str, asset_id: str, variant: str, fmt: str) -> str:
@@ -59,14 +80,55 @@ def provenance_xmp(*, prompt: str, model: str, provider: str, seed: int, altered
                      title=title)
 
 
+def _finish(source: Image.Image, target_w: int, target_h: int, saliency, options: WebOptions, logo,
+            logo_options) -> Image.Image:
+    """Crop and scale to the target, then the brand's grade, border (inside the target size) and logo."""
+    from imagegen.imaging.brand import add_border, grade
+    from imagegen.imaging.crop import render_variant
+    from imagegen.imaging.encode import overlay_logo
+
+    border = round(min(target_w, target_h) * options.border_width) if options.border_width else 0
+    img = render_variant(source, target_w - 2 * border, target_h - 2 * border, saliency)
+    if options.grade:
+        img = grade(img, options.grade)
+    if border:
+        img = add_border(img, border, options.border_colour)
+    if logo is not None:
+        img = overlay_logo(img, logo, **(logo_options or {}))
+    return img
+
+
+def render_responsive(source: Image.Image, policy: dict[str, Any], *, xmp: bytes, work_dir: Path
+                      ) -> list[RenderedVariant]:
+    """Web renditions of the whole master at byte-step breakpoints, per format (AVIF, WebP, JPEG)."""
+    from imagegen.imaging.encode import _write_atomically
+    from imagegen.imaging.webdelivery import responsive_breakpoints
+
+    rendered = []
+    for fmt in policy["formats"]:
+        chosen = responsive_breakpoints(source, fmt, min_width=policy["min_width"],
+                                        max_width=min(policy["max_width"], source.width),
+                                        bytes_step=policy["bytes_step"], max_images=policy["max_images"], xmp=xmp)
+        for rendition in chosen.renditions:
+            name = f"web_{fmt.lower()}_{rendition.width}w"
+            path = work_dir / f"{name}.{FORMAT_EXTENSIONS[fmt]}"
+            _write_atomically(path, rendition.data)
+            rendered.append(RenderedVariant(variant=name, platform="web", path=str(path), width=rendition.width,
+                                            height=rendition.height, format=fmt, bytes=rendition.bytes,
+                                            quality=rendition.quality))
+    return rendered
+
+
 def render_variants(master: ImageRef, targets: list[Target], *, xmp: bytes, work_dir: Path,
                     logo_path: Path | None = None, logo_options: dict[str, Any] | None = None,
-                    include_master: bool = True) -> list[RenderedVariant]:
+                    include_master: bool = True, options: WebOptions | None = None) -> list[RenderedVariant]:
     """Render every target from `master` into `work_dir`: content-aware crop, high-quality
-    downscale, optional logo, byte-budgeted encode with XMP. The master is decoded once."""
-    from imagegen.imaging.crop import render_variant, saliency_map
-    from imagegen.imaging.encode import encode_image, overlay_logo
+    downscale, brand grade/border/logo, byte-budgeted encode with XMP, and (when asked) responsive
+    web renditions. The master is decoded once."""
+    from imagegen.imaging.crop import saliency_map
+    from imagegen.imaging.encode import encode_image
 
+    options = options or WebOptions()
     work_dir.mkdir(parents=True, exist_ok=True)
     with Image.open(master.path) as im:
         source = im.convert("RGB")
@@ -83,17 +145,41 @@ def render_variants(master: ImageRef, targets: list[Target], *, xmp: bytes, work
                                         bytes=result.bytes))
     for target in targets:
         upscaled = target.width > source.width or target.height > source.height
-        img = render_variant(source, target.width, target.height, saliency)
-        if logo is not None:
-            img = overlay_logo(img, logo, **(logo_options or {}))
+        img = _finish(source, target.width, target.height, saliency, options, logo, logo_options)
         ext = FORMAT_EXTENSIONS[target.format]
         result = encode_image(img, work_dir / f"{target.name}.{ext}", target.format, xmp=xmp,
-                              max_bytes=target.max_bytes)
+                              max_bytes=target.max_bytes, ssim_floor=options.ssim_floor)
         rendered.append(RenderedVariant(variant=target.name, platform=target.platform, path=str(result.path),
                                         width=img.width, height=img.height, format=target.format,
                                         bytes=result.bytes, quality=result.quality, max_bytes=target.max_bytes,
-                                        upscaled=upscaled))
+                                        upscaled=upscaled, ssim=result.ssim, budget_note=result.reason))
+    if options.responsive:
+        rendered += render_responsive(source, options.responsive, xmp=xmp, work_dir=work_dir)
     return rendered
+
+
+def blurhash_of(master: ImageRef) -> str:
+    from imagegen.imaging.webdelivery import blurhash_placeholder
+
+    with Image.open(master.path) as im:
+        im.draft("RGB", (256, 256))  # JPEG masters decode at a fraction of their size
+        return blurhash_placeholder(im.convert("RGB"))
+
+
+def picture_snippet(files: list[PublishedFile], *, alt: str, sizes: str, url_for=None) -> str | None:
+    """The <picture> over the responsive renditions (AVIF, WebP, then the JPEG/PNG fallback)."""
+    from imagegen.imaging.webdelivery import picture_html
+
+    web = [f for f in files if f.variant.startswith("web_")]
+    fallback = [f for f in web if f.format in ("JPEG", "PNG")]
+    if not fallback:
+        return None
+    url_for = url_for or (lambda f: f.stored.url)
+    srcsets: dict[str, list[tuple[str, int]]] = {}
+    for f in sorted(web, key=lambda f: f.width):
+        srcsets.setdefault(f.format, []).append((url_for(f), f.width))
+    largest = max(fallback, key=lambda f: f.width)
+    return picture_html(srcsets, alt=alt, width=largest.width, height=largest.height, sizes=sizes)
 
 
 def store_variant(variant: RenderedVariant, *, campaign: str, asset_id: str, router: SizeRouter,
@@ -105,4 +191,5 @@ def store_variant(variant: RenderedVariant, *, campaign: str, asset_id: str, rou
     verified = store.verify(stored.key) if verify else False
     return PublishedFile(variant=variant.variant, platform=variant.platform, width=variant.width,
                          height=variant.height, format=variant.format, stored=stored, quality=variant.quality,
-                         max_bytes=variant.max_bytes, upscaled=variant.upscaled, verified=verified)
+                         max_bytes=variant.max_bytes, upscaled=variant.upscaled, verified=verified,
+                         budget_note=variant.budget_note)

@@ -12,8 +12,8 @@ from prefect.transactions import get_transaction
 
 from blocks.storage import AssetStoreBlock
 from imagegen.models import FORMAT_CONTENT_TYPES, GeneratedImage
-from imagegen.publishing import (MASTER_VARIANT, PublishedFile, provenance_xmp, render_variants, store_variant,
-                                 variant_key)
+from imagegen.publishing import (MASTER_VARIANT, PublishedFile, PublishResult, WebOptions, blurhash_of,
+                                 picture_snippet, provenance_xmp, render_variants, store_variant, variant_key)
 from imagegen.sizes import Target
 from imagegen.stores.base import SizeRouter
 from tasks.retrying import RETRY_OPTIONS
@@ -24,7 +24,8 @@ def publish_master(master: GeneratedImage, campaign: str, asset_id: str, prompt:
                    small_store: AssetStoreBlock,
                    large_store: AssetStoreBlock, threshold_bytes: int, work_root: str,
                    logo_path: str | None = None, logo_options: dict | None = None,
-                   include_master: bool = True) -> list[PublishedFile]:
+                   include_master: bool = True, web: WebOptions | None = None,
+                   alt_text: str = "") -> PublishResult:
     """Render every target of `master` and store each file in the store its size routes to.
 
     Renders go to a scratch folder that is removed afterwards: the stores hold the only copies.
@@ -32,7 +33,8 @@ def publish_master(master: GeneratedImage, campaign: str, asset_id: str, prompt:
     (publish + catalog) rolls back, so no file is left without its catalog row.
     """
     router = SizeRouter(small=small_store.get_store(), large=large_store.get_store(), threshold_bytes=threshold_bytes)
-    altered = bool(master.metadata.get("edits")) or logo_path is not None
+    web = web or WebOptions()
+    altered = bool(master.metadata.get("edits")) or logo_path is not None or bool(web.grade or web.border_width)
     xmp = provenance_xmp(prompt=prompt, model=master.model, provider=master.provider, seed=master.seed,
                          altered=altered, title=f"{campaign} / {asset_id}")
     Path(work_root).mkdir(parents=True, exist_ok=True)
@@ -40,7 +42,7 @@ def publish_master(master: GeneratedImage, campaign: str, asset_id: str, prompt:
     try:
         rendered = render_variants(master.image, targets, xmp=xmp, work_dir=scratch,
                                    logo_path=Path(logo_path) if logo_path else None, logo_options=logo_options,
-                                   include_master=include_master)
+                                   include_master=include_master, options=web)
         published: list[PublishedFile] = []
         try:
             for variant in rendered:
@@ -49,7 +51,9 @@ def publish_master(master: GeneratedImage, campaign: str, asset_id: str, prompt:
             remove_written(published, {s.name: s for s in (router.small, router.large)})
             raise
         remember_for_rollback(published, (small_store, large_store))
-        return published
+        sizes = (web.responsive or {}).get("sizes", "100vw")
+        return PublishResult(files=published, blurhash=blurhash_of(master.image),
+                             picture=picture_snippet(published, alt=alt_text, sizes=sizes))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -83,7 +87,7 @@ publish_master.on_rollback(undo_publish)
 @task(name="quarantine-master", task_run_name="quarantine {asset_id}", cache_result_in_memory=False,
       **RETRY_OPTIONS)
 def quarantine_master(master: GeneratedImage, campaign: str, asset_id: str, prompt: str, reasons: list[dict],
-                      store: AssetStoreBlock) -> list[PublishedFile]:
+                      store: AssetStoreBlock) -> PublishResult:
     """Keep a master that failed its gates, with its reasons beside it: never silently dropped."""
     target = store.get_store()
     key = variant_key(campaign, asset_id, MASTER_VARIANT, master.image.format)
@@ -102,7 +106,7 @@ def quarantine_master(master: GeneratedImage, campaign: str, asset_id: str, prom
                                height=master.image.height, format=master.image.format, stored=stored,
                                verified=target.verify(stored.key))]
     remember_for_rollback(published, (store,))
-    return published
+    return PublishResult(files=published)
 
 
 quarantine_master.on_rollback(undo_publish)

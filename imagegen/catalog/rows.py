@@ -10,12 +10,18 @@ from imagegen.catalog.base import CatalogRow
 FILE_COLUMNS = ("variant", "url", "store", "store_key", "width", "height", "format", "bytes", "sha256")
 
 
-def rows_for_files(template: dict[str, Any], files: list) -> list[CatalogRow]:
-    """`template` holds the master-level columns; each PublishedFile adds its own file columns."""
+FILE_METADATA = ("platform", "quality", "max_bytes", "upscaled", "url_verified", "budget_note")
+
+
+def rows_for_files(template: dict[str, Any], files: list, asset_metadata: dict[str, Any] | None = None
+                   ) -> list[CatalogRow]:
+    """`template` holds the master-level columns; each PublishedFile adds its own file columns;
+    `asset_metadata` (the <picture> snippet, the blurhash) goes into every row of the asset."""
     rows = []
     for f in files:
-        metadata = {**template.get("metadata", {}), "platform": f.platform, "quality": f.quality,
-                    "max_bytes": f.max_bytes, "upscaled": f.upscaled, "url_verified": f.verified}
+        metadata = {**template.get("metadata", {}), **(asset_metadata or {}), "platform": f.platform,
+                    "quality": f.quality, "max_bytes": f.max_bytes, "upscaled": f.upscaled,
+                    "url_verified": f.verified, "budget_note": f.budget_note}
         rows.append(CatalogRow(**{**template, "metadata": metadata}, variant=f.variant, url=f.stored.url,
                                store=f.stored.store, store_key=f.stored.key, width=f.width, height=f.height,
                                format=f.format, bytes=f.stored.bytes, sha256=f.stored.sha256))
@@ -25,6 +31,5 @@ def rows_for_files(template: dict[str, Any], files: list) -> list[CatalogRow]:
 def template_from_row(row: CatalogRow) -> dict[str, Any]:
     """The master-level columns of an existing row (to catalog new variants of a published master)."""
     data = row.model_dump(exclude={*FILE_COLUMNS, "created_at", "updated_at"})
-    data["metadata"] = {k: v for k, v in row.metadata.items()
-                        if k not in {"platform", "quality", "max_bytes", "upscaled", "url_verified"}}
+    data["metadata"] = {k: v for k, v in row.metadata.items() if k not in FILE_METADATA}
     return data

@@ -67,6 +67,9 @@ class EncodeResult(BaseModel):
     attempts: int = 1  # encodes made (budget fitting bisects)
     within_budget: bool = True  # False when max_bytes could not be met
     palette: bool = False  # True when PNG fell back to 256 dithered colours to fit
+    ssim: float | None = None  # against the source, when a floor was asked for
+    floor_violated: bool = False  # the budget pushed quality under the perceptual floor
+    reason: str | None = None  # why the budget or the floor was not met
 
 
 # --------------------------------------------------------------------------- XMP
@@ -170,30 +173,17 @@ def _encoder(img: Image.Image, fmt: str, xmp: bytes, *, png_optimize: bool = Fal
 
 def _fit_quality(encode: Callable[[int | None], bytes], start: int, floor: int,
                  max_bytes: int | None) -> tuple[bytes, int, int, bool]:
-    """Highest quality whose bytes fit `max_bytes`, by bisection: (data, quality, encodes, fits).
+    """Highest quality whose bytes fit `max_bytes`: (data, quality, encodes, fits).
 
-    If even the lowest quality tried is over budget, the smallest result is returned with
-    fits=False, so the caller can report it instead of failing.
+    One bisection serves the whole project (webdelivery.bisect_quality): if even the lowest
+    quality is over budget, the smallest result comes back with fits=False, to be reported.
     """
-    data = encode(start)
-    if max_bytes is None or len(data) <= max_bytes:
-        return data, start, 1, True
-    best: tuple[bytes, int] | None = None
-    smallest = (data, start)
-    lo, hi, attempts = floor, start - 1, 1
-    while lo <= hi and attempts < MAX_ENCODES:
-        mid = (lo + hi) // 2
-        candidate = encode(mid)
-        attempts += 1
-        if len(candidate) <= max_bytes:
-            best, lo = (candidate, mid), mid + 1
-        else:
-            hi = mid - 1
-            if len(candidate) < len(smallest[0]):
-                smallest = (candidate, mid)
-    if best is not None:
-        return best[0], best[1], attempts, True
-    return smallest[0], smallest[1], attempts, False
+    from imagegen.imaging.webdelivery import bisect_quality
+
+    if max_bytes is None:
+        return encode(start), start, 1, True
+    search = bisect_quality(encode, max_bytes, floor, start, max_encodes=MAX_ENCODES)
+    return search.data, search.quality, len(search.probes), search.fits
 
 
 def _fit_png(img: Image.Image, xmp: bytes, max_bytes: int | None) -> tuple[bytes, int, bool, bool]:
@@ -212,9 +202,11 @@ def _fit_png(img: Image.Image, xmp: bytes, max_bytes: int | None) -> tuple[bytes
 
 
 def _quantised(img: Image.Image) -> Image.Image:
-    """256 colours with Floyd-Steinberg dithering (median cut; octree where there is alpha)."""
-    method = Image.Quantize.FASTOCTREE if "A" in img.getbands() else Image.Quantize.MEDIANCUT
-    return img.quantize(colors=256, method=method, dither=Image.Dither.FLOYDSTEINBERG)
+    """256 colours with real Floyd-Steinberg dithering (Pillow's quantize() ignores `dither` when it
+    builds the palette itself; webdelivery.palette_quantise does not)."""
+    from imagegen.imaging.webdelivery import palette_quantise
+
+    return palette_quantise(img)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -230,12 +222,14 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def encode_image(img: Image.Image, path: str | Path, fmt: str, *, xmp: bytes, quality: int | None = None,
-                 max_bytes: int | None = None) -> EncodeResult:
+                 max_bytes: int | None = None, ssim_floor: float | None = None) -> EncodeResult:
     """Encode `img` as PNG, JPEG, WEBP or AVIF with the XMP packet, and write it to `path`.
 
     With `max_bytes`, a lossy format lowers its quality (bisection, at most MAX_ENCODES encodes)
     to the highest that fits; a PNG over budget falls back to 256 dithered colours. Either way
-    the result says whether the budget was met rather than raising.
+    the result says whether the budget was met rather than raising. With `ssim_floor`, a budget
+    that pushed the encode under that SSIM against the source is reported (floor_violated) instead
+    of met silently.
     """
     fmt = fmt.upper()
     if fmt == "JPG":
@@ -254,10 +248,18 @@ def encode_image(img: Image.Image, path: str | Path, fmt: str, *, xmp: bytes, qu
             raise ValueError(f"quality must be 1..100, got {start}")
         data, used_quality, attempts, fits = _fit_quality(
             _encoder(prepared, fmt, xmp), start, min(MIN_QUALITY[fmt], start), max_bytes)
+    ssim, reason = None, None if fits else f"{len(data)} bytes is over the {max_bytes} byte budget"
+    if ssim_floor is not None and (attempts > 1 or palette):  # the untouched default encode is the reference
+        from imagegen.imaging.webdelivery import decode, luma_ssim
+
+        ssim = luma_ssim(prepared, decode(data))
+        if ssim < ssim_floor:
+            reason = f"the byte budget pushed SSIM to {ssim:.3f}, under the floor {ssim_floor}"
     _write_atomically(path, data)
     return EncodeResult(path=str(path.resolve()), format=fmt, bytes=len(data), quality=used_quality,
                         width=prepared.width, height=prepared.height, sha256=hashlib.sha256(data).hexdigest(),
-                        attempts=attempts, within_budget=fits, palette=palette)
+                        attempts=attempts, within_budget=fits, palette=palette, ssim=ssim,
+                        floor_violated=ssim is not None and ssim < ssim_floor, reason=reason)
 
 
 # --------------------------------------------------------------------------- logo

@@ -22,10 +22,10 @@ pytestmark = pytest.mark.prefect
 PALETTE = ["#ff6b6b", "#4ecdc4", "#ffe66d", "#2c3e50", "#ffffff"]
 
 
-def small_brief(tmp_path: Path, **quality) -> Path:
+def small_brief(tmp_path: Path, campaign: str = "flow-test", **quality) -> Path:
     """A quick brief: two masters at 1024 px, a few targets, every stage exercised."""
     brief = {
-        "campaign": "flow-test",
+        "campaign": campaign,
         "brand": {"name": "Acme", "palette": PALETTE},
         "subjects": [
             {"subject": "a luxury wrist watch on a marble plinth", "style": "product", "lighting": "product",
@@ -129,7 +129,7 @@ def test_broken_brief_exits_before_anything_is_written(prefect_harness, tmp_path
 
 
 def test_forced_gate_failure_is_quarantined_with_reasons(prefect_harness, tmp_path, capsys):
-    brief = small_brief(tmp_path, min_width=4096)
+    brief = small_brief(tmp_path, "flow-test-quarantine", min_width=4096)
     out = tmp_path / "out"
     code, summary, _ = run_cli(capsys, str(brief), "--out", str(out))
     assert code == 0
@@ -159,3 +159,33 @@ def test_run_leaves_prefect_artifacts(first_run):
     assert table and table[0].type == "table"
     assert len(json.loads(table[0].data)) == 10
     assert summary and summary[0].type == "markdown" and "provider calls" in summary[0].data
+
+
+def test_web_delivery_grade_border_responsive_picture(prefect_harness, tmp_path, capsys):
+    brief = yaml.safe_load(small_brief(tmp_path).read_text())
+    brief["campaign"] = "web-delivery"
+    brief["subjects"] = brief["subjects"][:1]
+    brief["brand"].update(grade="warm", border={"width": 0.05, "colour": "#2c3e50"})
+    brief["publish"] = {"responsive": {"enabled": True, "formats": ["AVIF", "WEBP", "JPEG"], "max_width": 1024,
+                                       "bytes_step": 15000, "max_images": 3, "sizes": "50vw"},
+                        "ssim_floor": 0.9}
+    path, out = tmp_path / "web.yaml", tmp_path / "out"
+    path.write_text(yaml.safe_dump(brief))
+    code, summary, err = run_cli(capsys, str(path), "--out", str(out))
+    assert code == 0, err
+    rows = catalog_rows(out)
+    web = [r for r in rows if r["variant"].startswith("web_")]
+    assert {r["format"] for r in web} == {"AVIF", "WEBP", "JPEG"}
+    assert all(r["width"] <= 1024 for r in web)
+    metadata = json.loads(rows[0]["metadata"])
+    picture = metadata["picture"]
+    assert picture.index("image/avif") < picture.index("image/webp") < picture.index("<img")
+    assert 'sizes="50vw"' in picture and f'alt="{rows[0]["alt_text"]}"' in picture
+    assert len(metadata["blurhash"]) >= 6
+    # the border is inside the target size, in the brand colour; graded and bordered files are composites
+    banner = next(r for r in rows if r["variant"] == "banner_png")
+    with Image.open(banner["url"].removeprefix("file://")) as im:
+        assert im.size == (900, 300)
+        assert im.convert("RGB").getpixel((2, 2)) == (0x2C, 0x3E, 0x50)
+    assert "compositeWithTrainedAlgorithmicMedia" in read_xmp(banner["url"].removeprefix("file://"))
+    assert "<picture" in (out / "gallery.html").read_text()

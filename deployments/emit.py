@@ -12,8 +12,10 @@ BRIEF_SUBMITTED = "imagegen.brief.submitted"
 
 def brief_event_payload(brief: str, out_dir: str) -> dict[str, str]:
     """A local path is made absolute, since the worker that runs the flow has another working directory."""
-    if not brief.startswith(("http://", "https://")) and "\n" not in brief and not brief.lstrip().startswith("{"):
-        brief = str(Path(brief).resolve())
+    text = brief.strip()
+    # the same tests brief_from_source uses to tell the brief itself from its location
+    if not text.startswith(("http://", "https://", "{", "campaign:")) and "\n" not in text:
+        brief = str(Path(text).resolve())
     return {"brief": brief, "out_dir": str(Path(out_dir).resolve())}
 
 

@@ -70,9 +70,19 @@ def blocks_from_environment(settings: ImagegenSettings) -> dict[str, Any]:
     return found
 
 
+def _public(value: Any) -> Any:
+    """A block's model_dump without Prefect's private bookkeeping (`_block_document_id`, ...), at any depth."""
+    if isinstance(value, dict):
+        return {k: _public(v) for k, v in value.items() if not str(k).startswith("_")}
+    if isinstance(value, (list, tuple)):
+        return [_public(v) for v in value]
+    return value
+
+
 def _same_block(existing, wanted) -> bool:
-    # model_dump keeps SecretStr objects, which compare by their secret values
-    return type(existing) is type(wanted) and existing.model_dump() == wanted.model_dump()
+    # model_dump keeps SecretStr objects, which compare by their secret values; a loaded block's dump
+    # also carries its document id and name, which a block built from the environment has not
+    return type(existing) is type(wanted) and _public(existing.model_dump()) == _public(wanted.model_dump())
 
 
 def save_block(name: str, block, report: SetupReport) -> None:
@@ -86,6 +96,30 @@ def save_block(name: str, block, report: SetupReport) -> None:
         return
     block.save(name, overwrite=True)
     report.record(label, "created" if existing is None else "updated")
+
+
+def ensure_block_types(client, report: SetupReport) -> None:
+    """Register each block type and its schema, but only when the server's copy is missing or differs
+    (`register_type_and_schema` would otherwise rewrite the block type on every run)."""
+    from prefect.blocks.core import _should_update_block_type  # the check register_type_and_schema uses
+    from prefect.exceptions import ObjectNotFound
+
+    for block_type in block_types():
+        slug = block_type.get_block_type_slug()
+        try:
+            on_server = client.read_block_type_by_slug(slug)
+        except ObjectNotFound:
+            on_server = None
+        changed = on_server is None or _should_update_block_type(block_type._to_block_type(), on_server)
+        if not changed:
+            try:
+                client.read_block_schema_by_checksum(checksum=block_type._calculate_schema_checksum(),
+                                                     version=block_type.get_block_schema_version())
+            except ObjectNotFound:
+                changed = True
+        if changed:
+            block_type.register_type_and_schema()
+        report.record(f"block type {slug}", "created" if on_server is None else "updated" if changed else "unchanged")
 
 
 def rate_limits(settings: ImagegenSettings) -> dict[str, tuple[int, float]]:
@@ -110,11 +144,11 @@ def ensure_rate_limits(client, settings: ImagegenSettings, report: SetupReport) 
                 GlobalConcurrencyLimitCreate(name=name, limit=limit, slot_decay_per_second=decay))
             report.record(label, "created")
             continue
-        if current.limit == limit and abs((current.slot_decay_per_second or 0) - decay) < 1e-9:
+        if current.limit == limit and current.active and abs((current.slot_decay_per_second or 0) - decay) < 1e-9:
             report.record(label, "unchanged")
         else:
             client.update_global_concurrency_limit(
-                name, GlobalConcurrencyLimitUpdate(limit=limit, slot_decay_per_second=decay))
+                name, GlobalConcurrencyLimitUpdate(limit=limit, slot_decay_per_second=decay, active=True))
             report.record(label, "updated")
 
 
@@ -122,24 +156,28 @@ def ensure_work_pool(client, report: SetupReport) -> None:
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectNotFound
 
+    from imagegen.errors import ImagegenError
+
     try:
-        client.read_work_pool(WORK_POOL)
-        report.record(f"work pool {WORK_POOL}", "unchanged")
+        pool = client.read_work_pool(WORK_POOL)
     except ObjectNotFound:
         client.create_work_pool(WorkPoolCreate(name=WORK_POOL, type="process"))
         report.record(f"work pool {WORK_POOL} (process)", "created")
+        return
+    if pool.type != "process":  # a pool's type cannot be changed; deleting it is the operator's call
+        raise ImagegenError(f"work pool {WORK_POOL} exists with type {pool.type!r}, not 'process': delete it "
+                            f"(prefect work-pool delete {WORK_POOL}) and run imagegen setup again")
+    report.record(f"work pool {WORK_POOL} (process)", "unchanged")
 
 
 def run_setup(settings: ImagegenSettings) -> SetupReport:
     from prefect.client.orchestration import get_client
 
     report = SetupReport()
-    for block_type in block_types():
-        block_type.register_type_and_schema()
-    report.record(f"{len(block_types())} block types registered", "unchanged")
-    for name, block in blocks_from_environment(settings).items():
-        save_block(name, block, report)
     with get_client(sync_client=True) as client:
+        ensure_block_types(client, report)
+        for name, block in blocks_from_environment(settings).items():
+            save_block(name, block, report)
         ensure_rate_limits(client, settings, report)
         ensure_work_pool(client, report)
     return report

@@ -1,0 +1,111 @@
+"""The size-set flow re-renders new size sets for masters already in the catalog, with no provider call.
+
+In-process, on the session's Prefect test harness (no real server needed).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flows.campaign import campaign_flow
+from flows.size_sets import size_set_flow
+from imagegen.providers.local import LocalGenerator
+
+pytestmark = pytest.mark.prefect
+
+
+def write_brief(folder: Path, subjects: tuple[str, str]) -> Path:
+    """Two 1024 px masters, one small target. Subjects differ per test: generated masters are cached
+    by prompt for the whole session, and these tests count provider calls."""
+    brief = {
+        "campaign": "size-set-test",
+        "brand": {"name": "Acme", "palette": ["#ff6b6b", "#4ecdc4", "#ffe66d", "#2c3e50", "#ffffff"]},
+        "subjects": [
+            {"subject": subjects[0], "style": "product", "lighting": "product",
+             "composition": "rule_of_thirds", "mood": "elegant"},
+            {"subject": subjects[1], "style": "lifestyle", "lighting": "golden_hour",
+             "composition": "leading_lines", "mood": "energetic"},
+        ],
+        "size_sets": [],
+        "targets": [{"name": "square_webp", "platform": "web", "width": 640, "height": 640, "format": "WEBP"}],
+        "provider": {"name": "local", "master_width": 1024, "master_height": 1024},
+        "quality": {"max_edit_attempts": 1},
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "brief.yaml"
+    path.write_text(yaml.safe_dump(brief))
+    return path
+
+
+def rows(out: Path) -> list[dict]:
+    with sqlite3.connect(out / "catalog.db") as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute("SELECT * FROM media_assets ORDER BY asset_id, variant")]
+
+
+@pytest.fixture
+def count_provider_calls(monkeypatch):
+    calls: list[str] = []
+    real_generate, real_edit = LocalGenerator.generate, LocalGenerator.edit
+
+    def generate(self, *args, **kwargs):
+        calls.append("generate")
+        return real_generate(self, *args, **kwargs)
+
+    def edit(self, *args, **kwargs):
+        calls.append("edit")
+        return real_edit(self, *args, **kwargs)
+
+    monkeypatch.setattr(LocalGenerator, "generate", generate)
+    monkeypatch.setattr(LocalGenerator, "edit", edit)
+    return calls
+
+
+def test_new_size_set_from_catalog_calls_no_provider(prefect_harness, tmp_path, count_provider_calls):
+    brief = write_brief(tmp_path, ("a brass desk lamp on a walnut desk", "a pair of hiking boots on a rock"))
+    out = tmp_path / "out"
+    first = campaign_flow(brief=str(brief), out_dir=str(out))
+    assert first.published == 2 and first.provider_calls == 2
+    assert len(count_provider_calls) == 2
+    before = rows(out)
+    assert {r["variant"] for r in before} == {"master", "square_webp"}
+    masters = {r["asset_id"]: r for r in before if r["variant"] == "master"}
+    master_files = {p: p.stat().st_mtime_ns for p in (out / "masters").rglob("*") if p.is_file()}
+    count_provider_calls.clear()
+
+    summary = size_set_flow(brief=str(brief), size_sets=["pinterest"], out_dir=str(out), from_catalog=True)
+
+    assert count_provider_calls == []
+    assert summary.provider_calls == 0 and not summary.failed
+    assert summary.masters == 2 and summary.published == 2
+    assert summary.catalog_inserted == 2  # one pinterest_pin per published master, nothing else
+    after = rows(out)
+    new = [r for r in after if r["variant"] == "pinterest_pin"]
+    assert {r["asset_id"] for r in new} == set(masters)
+    for row in new:
+        master = masters[row["asset_id"]]
+        assert (row["width"], row["height"]) == (1000, 1500)
+        assert row["status"] == "published" and row["provider"] == "local"
+        assert (row["seed"], row["prompt"]) == (master["seed"], master["prompt"])
+        path = Path(row["url"].removeprefix("file://"))
+        assert path.is_file()
+    # the earlier rows are untouched and no master was made again
+    assert [r for r in after if r["variant"] != "pinterest_pin"] == before
+    assert {p: p.stat().st_mtime_ns for p in master_files} == master_files
+    html = (out / "gallery.html").read_text()
+    assert html.count("<figure") == len(after)  # the whole campaign, old and new variants together
+
+
+def test_without_published_masters_runs_the_campaign_for_the_size_set(prefect_harness, tmp_path,
+                                                                      count_provider_calls):
+    brief = write_brief(tmp_path, ("a ceramic teapot on a linen cloth", "a leather backpack on a park bench"))
+    out = tmp_path / "out"
+    summary = size_set_flow(brief=str(brief), size_sets=["pinterest"], out_dir=str(out))
+    assert summary.published == 2 and summary.provider_calls == 2
+    assert len(count_provider_calls) == 2
+    # the brief's own targets are replaced by the size set
+    assert {r["variant"] for r in rows(out)} == {"master", "pinterest_pin"}

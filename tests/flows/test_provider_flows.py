@@ -63,6 +63,7 @@ def neuroflash(loopback, monkeypatch):
     monkeypatch.setenv("NEUROFLASH_CLIENT_SECRET", NF_SECRET)
     monkeypatch.setenv("IMAGEGEN_NEUROFLASH_API_URL", f"{url}/api")
     monkeypatch.setenv("IMAGEGEN_NEUROFLASH_TOKEN_URL", f"{url}/oauth/v2/token")
+    monkeypatch.setenv("IMAGEGEN_NEUROFLASH_RATE_PER_MINUTE", "6000")  # the real pace is tested in the client suite
     return emulator
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
+from collections.abc import Iterator
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -46,36 +48,14 @@ class SqliteCatalog(Catalog):
             raise _catalog_error(self.path, exc) from exc
         return conn
 
-    def upsert(self, rows: list[CatalogRow]) -> UpsertResult:
-        result = UpsertResult()
-        if not rows:
-            return result
-        columns = list(CatalogRow.model_fields)
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE: one writer), all or nothing, errors as CatalogError."""
         with self._lock:
             conn = self._connect()
             try:
-                conn.execute("BEGIN IMMEDIATE")  # one writer, all rows or none
-                for row in rows:
-                    current = conn.execute(
-                        "SELECT * FROM media_assets WHERE campaign=? AND asset_id=? AND variant=?", row.key
-                    ).fetchone()
-                    if current is None:
-                        conn.execute(
-                            f"INSERT INTO media_assets ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                            [_to_db(c, getattr(row, c)) for c in columns],
-                        )
-                        result.inserted += 1
-                        continue
-                    if all(_to_db(c, getattr(row, c)) == current[c] for c in CONTENT_COLUMNS):
-                        result.unchanged += 1
-                        continue
-                    assignments = ", ".join(f"{c}=?" for c in (*CONTENT_COLUMNS, "updated_at"))
-                    conn.execute(
-                        f"UPDATE media_assets SET {assignments} WHERE campaign=? AND asset_id=? AND variant=?",
-                        [*(_to_db(c, getattr(row, c)) for c in CONTENT_COLUMNS), _to_db("updated_at", row.updated_at),
-                         *row.key],
-                    )
-                    result.updated += 1
+                conn.execute("BEGIN IMMEDIATE")
+                yield conn
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 conn.execute("ROLLBACK")
@@ -85,6 +65,30 @@ class SqliteCatalog(Catalog):
                 raise
             finally:
                 conn.close()
+
+    def upsert(self, rows: list[CatalogRow]) -> UpsertResult:
+        result = UpsertResult()
+        if not rows:
+            return result
+        columns = list(CatalogRow.model_fields)
+        assignments = ", ".join(f"{c}=?" for c in (*CONTENT_COLUMNS, "updated_at"))
+        with self._write() as conn:
+            for row in rows:
+                current = conn.execute(
+                    "SELECT * FROM media_assets WHERE campaign=? AND asset_id=? AND variant=?", row.key).fetchone()
+                if current is None:
+                    conn.execute(
+                        f"INSERT INTO media_assets ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                        [_to_db(c, getattr(row, c)) for c in columns])
+                    result.inserted += 1
+                elif all(_to_db(c, getattr(row, c)) == current[c] for c in CONTENT_COLUMNS):
+                    result.unchanged += 1
+                else:
+                    conn.execute(
+                        f"UPDATE media_assets SET {assignments} WHERE campaign=? AND asset_id=? AND variant=?",
+                        [*(_to_db(c, getattr(row, c)) for c in CONTENT_COLUMNS), _to_db("updated_at", row.updated_at),
+                         *row.key])
+                    result.updated += 1
         return result
 
     def rows(self, campaign: str | None = None) -> list[CatalogRow]:
@@ -110,20 +114,6 @@ class SqliteCatalog(Catalog):
     def delete(self, keys: list[tuple[str, str, str]]) -> int:
         if not keys or not self.path.exists():
             return 0
-        with self._lock:
-            conn = self._connect()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                deleted = sum(
-                    conn.execute("DELETE FROM media_assets WHERE campaign=? AND asset_id=? AND variant=?",
-                                 key).rowcount for key in keys)
-                conn.execute("COMMIT")
-                return deleted
-            except sqlite3.Error as exc:
-                conn.execute("ROLLBACK")
-                raise _catalog_error(self.path, exc) from exc
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            finally:
-                conn.close()
+        with self._write() as conn:
+            return sum(conn.execute("DELETE FROM media_assets WHERE campaign=? AND asset_id=? AND variant=?",
+                                    key).rowcount for key in keys)

@@ -135,21 +135,6 @@ def read_xmp(path: str | Path) -> str | None:
 
 # --------------------------------------------------------------------------- encoding
 
-def _prepare(img: Image.Image, fmt: str) -> Image.Image:
-    """Convert to a mode the format stores; JPEG has no alpha, so it is flattened onto white."""
-    has_alpha = "A" in img.getbands() or (img.mode == "P" and "transparency" in img.info)
-    if fmt == "JPEG":
-        if has_alpha:
-            rgba = img.convert("RGBA")
-            flat = Image.new("RGB", rgba.size, (255, 255, 255))
-            flat.paste(rgba, mask=rgba.getchannel("A"))
-            return flat
-        return img if img.mode in ("RGB", "L") else img.convert("RGB")
-    if img.mode in ("RGB", "RGBA", "L") or (fmt == "PNG" and img.mode in ("LA", "P")):
-        return img
-    return img.convert("RGBA" if has_alpha else "RGB")
-
-
 def _encoder(img: Image.Image, fmt: str, xmp: bytes, *, png_optimize: bool = False) -> Callable[[int | None], bytes]:
     """A function quality -> encoded bytes for this image and format."""
     def encode(quality: int | None) -> bytes:
@@ -237,7 +222,9 @@ def encode_image(img: Image.Image, path: str | Path, fmt: str, *, xmp: bytes, qu
     if fmt not in ("PNG", "JPEG", "WEBP", "AVIF"):
         raise ValueError(f"unsupported output format {fmt!r}; expected PNG, JPEG, WEBP or AVIF")
     path = Path(path)
-    prepared = _prepare(img, fmt)
+    from imagegen.imaging.webdelivery import prepare_for_format
+
+    prepared = prepare_for_format(img, fmt)
     palette = False
     if fmt == "PNG":
         data, attempts, palette, fits = _fit_png(prepared, xmp, max_bytes)

@@ -212,3 +212,18 @@ def test_self_hosted_nim_campaign(prefect_harness, loopback, monkeypatch, tmp_pa
     assert code == 0, err
     assert summary["published"] == 2 and emulator.calls["infer"] == 2
     assert {r["provider"] for r in catalog(out)} == {"nim"}
+
+
+def test_vlm_rejection_is_edited_with_kontext_then_kept_with_its_history(prefect_harness, nvidia, tmp_path, capsys):
+    nvidia.faults.chat_reply = '{"verdict": "fail", "reasons": ["the mug handle is missing"], "alt_text": "A mug"}'
+    brief = brief_file(tmp_path, {"name": "nvidia"}, "nvidia-kontext", vlm_review=True, max_edit_attempts=1)
+    out = tmp_path / "out"
+    code, summary, err = run(capsys, brief, out)
+    assert code == 0, err
+    # 2 generations + 2 reviews, then 2 Kontext edits + 2 reviews of the edited images
+    assert summary["provider_calls"] == 8 and summary["quarantined"] == 2
+    row = catalog(out)[0]
+    edits = json.loads(row["metadata"])["edits"]
+    assert edits and edits[0]["kind"] == "provider_edit" and "mug handle is missing" in edits[0]["instruction"]
+    assert len(json.loads(row["gates"])["history"]) == 2
+    assert len(list((out / "masters").glob("*"))) == 4  # originals and edits, all kept

@@ -10,10 +10,12 @@ import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
+from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.runtime import flow_run
 
 from blocks.resolve import catalog_block, provider_chain, quarantine_block, store_block
-from flows.stages import (alt_text_for, gate_and_edit, generate_all, master_template, plan_masters,
+from flows.stages import (TASK_THREADS, alt_text_for, gate_and_edit, generate_all, master_template,
+                          plan_masters,
                           providers_with_quota, publish_and_catalog, publish_job, record_run, usage_after)
 from imagegen.brief import Brief, brief_from_source
 from imagegen.budget import budget_for_run, release_run
@@ -43,7 +45,7 @@ def vlm_reviewer(brief: Brief, settings):
     return reviewer
 
 
-@flow(name="imagegen-campaign", log_prints=False)
+@flow(name="imagegen-campaign", log_prints=False, task_runner=ThreadPoolTaskRunner(max_workers=TASK_THREADS))
 def campaign_flow(brief: str | dict, out_dir: str = "imagegen-output", provider: str | None = None,
                   max_provider_calls: int | None = None, brief_dir: str | None = None) -> RunSummary:
     """Turn a campaign brief into published, quality-gated image sets.

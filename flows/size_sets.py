@@ -13,11 +13,12 @@ from pathlib import Path
 
 import httpx
 from prefect import flow, get_run_logger, task
+from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.futures import wait
 
 from blocks.resolve import catalog_block, quarantine_block, store_block
 from flows.campaign import campaign_flow
-from flows.stages import publish_and_catalog, publish_job, record_run
+from flows.stages import TASK_THREADS, publish_and_catalog, publish_job, record_run
 from imagegen.brief import brief_from_source
 from imagegen.catalog.base import CatalogRow
 from imagegen.catalog.rows import template_from_row
@@ -57,7 +58,7 @@ def fetch_master(row: CatalogRow, masters_dir: str) -> GeneratedImage:
                           generation_ms=row.generation_ms, metadata=row.metadata)
 
 
-@flow(name="imagegen-size-set", log_prints=False)
+@flow(name="imagegen-size-set", log_prints=False, task_runner=ThreadPoolTaskRunner(max_workers=TASK_THREADS))
 def size_set_flow(brief: str | dict, size_sets: list[str], out_dir: str = "imagegen-output",
                   from_catalog: bool = True, brief_dir: str | None = None) -> RunSummary:
     """Publish `size_sets` for the brief's campaign; re-render published masters when there are any."""

@@ -34,6 +34,10 @@ from tasks.providers import check_quota, read_usage, review_master
 from tasks.publish import publish_master, quarantine_master
 
 
+# Enough threads for ~30 provider calls in flight (40/min at 10-40 s each); pixel work is limited
+# separately by imagegen.pixelwork.PIXEL_SLOTS, so memory stays flat as a batch grows.
+TASK_THREADS = 48
+
 # ---------------------------------------------------------------------------------------------- prompt
 
 def master_size(brief: Brief, caps, local_master_size: int) -> tuple[int, int]:

@@ -51,6 +51,11 @@ class TokenBucket:
             waited += delay
 
 
+# Pace a little under the provider's limit: at exactly N/min, request k+N lands ~60 s after request k
+# and any jitter that shortens one gap crosses the provider's sliding window (measured: one 429 per
+# 100 requests at 40/min). 3 % under costs 3 % of throughput and removed it.
+PACING_MARGIN = 0.97
+
 _registry: dict[str, TokenBucket] = {}
 _registry_lock = threading.Lock()
 
@@ -59,7 +64,8 @@ def shared_limiter(account: str, rate_per_minute: float, burst: int = 1) -> Toke
     """The one bucket for `account` in this process (created on first use)."""
     with _registry_lock:
         bucket = _registry.get(account)
-        if bucket is None or bucket.rate_per_second != rate_per_minute / 60.0:
-            bucket = TokenBucket(rate_per_minute, burst)
+        paced = rate_per_minute * PACING_MARGIN
+        if bucket is None or bucket.rate_per_second != paced / 60.0:
+            bucket = TokenBucket(paced, burst)
             _registry[account] = bucket
         return bucket

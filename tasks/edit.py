@@ -7,6 +7,7 @@ from pathlib import Path
 from prefect import task
 
 from imagegen.models import GeneratedImage
+from imagegen.pixelwork import PIXEL_SLOTS
 from imagegen.remediation import apply_local_fixes
 
 
@@ -14,7 +15,8 @@ from imagegen.remediation import apply_local_fixes
 def fix_master_locally(master: GeneratedImage, asset_id: str, remedies: list[str], palette: list[str],
                        masters_dir: str, attempt: int) -> GeneratedImage:
     """Apply local fixes; the original master stays on disk (edits never overwrite, they add)."""
-    fixed = apply_local_fixes(master.image, remedies, palette, Path(masters_dir))
+    with PIXEL_SLOTS:
+        fixed = apply_local_fixes(master.image, remedies, palette, Path(masters_dir))
     edits = [*master.metadata.get("edits", []), {"attempt": attempt, "kind": "local", "remedies": remedies,
                                                  "source_sha256": master.image.sha256}]
     return master.model_copy(update={"image": fixed, "metadata": {**master.metadata, "edits": edits}})

@@ -7,12 +7,14 @@ from pathlib import Path
 from prefect import task
 
 from imagegen.imaging.metrics import ImageMeasurements, find_near_duplicates, measure_image
+from imagegen.pixelwork import PIXEL_SLOTS
 from imagegen.quality import GateReport, checks_for_policy, required_size, validate_rows
 
 
 @task(name="measure-master", task_run_name="measure {image_id}", cache_result_in_memory=False)
 def measure_master(image_path: str, image_id: str, palette: list[str]) -> ImageMeasurements:
-    return measure_image(image_path, image_id, palette)
+    with PIXEL_SLOTS:
+        return measure_image(image_path, image_id, palette)
 
 
 def measurement_rows(measurements: list[ImageMeasurements], content_filtered: dict[str, bool], policy,

@@ -39,7 +39,7 @@ def adopt_into(result: GeneratedImage, masters_dir: Path) -> GeneratedImage:
 
 
 @task(name="generate-master", task_run_name="generate {spec.asset_id}", cache_key_fn=generation_cache_key,
-      persist_result=True, cache_result_in_memory=False, tags=["provider"], **RETRY_OPTIONS)
+      persist_result=True, cache_result_in_memory=False, **RETRY_OPTIONS)
 def generate_master(spec: PromptSpec, provider: ImageProviderBlock, masters_dir: str, run_id: str) -> GeneratedImage:
     """Ask the provider for one master and store it content-addressed in `masters_dir`."""
     budget_for_run(run_id).spend(provider.provider_name)
@@ -49,7 +49,7 @@ def generate_master(spec: PromptSpec, provider: ImageProviderBlock, masters_dir:
 
 
 @task(name="regenerate-master", task_run_name="regenerate {spec.asset_id} (attempt {attempt})",
-      cache_result_in_memory=False, tags=["provider"], **RETRY_OPTIONS)
+      cache_result_in_memory=False, **RETRY_OPTIONS)
 def regenerate_master(spec: PromptSpec, provider: ImageProviderBlock, masters_dir: str, run_id: str,
                       attempt: int) -> GeneratedImage:
     """A fresh master with a new seed derived from the attempt number (deterministic, so reruns repeat it)."""
@@ -61,7 +61,7 @@ def regenerate_master(spec: PromptSpec, provider: ImageProviderBlock, masters_di
 
 
 @task(name="edit-master", task_run_name="edit {spec.asset_id} (attempt {attempt})",
-      cache_result_in_memory=False, tags=["provider"], **RETRY_OPTIONS)
+      cache_result_in_memory=False, **RETRY_OPTIONS)
 def provider_edit_master(master: GeneratedImage, spec: PromptSpec, provider: ImageProviderBlock,
                          instruction: str, masters_dir: str, run_id: str, attempt: int) -> GeneratedImage:
     """Image-to-image edit through the provider (FLUX.1-kontext, neuroflash /edit)."""

@@ -12,6 +12,7 @@ from prefect.transactions import get_transaction
 
 from blocks.storage import AssetStoreBlock
 from imagegen.models import FORMAT_CONTENT_TYPES, GeneratedImage
+from imagegen.pixelwork import PIXEL_SLOTS
 from imagegen.publishing import (MASTER_VARIANT, PublishedFile, PublishResult, WebOptions, blurhash_of,
                                  picture_snippet, provenance_xmp, render_variants, store_variant, variant_key)
 from imagegen.sizes import Target
@@ -40,9 +41,11 @@ def publish_master(master: GeneratedImage, campaign: str, asset_id: str, prompt:
     Path(work_root).mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f"{asset_id}-", dir=work_root))
     try:
-        rendered = render_variants(master.image, targets, xmp=xmp, work_dir=scratch,
-                                   logo_path=Path(logo_path) if logo_path else None, logo_options=logo_options,
-                                   include_master=include_master, options=web)
+        with PIXEL_SLOTS:
+            rendered = render_variants(master.image, targets, xmp=xmp, work_dir=scratch,
+                                       logo_path=Path(logo_path) if logo_path else None, logo_options=logo_options,
+                                       include_master=include_master, options=web)
+            blurhash = blurhash_of(master.image)
         published: list[PublishedFile] = []
         try:
             for variant in rendered:
@@ -52,7 +55,7 @@ def publish_master(master: GeneratedImage, campaign: str, asset_id: str, prompt:
             raise
         remember_for_rollback(published, (small_store, large_store))
         sizes = (web.responsive or {}).get("sizes", "100vw")
-        return PublishResult(files=published, blurhash=blurhash_of(master.image),
+        return PublishResult(files=published, blurhash=blurhash,
                              picture=picture_snippet(published, alt=alt_text, sizes=sizes))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -15,6 +15,7 @@ from typing import Any
 from imagegen.errors import ProviderRequestInvalid
 from imagegen.models import GeneratedImage, GenerationRequest, ImageRef, ProviderCapabilities
 from imagegen.providers.base import save_image_bytes
+from imagegen.pixelwork import PIXEL_SLOTS
 from imagegen.render import RENDERER_MODEL, describe_scene, render_local
 
 PROVIDER = "local"
@@ -45,12 +46,13 @@ class LocalGenerator:
     def generate(self, request: GenerationRequest, dest_dir: Path) -> GeneratedImage:
         self._check_size(request)
         spec = _render_spec(request)
-        started = time.perf_counter()
-        image = render_local(spec, request.seed, request.width, request.height)
-        buf = io.BytesIO()
-        image.save(buf, "PNG", compress_level=PNG_COMPRESS_LEVEL)
-        ref = save_image_bytes(buf.getvalue(), Path(dest_dir), provider=PROVIDER)
-        elapsed_ms = round((time.perf_counter() - started) * 1000)
+        with PIXEL_SLOTS:  # the stand-in "provider" is CPU work like the gate, not a remote call
+            started = time.perf_counter()
+            image = render_local(spec, request.seed, request.width, request.height)
+            buf = io.BytesIO()
+            image.save(buf, "PNG", compress_level=PNG_COMPRESS_LEVEL)
+            ref = save_image_bytes(buf.getvalue(), Path(dest_dir), provider=PROVIDER)
+            elapsed_ms = round((time.perf_counter() - started) * 1000)
         return GeneratedImage(image=ref, provider=PROVIDER, model=RENDERER_MODEL, seed=request.seed,
                               generation_ms=elapsed_ms, metadata=_metadata(request, spec))
 

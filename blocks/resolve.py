@@ -4,6 +4,7 @@ block `<block-type-slug>/<block-name>`. Blocks built here read credentials from 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from prefect.blocks.core import Block
@@ -18,16 +19,26 @@ from imagegen.errors import BriefError
 from imagegen.settings import ImagegenSettings
 
 PROVIDER_NAMES = ("local", "nvidia", "nim", "neuroflash")
+_SAVED_BLOCK = re.compile(r"^[a-z0-9][a-z0-9-]*/[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+def load_saved_block(name: str, field: str, expected: type) -> Block:
+    """A saved block named `<block-type-slug>/<block-name>`, or a BriefError naming `field`."""
+    if not _SAVED_BLOCK.match(name):
+        raise BriefError([(field, f"{name!r} is not a saved block name like <block-type-slug>/<block-name>")])
+    try:
+        block = Block.load(name)
+    except (ValueError, KeyError) as exc:
+        raise BriefError([(field, f"no saved block {name!r} on the Prefect API ({type(exc).__name__})")]) from None
+    if not isinstance(block, expected):
+        raise BriefError([(field, f"saved block {name!r} is a {type(block).__name__}, not a {expected.__name__}")])
+    return block
 
 
 def provider_block(name: str, settings: ImagegenSettings, model: str | None = None) -> ImageProviderBlock:
     """A provider block for `name`, configured from the environment."""
     if "/" in name:
-        block = Block.load(name)
-        if not isinstance(block, ImageProviderBlock):
-            raise BriefError([("provider.block", f"saved block {name!r} is a {type(block).__name__}, "
-                                                 "not an image provider block")])
-        return block
+        return load_saved_block(name, "provider.block", ImageProviderBlock)
     if name == "local":
         return LocalProvider(master_size=settings.local_master_size)
     if name in ("nvidia", "nim"):
@@ -49,25 +60,30 @@ def provider_chain(choice, settings: ImagegenSettings, override: str | None = No
     return [provider_block(name, settings, model=choice.model if i == 0 else None) for i, name in enumerate(names)]
 
 
-def store_block(name: str, settings: ImagegenSettings, out_dir: Path) -> AssetStoreBlock:
+def store_block(name: str, settings: ImagegenSettings, out_dir: Path,
+                field: str = "publish") -> AssetStoreBlock:
     """`local` (a folder in the output folder), `supabase`, `gitlab`, or a saved block slug/name."""
     if "/" in name:
-        block = Block.load(name)
-        if not isinstance(block, AssetStoreBlock):
-            raise BriefError([("publish", f"saved block {name!r} is not an asset store block")])
-        return block
+        return load_saved_block(name, field, AssetStoreBlock)
     if name == "local":
         return LocalAssetFolder(path=str(out_dir / "assets"), store_name="local")
     if name == "supabase":
-        return SupabaseStorage(credentials=_supabase_credentials(settings), bucket=settings.supabase_bucket)
+        return SupabaseStorage(credentials=_supabase_credentials(settings, field), bucket=settings.supabase_bucket)
     if name == "gitlab":
         missing = [n for n, v in (("GITLAB_URL", settings.gitlab_url), ("GITLAB_TOKEN", settings.gitlab_token),
                                   ("IMAGEGEN_GITLAB_PROJECT", settings.gitlab_project)) if not v]
         if missing:
-            raise BriefError([("publish", f"store 'gitlab' needs {', '.join(missing)} in the environment")])
+            raise BriefError([(field, f"store 'gitlab' needs {', '.join(missing)} in the environment")])
         return GitLabUploads(credentials=GitLabCredentials(url=settings.gitlab_url, token=settings.gitlab_token),
                              project=settings.gitlab_project, index_path=str(out_dir / "gitlab-uploads.json"))
-    raise BriefError([("publish", f"unknown store {name!r}; known: local, supabase, gitlab, or a saved block")])
+    raise BriefError([(field, f"unknown store {name!r}; known: local, supabase, gitlab, or a saved block "
+                              "<block-type-slug>/<block-name>")])
+
+
+def publish_stores(publish, settings: ImagegenSettings, out_dir: Path) -> tuple[AssetStoreBlock, AssetStoreBlock]:
+    """The brief's small- and large-file stores, checked before anything is generated or written."""
+    return (store_block(publish.small_store, settings, out_dir, "publish.small_store"),
+            store_block(publish.large_store, settings, out_dir, "publish.large_store"))
 
 
 def quarantine_block(out_dir: Path) -> AssetStoreBlock:
@@ -86,9 +102,7 @@ def catalog_block(settings: ImagegenSettings, out_dir: Path) -> CatalogBlock:
     if url.startswith(("postgres://", "postgresql://")):
         return PostgresCatalogBlock(dsn=url)
     if "/" in url and "://" not in url:
-        block = Block.load(url)
-        if isinstance(block, CatalogBlock):
-            return block
+        return load_saved_block(url, "IMAGEGEN_CATALOG_URL", CatalogBlock)
     from imagegen.catalog.remote import mask_url
 
     raise BriefError([("IMAGEGEN_CATALOG_URL", f"{mask_url(url)!r} is not a catalog; use sqlite:///path, "
@@ -96,9 +110,9 @@ def catalog_block(settings: ImagegenSettings, out_dir: Path) -> CatalogBlock:
                                                "catalog block <block-type-slug>/<block-name>")])
 
 
-def _supabase_credentials(settings: ImagegenSettings) -> SupabaseCredentials:
+def _supabase_credentials(settings: ImagegenSettings, field: str = "publish") -> SupabaseCredentials:
     missing = [n for n, v in (("SUPABASE_URL", settings.supabase_url), ("SUPABASE_KEY", settings.supabase_key))
                if not v]
     if missing:
-        raise BriefError([("publish", f"Supabase needs {' and '.join(missing)} in the environment")])
+        raise BriefError([(field, f"Supabase needs {' and '.join(missing)} in the environment")])
     return SupabaseCredentials(url=settings.supabase_url, key=settings.supabase_key)

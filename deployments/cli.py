@@ -47,9 +47,9 @@ def _print_problems(err) -> None:
     print(f"error: {err}", file=sys.stderr)
 
 
-def validate(brief_path: str, provider: str | None) -> None:
+def validate(brief_path: str, provider: str | None, out: Path) -> None:
     """Everything that can reject a brief, before Prefect starts and before anything is written."""
-    from blocks.resolve import provider_chain
+    from blocks.resolve import catalog_block, provider_chain, publish_stores
     from flows.campaign import vlm_reviewer
     from flows.stages import plan_masters
     from imagegen.brief import load_brief
@@ -60,6 +60,8 @@ def validate(brief_path: str, provider: str | None) -> None:
     providers = provider_chain(brief.provider, settings, override=settings.provider)
     plan_masters(brief, providers, settings.local_master_size)
     vlm_reviewer(brief, settings)
+    publish_stores(brief.publish, settings, out)
+    catalog_block(settings, out)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
     if args.max_provider_calls is not None and args.max_provider_calls < 0:
         print("error: --max-provider-calls: must be 0 or more", file=sys.stderr)
         return EXIT_INVALID
+    out = args.out or os.environ.get("IMAGEGEN_OUTPUT_DIR") or "imagegen-output"
     try:
-        validate(args.brief, args.provider)
+        validate(args.brief, args.provider, Path(out).resolve())
     except BriefError as err:
         _print_problems(err)
         return EXIT_INVALID
@@ -80,7 +83,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INVALID
 
-    out = args.out or os.environ.get("IMAGEGEN_OUTPUT_DIR") or "imagegen-output"
     from flows.campaign import campaign_flow
 
     try:

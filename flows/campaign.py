@@ -13,7 +13,7 @@ from prefect import flow, get_run_logger, task
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.runtime import flow_run
 
-from blocks.resolve import catalog_block, provider_chain, quarantine_block, store_block
+from blocks.resolve import catalog_block, provider_chain, publish_stores, quarantine_block
 from flows.stages import (TASK_THREADS, alt_text_for, gate_and_edit, generate_all, master_template,
                           plan_masters,
                           providers_with_quota, publish_and_catalog, publish_job, record_run, usage_after)
@@ -59,6 +59,8 @@ def campaign_flow(brief: str | dict, out_dir: str = "imagegen-output", provider:
     the_brief = brief_from_source(brief, Path(brief_dir) if brief_dir else None)
     out = Path(out_dir).resolve()
     providers = provider_chain(the_brief.provider, settings, override=settings.provider)
+    small, large = publish_stores(the_brief.publish, settings, out)  # a bad store name fails before any spend
+    catalog = catalog_block(settings, out)
     # prompt: every guard runs before any quota is spent or any file is written
     specs, targets_by_asset = build_prompts(the_brief, providers, settings.local_master_size)
     targets = resolve_targets(the_brief.size_sets, the_brief.targets)
@@ -89,14 +91,12 @@ def campaign_flow(brief: str | dict, out_dir: str = "imagegen-output", provider:
 
     checked = sorted({c.gate for c in checks_for_policy(the_brief.quality, has_palette=bool(the_brief.brand.palette),
                                                          with_vlm=the_brief.quality.vlm_review)})
-    stores = dict(small=store_block(the_brief.publish.small_store, settings, out),
-                  large=store_block(the_brief.publish.large_store, settings, out), quarantine=quarantine_block(out),
+    stores = dict(small=small, large=large, quarantine=quarantine_block(out),
                   brief=the_brief, work_root=out / ".work")
     jobs = {aid: publish_job(master, master_template(spec_by_id[aid], master, report.results[aid], checked,
                                                      history[aid], alt_text_for(spec_by_id[aid], reviews.get(aid))),
                              targets=targets_by_asset[aid], **stores)
             for aid, master in masters.items()}
-    catalog = catalog_block(settings, out)
     rows, stored, upserted = publish_and_catalog(jobs, catalog, logger, failed)
 
     summary = RunSummary(

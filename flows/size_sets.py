@@ -16,7 +16,7 @@ from prefect import flow, get_run_logger, task
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.futures import wait
 
-from blocks.resolve import catalog_block, quarantine_block, store_block
+from blocks.resolve import catalog_block, publish_stores, quarantine_block
 from flows.campaign import campaign_flow
 from flows.stages import TASK_THREADS, publish_and_catalog, publish_job, record_run
 from imagegen.brief import brief_from_source
@@ -81,8 +81,8 @@ def size_set_flow(brief: str | dict, size_sets: list[str], out_dir: str = "image
     fetches = {row.asset_id: fetch_master.submit(row, str(out / "masters")) for row in published}
     wait(list(fetches.values()))
     failed: list[FailedAsset] = []
-    stores = dict(targets=targets, small=store_block(the_brief.publish.small_store, settings, out),
-                  large=store_block(the_brief.publish.large_store, settings, out), quarantine=quarantine_block(out),
+    small, large = publish_stores(the_brief.publish, settings, out)
+    stores = dict(targets=targets, small=small, large=large, quarantine=quarantine_block(out),
                   brief=the_brief.model_copy(update={"publish": the_brief.publish.model_copy(
                       update={"include_master": False})}), work_root=out / ".work")
     jobs = {}

@@ -10,6 +10,7 @@ from prefect.context import TaskRunContext
 
 from blocks.providers import ImageProviderBlock
 from imagegen.budget import budget_for_run
+from imagegen.ledger import generation_slot
 from imagegen.models import GeneratedImage, GenerationRequest, ImageRef
 from imagegen.prompts import PromptSpec
 from tasks.retrying import RETRY_OPTIONS
@@ -41,11 +42,19 @@ def adopt_into(result: GeneratedImage, masters_dir: Path) -> GeneratedImage:
 @task(name="generate-master", task_run_name="generate {spec.asset_id}", cache_key_fn=generation_cache_key,
       persist_result=True, cache_result_in_memory=False, **RETRY_OPTIONS)
 def generate_master(spec: PromptSpec, provider: ImageProviderBlock, masters_dir: str, run_id: str) -> GeneratedImage:
-    """Ask the provider for one master and store it content-addressed in `masters_dir`."""
-    budget_for_run(run_id).spend(provider.provider_name)
-    generator = provider.get_generator()
-    result = generator.generate(request_for(spec), Path(masters_dir))
-    return result.model_copy(update={"metadata": {**result.metadata, "negatives": spec.negatives_handling}})
+    """Ask the provider for one master and store it content-addressed in `masters_dir`.
+
+    Under the key's lock, a master another run made meanwhile is taken from the ledger instead of
+    paying for it again.
+    """
+    with generation_slot(Path(masters_dir), spec.cache_key()) as entry:
+        if (made := entry.read()) is not None:
+            return made
+        budget_for_run(run_id).spend(provider.provider_name)
+        result = provider.get_generator().generate(request_for(spec), Path(masters_dir))
+        result = result.model_copy(update={"metadata": {**result.metadata, "negatives": spec.negatives_handling}})
+        entry.write(result)
+        return result
 
 
 @task(name="regenerate-master", task_run_name="regenerate {spec.asset_id} (attempt {attempt})",

@@ -1,0 +1,268 @@
+"""Hostile input, from the provider and from the brief.
+
+Provider answers are untrusted: a PNG header claiming 100000x100000, a decompression bomb (a small
+file that inflates to 144 MP), non-image bytes, a format we do not publish, and answers with the wrong
+content type never become a master, are not retried unless retrying can help, and leave no file.
+Briefs are untrusted too: path traversal in names, files outside the brief's folder, over-long fields
+exit 2 naming the field before anything is written; valid Unicode subjects work end to end.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import struct
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from deployments.cli import main as cli_main
+from tests.faults.conftest import catalog_rows, consistency_problems, master_files, write_brief
+
+pytestmark = pytest.mark.prefect
+
+SMALL_LOCAL = {"name": "local", "master_width": 256, "master_height": 256}
+SMALL_TARGET = [{"name": "thumb", "platform": "web", "width": 128, "height": 128, "format": "JPEG"}]
+
+
+def run(capsys, brief, out, *extra: str) -> tuple[int, dict | None, str]:
+    code = cli_main(["run", str(brief), "--out", str(out), "--json", *extra])
+    captured = capsys.readouterr()
+    return code, (json.loads(captured.out) if captured.out.strip() else None), captured.err
+
+
+# --------------------------------------------------------------------------- crafted images
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def grey_png(width: int, height: int, idat: bytes) -> bytes:
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+
+
+def huge_header_png() -> bytes:
+    """Claims 100000 x 100000 (10 gigapixels) and carries 1 KB of pixel data."""
+    return grey_png(100_000, 100_000, zlib.compress(b"\0" * 1024))
+
+
+@pytest.fixture(scope="module")
+def bomb_png() -> bytes:
+    """A real, valid 12000 x 12000 greyscale PNG of zeros: ~140 KB that inflate to 144 MP (under Pillow's
+    own error limit of ~179 MP, over the 64 MP a provider answer may have)."""
+    side = 12_000
+    packer = zlib.compressobj(9)
+    row = b"\0" * (side + 1)  # filter byte + pixels
+    idat = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    return grey_png(side, side, idat)
+
+
+def gif_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("P", (1024, 1024), 3).save(buffer, "GIF")
+    return buffer.getvalue()
+
+
+def assert_nothing_kept(out: Path) -> None:
+    assert master_files(out) == [], "an unverified provider answer was stored as a master"
+    assert catalog_rows(out) == []
+    assert not (out / "assets").exists() or not any(p.is_file() for p in (out / "assets").rglob("*"))
+
+
+# --------------------------------------------------------------------------- provider answers
+
+@pytest.mark.parametrize("kind, expected_reason", [
+    ("huge_header", r"pixel cap|DecompressionBomb"),
+    ("bomb", r"12000x12000 image, over the 64000000 pixel cap"),
+    ("not_image", r"not a decodable image"),
+    ("gif", r"unsupported image format 'GIF'"),
+], ids=["huge-header", "bomb", "not-image", "gif"])
+def test_hostile_provider_images_never_become_masters(prefect_harness, nvidia, fast_retries, bomb_png, tmp_path,
+                                                      capsys, kind, expected_reason):
+    if kind == "not_image":
+        nvidia.faults.not_image = 2
+    else:
+        nvidia.image_override = {"huge_header": huge_header_png(), "bomb": bomb_png, "gif": gif_bytes()}[kind]
+    brief = write_brief(tmp_path, f"hostile-{kind.replace('_', '-')}", provider={"name": "nvidia"})
+    out = tmp_path / "out"
+    started = time.monotonic()
+    code, summary, err = run(capsys, brief, out)
+    assert code == 1, err
+    assert [f["stage"] for f in summary["failed"]] == ["generate", "generate"]
+    assert all(re.search(expected_reason, f["reason"]) for f in summary["failed"]), summary["failed"]
+    assert nvidia.spent == 2, "a bad image is the provider's answer, not a transient fault: no retry"
+    assert summary["published"] == 0
+    assert_nothing_kept(out)
+    assert time.monotonic() - started < 45, "the refusal should not decode the bomb"
+
+
+@pytest.mark.parametrize("content_type, body, transient", [
+    ("text/html", b"<html><body>502 Bad Gateway (captive portal)</body></html>", True),
+    ("image/png", grey_png(8, 8, zlib.compress(b"\0" * 72)), True),  # raw image bytes where JSON belongs
+    ("application/json", b'{"artifacts": "none today"}', False),
+], ids=["html", "raw-png-bytes", "json-without-image"])
+def test_wrong_content_types_fail_cleanly(prefect_harness, nvidia, fast_retries, tmp_path, capsys, content_type,
+                                         body, transient):
+    nvidia.raw_answer, nvidia.raw_answers = (200, content_type, body), 1000
+    brief, out = write_brief(tmp_path, "hostile-content-type", provider={"name": "nvidia"}), tmp_path / "out"
+    code, summary, err = run(capsys, brief, out)
+    assert code == 1, err
+    assert [f["stage"] for f in summary["failed"]] == ["generate", "generate"]
+    # a cut-off or garbled body may be whole next time (transient, retried 3 times); a well-formed
+    # answer without an image will not be
+    assert nvidia.calls["genai"] == 2 * (4 if transient else 1)
+    assert_nothing_kept(out)
+
+
+# --------------------------------------------------------------------------- briefs: names and paths
+
+def _outside_file(tmp_path: Path) -> Path:
+    outside = tmp_path / "outside.png"
+    Image.new("RGBA", (32, 32), (255, 0, 0, 255)).save(outside)
+    return outside
+
+
+@pytest.mark.parametrize("case, field", [
+    ("campaign ../etc", "campaign"),
+    ("campaign ..", "campaign"),
+    ("campaign with slash", "campaign"),
+    ("campaign look-alike unicode", "campaign"),
+    ("target name traversal", "targets[0].name"),
+    ("size set traversal", "size_sets[0]"),
+    ("logo ..", "brand.logo.path"),
+    ("logo absolute", "brand.logo.path"),
+    ("logo symlink out", "brand.logo.path"),
+    ("base_dir smuggled in", "base_dir"),
+    ("provider traversal", "provider.name"),
+])
+def test_traversal_and_escapes_exit_2_before_anything_is_written(nvidia, tmp_path, capsys, case, field):
+    folder = tmp_path / "briefs"
+    folder.mkdir()
+    outside = _outside_file(tmp_path)
+    overrides: dict = {}
+    campaign = "escape-test"
+    brand = {"name": "Acme", "palette": ["#ff6b6b"]}
+    if case == "campaign ../etc":
+        campaign = "../etc"
+    elif case == "campaign ..":
+        campaign = ".."
+    elif case == "campaign with slash":
+        campaign = "spring/../../launch"
+    elif case == "campaign look-alike unicode":
+        campaign = "spring-ｌaunch"  # fullwidth l
+    elif case == "target name traversal":
+        overrides["targets"] = [{"name": "../../evil", "platform": "web", "width": 64, "height": 64}]
+    elif case == "size set traversal":
+        overrides["size_sets"] = ["../social"]
+    elif case == "logo ..":
+        brand["logo"] = {"path": "../outside.png"}
+    elif case == "logo absolute":
+        brand["logo"] = {"path": str(outside)}
+    elif case == "logo symlink out":
+        (folder / "logo.png").symlink_to(outside)
+        brand["logo"] = {"path": "logo.png"}
+    elif case == "base_dir smuggled in":
+        overrides["base_dir"] = "/"
+    elif case == "provider traversal":
+        overrides["provider"] = {"name": "../../nvidia"}
+    brief = write_brief(folder, "brief", provider=overrides.pop("provider", {"name": "nvidia"}),
+                        targets=overrides.pop("targets", None), size_sets=overrides.pop("size_sets", None),
+                        brand=brand, suffix=".json", **overrides)
+    data = json.loads(brief.read_text())
+    data["campaign"] = campaign
+    brief.write_text(json.dumps(data, ensure_ascii=False))
+    out = tmp_path / "out"
+    code, _, err = run(capsys, brief, out)
+    assert code == 2, err
+    assert field in err, err
+    assert not out.exists(), "an invalid brief wrote something"
+    assert sum(nvidia.calls.values()) == 0
+
+
+@pytest.mark.parametrize("store", ["../../etc", "gitlab"])
+def test_store_names_are_checked_before_anything_is_written(prefect_harness, tmp_path, capsys, store):
+    """A publish store that is a traversal, or a store whose credentials are missing, is an invalid
+    brief: exit 2 naming `publish`, before quota is spent or a master is written (README: "2 when the
+    brief or a flag is invalid; ... writes nothing")."""
+    brief = write_brief(tmp_path, "store-name", provider=SMALL_LOCAL, targets=SMALL_TARGET,
+                        publish={"small_store": store, "large_store": "local"})
+    out = tmp_path / "out"
+    try:
+        code, _, err = run(capsys, brief, out)
+    except Exception as exc:  # noqa: BLE001 - the CLI must answer with an exit code, not a traceback
+        code, err = f"raised {type(exc).__name__}: {exc}", capsys.readouterr().err
+    written = sorted(p.name for p in out.iterdir()) if out.exists() else []
+    assert (code, written) == (2, []), f"exit {code}; wrote {written}"
+    assert "publish" in err
+
+
+# --------------------------------------------------------------------------- briefs: long and Unicode fields
+
+@pytest.mark.parametrize("path, value, field", [
+    (("campaign",), "a" * 65, "campaign"),
+    (("subjects", 0, "subject"), "x" * 10_000, "subjects[0].subject"),
+    (("subjects", 0, "mood"), "calm " * 100, "subjects[0].mood"),
+    (("subjects", 0, "negatives"), ["y" * 61], "subjects[0].negatives[0]"),
+    (("brand", "name"), "B" * 1_000, "brand.name"),
+    (("subjects", 0, "subject"), "write to jane.doe@example.com", "subjects[0].subject"),
+])
+def test_over_long_or_personal_fields_exit_2_naming_the_field(tmp_path, capsys, path, value, field):
+    brief = write_brief(tmp_path, "long-fields", provider=SMALL_LOCAL, targets=SMALL_TARGET)
+    data = yaml.safe_load(brief.read_text())
+    node = data
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    brief.write_text(json.dumps(data))
+    out = tmp_path / "out"
+    code, _, err = run(capsys, brief, out)
+    assert code == 2 and field in err, err
+    assert not out.exists()
+    assert len(err) < 2_000, "the error should name the field, not echo a 10 KB value"
+
+
+def test_unicode_subjects_work_end_to_end(prefect_harness, tmp_path, capsys):
+    from imagegen.imaging.encode import read_xmp
+
+    subject = "ein Café mit Blüten 🌷 – 東京の朝, ñandú"
+    brief = write_brief(tmp_path, "unicode", provider=SMALL_LOCAL, targets=SMALL_TARGET, suffix=".json",
+                        subjects=[{"subject": subject, "mood": "ruhig · 静か", "seed": 5}])
+    out = tmp_path / "out"
+    code, summary, err = run(capsys, brief, out)
+    assert code == 0, err
+    assert consistency_problems(out, masters=1) == []
+    rows = catalog_rows(out)
+    assert all(subject in r["prompt"] for r in rows)
+    assert all(re.fullmatch(r"[a-z0-9][a-z0-9-]*", r["asset_id"]) for r in rows), "asset ids must stay ASCII slugs"
+    thumb = next(r for r in rows if r["variant"] == "thumb")
+    assert subject in read_xmp(out / "assets" / thumb["store_key"])
+
+
+@pytest.mark.parametrize("label, subject", [
+    ("NUL", "a mug\u0000with a NUL"),
+    ("bidi override", "a mug \u202egnp.exe"),
+    ("only invisible", "\u200b\u200b\u200b"),
+], ids=["nul", "bidi-override", "only-invisible"])
+def test_control_and_invisible_characters_are_refused_or_harmless(prefect_harness, tmp_path, capsys, label,
+                                                                  subject):
+    """Either the brief is refused (exit 2, field named) or the run works and every record holds the
+    text safely; never a crash, never an unreadable XMP or catalog."""
+    brief = write_brief(tmp_path, "control-chars", provider=SMALL_LOCAL, targets=SMALL_TARGET, suffix=".json",
+                        subjects=[{"subject": subject, "seed": 6}])
+    out = tmp_path / "out"
+    code, summary, err = run(capsys, brief, out)
+    if code == 2:
+        assert "subjects[0].subject" in err and not out.exists()
+        return
+    assert code == 0, err
+    assert consistency_problems(out, masters=1) == []
+    from imagegen.imaging.encode import read_xmp
+
+    thumb = next(r for r in catalog_rows(out) if r["variant"] == "thumb")
+    assert "\x00" not in (read_xmp(out / "assets" / thumb["store_key"]) or "")

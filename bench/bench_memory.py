@@ -8,7 +8,7 @@ server's own memory is not counted: it is a separate process). The child reports
 
     .venv/bin/python bench/bench_memory.py           # quick: N = 10, 50
     .venv/bin/python bench/bench_memory.py --full    # N = 10, 100, 1000 (the 1000 run takes a while)
-    .venv/bin/python bench/bench_memory.py --n 10 200 --side 512
+    .venv/bin/python bench/bench_memory.py --n 10 200 --side 512 --phases   # peak RSS per flow phase
 """
 
 from __future__ import annotations
@@ -51,7 +51,44 @@ def write_brief(folder: Path, n: int, side: int) -> Path:
     return path
 
 
-def child(n: int, side: int, folder: Path) -> int:
+PHASES = ("providers_with_quota", "generate_all", "gate_and_edit", "publish_and_catalog", "record_run")
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:")) / 1024
+
+
+def watch_phases() -> dict[str, float]:
+    """Peak RSS (MB, sampled every 50 ms) while each phase of the campaign flow runs."""
+    import threading
+
+    import flows.campaign
+
+    peaks: dict[str, float] = {}
+    current: list[str] = ["flow start"]
+
+    def sample():
+        while True:
+            peaks[current[-1]] = max(peaks.get(current[-1], 0.0), _rss_mb())
+            time.sleep(0.05)
+
+    for phase in PHASES:
+        original = getattr(flows.campaign, phase)
+
+        def wrapper(*args, __original=original, __phase=phase, **kwargs):
+            current.append(__phase)
+            try:
+                return __original(*args, **kwargs)
+            finally:
+                current.append("between phases")
+
+        setattr(flows.campaign, phase, wrapper)
+    threading.Thread(target=sample, daemon=True).start()
+    return peaks
+
+
+def child(n: int, side: int, folder: Path, phases: bool = False) -> int:
     """One run in this process; prints {"n", "rss_after_imports_mb", "peak_rss_mb", ...} as JSON."""
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
@@ -61,6 +98,7 @@ def child(n: int, side: int, folder: Path) -> int:
 
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     brief = write_brief(folder, n, side)
+    peaks = watch_phases() if phases else {}
     started = time.perf_counter()
     with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         summary = campaign_flow(brief=str(brief), out_dir=str(folder / f"out-{n}"))
@@ -69,7 +107,8 @@ def child(n: int, side: int, folder: Path) -> int:
     print(json.dumps({"n": n, "rss_after_imports_mb": round(base, 1), "peak_rss_mb": round(peak, 1),
                       "wall_s": round(wall, 1), "published": summary.published, "quarantined": summary.quarantined,
                       "failed": len(summary.failed),
-                      "files": summary.files_stored}))
+                      "files": summary.files_stored,
+                      "phase_peaks_mb": {k: round(v) for k, v in peaks.items()}}))
     return 0
 
 
@@ -80,11 +119,12 @@ def main(argv=None) -> int:
     mode.add_argument("--full", action="store_true", help="N = 10, 100, 1000")
     parser.add_argument("--n", type=int, nargs="+")
     parser.add_argument("--side", type=int, default=384, help="master side in px (default 384)")
+    parser.add_argument("--phases", action="store_true", help="also report the peak RSS within each flow phase")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
-        return child(args.child, args.side, Path(args.folder))
+        return child(args.child, args.side, Path(args.folder), args.phases)
     ns = args.n or ([10, 100, 1000] if args.full else [10, 50])
 
     home = Path(tempfile.mkdtemp(prefix="bench-memory-home-"))
@@ -102,7 +142,8 @@ def main(argv=None) -> int:
             folder = Path(tmp) / f"n{n}"
             folder.mkdir()
             done = subprocess.run([sys.executable, __file__, "--child", str(n), "--side", str(args.side),
-                                   "--folder", str(folder)], env=env, capture_output=True, text=True, cwd=REPO)
+                                   "--folder", str(folder), *(["--phases"] if args.phases else [])],
+                                  env=env, capture_output=True, text=True, cwd=REPO)
             line = next((x for x in reversed(done.stdout.splitlines()) if x.startswith("{")), None)
             if done.returncode != 0 or line is None:
                 print(done.stdout[-2000:], done.stderr[-4000:], file=sys.stderr)
@@ -121,6 +162,10 @@ def main(argv=None) -> int:
               f"{r['published']} / {r['quarantined']} / {r['failed']} | "
               f"{r['files']} |")
     growth = max(r["peak_rss_mb"] for r in results) / smallest - 1
+    if args.phases:
+        print("\n| N | peak RSS within each phase of the flow (MB) |\n|---:|---|")
+        for r in results:
+            print(f"| {r['n']} | " + "; ".join(f"{k} {v}" for k, v in r["phase_peaks_mb"].items()) + " |")
     workers = os.environ.get("PREFECT_TASKS_RUNNER_THREAD_POOL_MAX_WORKERS")
     if workers:
         print(f"\n(PREFECT_TASKS_RUNNER_THREAD_POOL_MAX_WORKERS={workers})")

@@ -16,13 +16,14 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import httpx
 import pytest
+
+from tests.polling import tail, wait_for  # noqa: F401 (re-exported to the tests)
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,24 +58,6 @@ def stop(process: subprocess.Popen, grace: float = 10) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait(5)
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.5, what: str = "condition",
-             diagnostics: Callable[[], str] = lambda: "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{diagnostics()}")
-        time.sleep(interval)
-
-
-def tail(path: Path, lines: int = 60) -> str:
-    if not path.exists():
-        return ""
-    return f"--- last lines of {path.name} ---\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 @dataclass

@@ -20,13 +20,14 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+
+from tests.polling import tail, wait_for  # noqa: F401 (re-exported to the tests)
 import yaml
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -183,24 +184,6 @@ def summary_from_log(log: Path) -> dict | None:
             with contextlib.suppress(ValueError):
                 return json.loads(line)
     return None
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05,
-             diagnostics: Callable[[], str] = lambda: "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{diagnostics()}")
-        time.sleep(interval)
-
-
-def tail(path: Path, lines: int = 40) -> str:
-    if not path.exists():
-        return ""
-    return f"--- {path.name} ---\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 # --------------------------------------------------------------------------- briefs

@@ -1,29 +1,36 @@
 """The campaign flow: brief -> prompt -> generate -> gate -> edit -> publish -> catalog.
 
 The flow composes tasks and moves small references between them; it does no HTTP and touches no
-pixels itself. Tasks run on the default thread pool, one per master per stage.
+pixels itself. Tasks run on a bounded thread pool, one per master per stage; each master is measured
+and rendered as soon as it arrives, while the provider works on the rest.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.runtime import flow_run
 
 from blocks.resolve import catalog_block, provider_chain, publish_stores, quarantine_block
-from flows.stages import (TASK_THREADS, alt_text_for, gate_and_edit, generate_all, master_template,
-                          plan_masters,
-                          providers_with_quota, publish_and_catalog, publish_job, record_run, usage_after)
+from flows.stages import (TASK_THREADS, TaskStream, alt_text_for, gate_and_edit, generate_all, master_template,
+                          plan_masters, providers_with_quota, publish_and_catalog, publish_job, record_run,
+                          render_arguments, usage_after)
 from imagegen.brief import Brief, brief_from_source
+from imagegen.models import GeneratedImage
 from imagegen.budget import budget_for_run, release_run
 from imagegen.prompts import PromptSpec
 from imagegen.quality import checks_for_policy
+from imagegen.scratch import run_scratch
 from imagegen.settings import load_settings
 from imagegen.sizes import resolve_targets
 from imagegen.summary import FailedAsset, RunSummary
+from tasks.gate import measure_master
+from tasks.publish import render_master
 
 
 @task(name="build-prompts", cache_result_in_memory=False)
@@ -71,37 +78,68 @@ def campaign_flow(brief: str | dict, out_dir: str = "imagegen-output", provider:
     providers = usable
 
     run_id = str(flow_run.id or f"local-{time.time_ns()}")
+    with run_scratch(out / ".work", f"run-{run_id}") as work_dir:
+        return run_stages(the_brief, settings, specs, targets_by_asset, providers, quota_before, out, work_dir,
+                          run_id, stores=dict(small=small, large=large, quarantine=quarantine_block(out)),
+                          catalog=catalog, started=started, logger=logger)
+
+
+def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_asset: dict, providers: list,
+               quota_before: dict, out: Path, work_dir: Path, run_id: str, *, stores: dict, catalog, started: float,
+               logger) -> RunSummary:
+    """generate -> gate -> edit -> publish -> catalog, with each master measured and rendered as it
+    arrives, so the pixel work overlaps the provider's rate-limited calls."""
     budget = budget_for_run(run_id, settings.max_provider_calls)
     masters_dir, docs_dir = out / "masters", out / "gx-report"
     failed: list[FailedAsset] = []
     reviewer = vlm_reviewer(the_brief, settings)
-    try:
-        masters = generate_all(specs, the_brief, providers, masters_dir, run_id, settings.local_master_size,
-                               failed, logger)
-        spec_by_id = {s.asset_id: s for s in specs}
-        for aid, master in masters.items():  # record what made it (a fallback changes provider and model)
-            spec_by_id[aid] = spec_by_id[aid].model_copy(update={"provider": master.provider, "model": master.model})
-        report, history, reviews = (gate_and_edit(masters, spec_by_id, the_brief, providers[0], masters_dir,
-                                                  docs_dir, run_id, logger, reviewer)
-                                    if masters else (None, {}, {}))
-        usage = usage_after(providers, quota_before)
-    finally:
-        provider_calls = budget.spent
-        release_run(run_id)
+    spec_by_id = {s.asset_id: s for s in specs}
+    palette = list(the_brief.brand.palette)
+    measured: dict[str, Any] = {}  # master sha256 -> measurements or their future
+    rendered: dict[str, tuple[str, Any]] = {}  # asset id -> (master sha256, future of its render made ahead)
 
-    checked = sorted({c.gate for c in checks_for_policy(the_brief.quality, has_palette=bool(the_brief.brand.palette),
-                                                         with_vlm=the_brief.quality.vlm_review)})
-    stores = dict(small=small, large=large, quarantine=quarantine_block(out),
-                  brief=the_brief, work_root=out / ".work")
-    jobs = {aid: publish_job(master, master_template(spec_by_id[aid], master, report.results[aid], checked,
-                                                     history[aid], alt_text_for(spec_by_id[aid], reviews.get(aid))),
-                             targets=targets_by_asset[aid], **stores)
-            for aid, master in masters.items()}
-    rows, stored, upserted = publish_and_catalog(jobs, catalog, logger, failed)
+    def measure_and_render(aid: str, master: GeneratedImage, stream: TaskStream) -> None:
+        measured[master.image.sha256] = stream.submit(("measure", aid), measure_master, master.image.path, aid,
+                                                      palette)
+        spec = spec_by_id[aid]
+        rendered[aid] = (master.image.sha256, stream.submit(("render", aid), render_master, **render_arguments(
+            master, campaign=spec.campaign, asset_id=aid, prompt=spec.prompt, targets=targets_by_asset[aid],
+            brief=the_brief, work_dir=work_dir)))
+
+    try:
+        try:
+            masters = generate_all(specs, the_brief, providers, masters_dir, run_id, settings.local_master_size,
+                                   failed, logger, on_master=measure_and_render)
+            for aid, master in masters.items():  # record what made it (a fallback changes provider and model)
+                spec_by_id[aid] = spec_by_id[aid].model_copy(update={"provider": master.provider,
+                                                                     "model": master.model})
+            report, history, reviews = (gate_and_edit(masters, spec_by_id, the_brief, providers[0], masters_dir,
+                                                      docs_dir, run_id, logger, reviewer, measured)
+                                        if masters else (None, {}, {}))
+            usage = usage_after(providers, quota_before)
+        finally:
+            provider_calls = budget.spent
+            release_run(run_id)
+
+        checked = sorted({c.gate for c in checks_for_policy(the_brief.quality,
+                                                             has_palette=bool(the_brief.brand.palette),
+                                                             with_vlm=the_brief.quality.vlm_review)})
+        jobs = {}
+        for aid, master in masters.items():
+            sha, ahead = rendered.get(aid, (None, None))
+            template = master_template(spec_by_id[aid], master, report.results[aid], checked, history[aid],
+                                       alt_text_for(spec_by_id[aid], reviews.get(aid)))
+            jobs[aid] = publish_job(master, template, targets=targets_by_asset[aid], brief=the_brief,
+                                    work_dir=work_dir, **stores,
+                                    rendered=ahead if sha == master.image.sha256 else None)  # not if edited
+        rows, stored, upserted = publish_and_catalog(jobs, catalog, logger, failed)
+    finally:
+        wait([future for _, future in rendered.values()])  # renders of quarantined or edited masters: done before scratch goes
 
     summary = RunSummary(
         campaign=the_brief.campaign, out_dir=str(out), masters=len(specs), generated=len(masters), failed=failed,
         provider_calls=provider_calls, provider_usage=usage,
-        providers_used={p: sum(1 for m in masters.values() if m.provider == p) for p in {m.provider for m in masters.values()}},
+        providers_used={p: sum(1 for m in masters.values() if m.provider == p)
+                        for p in {m.provider for m in masters.values()}},
         gx_report=report.docs_index if report else None)
     return record_run(summary, rows, stored, upserted, catalog, out, started)

@@ -15,6 +15,7 @@ import httpx
 from prefect import flow, get_run_logger, task
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.futures import wait
+from prefect.runtime import flow_run
 
 from blocks.resolve import catalog_block, publish_stores, quarantine_block
 from flows.campaign import campaign_flow
@@ -24,6 +25,7 @@ from imagegen.catalog.base import CatalogRow
 from imagegen.catalog.rows import template_from_row
 from imagegen.models import GeneratedImage, ImageRef
 from imagegen.publishing import MASTER_VARIANT
+from imagegen.scratch import run_scratch
 from imagegen.settings import load_settings
 from imagegen.sizes import resolve_targets
 from imagegen.summary import FailedAsset, RunSummary
@@ -82,17 +84,20 @@ def size_set_flow(brief: str | dict, size_sets: list[str], out_dir: str = "image
     wait(list(fetches.values()))
     failed: list[FailedAsset] = []
     small, large = publish_stores(the_brief.publish, settings, out)
-    stores = dict(targets=targets, small=small, large=large, quarantine=quarantine_block(out),
-                  brief=the_brief.model_copy(update={"publish": the_brief.publish.model_copy(
-                      update={"include_master": False})}), work_root=out / ".work")
-    jobs = {}
-    for row in published:
-        future = fetches[row.asset_id]
-        if not future.state.is_completed():
-            failed.append(FailedAsset(asset_id=row.asset_id, stage="fetch", reason="the published master is unreachable"))
-            continue
-        jobs[row.asset_id] = publish_job(future.result(), template_from_row(row), **stores)
-    rows, stored, upserted = publish_and_catalog(jobs, catalog, logger, failed)
+    brief_without_master = the_brief.model_copy(update={"publish": the_brief.publish.model_copy(
+        update={"include_master": False})})
+    with run_scratch(out / ".work", f"run-{flow_run.id or time.time_ns()}") as work_dir:
+        jobs = {}
+        for row in published:
+            future = fetches[row.asset_id]
+            if not future.state.is_completed():
+                failed.append(FailedAsset(asset_id=row.asset_id, stage="fetch",
+                                          reason="the published master is unreachable"))
+                continue
+            jobs[row.asset_id] = publish_job(future.result(), template_from_row(row), targets=targets, small=small,
+                                             large=large, quarantine=quarantine_block(out),
+                                             brief=brief_without_master, work_dir=work_dir)
+        rows, stored, upserted = publish_and_catalog(jobs, catalog, logger, failed)
     summary = RunSummary(campaign=the_brief.campaign, out_dir=str(out), masters=len(published),
                          generated=len(jobs), failed=failed, provider_calls=0)
     return record_run(summary, rows, stored, upserted, catalog, out, started, whole_campaign_gallery=True)

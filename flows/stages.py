@@ -5,7 +5,10 @@ No HTTP and no pixels here; everything heavy happens inside tasks.
 
 from __future__ import annotations
 
+import queue
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,7 @@ from imagegen.gallery import write_gallery
 from imagegen.imaging.metrics import ImageMeasurements
 from imagegen.models import GeneratedImage
 from imagegen.prompts import PromptSpec, build_prompt_specs
-from imagegen.publishing import PublishedFile, WebOptions
+from imagegen.publishing import PublishedFile, RenderedSet, WebOptions
 from imagegen.quality import GateReport, GateResult
 from imagegen.remediation import edit_instruction, plan_remediation
 from imagegen.sizes import Target, aspect_groups, resolve_targets, size_for_ratio
@@ -31,12 +34,18 @@ from tasks.edit import fix_master_locally
 from tasks.gate import gate_masters, measure_master
 from tasks.generate import adopt_into, generate_master, provider_edit_master, regenerate_master
 from tasks.providers import check_quota, read_usage, review_master
-from tasks.publish import publish_master, quarantine_master
+from tasks.publish import publish_master, quarantine_master, render_master
 
 
 # Enough threads for ~30 provider calls in flight (40/min at 10-40 s each); pixel work is limited
 # separately by imagegen.pixelwork.PIXEL_SLOTS, so memory stays flat as a batch grows.
 TASK_THREADS = 48
+# Submitted-but-unstarted tasks cost ~90 KB each (future, task run, copied context): keep at most this
+# many in flight, so a 1000-master batch holds no more of them than a 100-master one.
+STREAM_WINDOW = 2 * TASK_THREADS
+# Masters published and cataloged per transaction: a catalog outage rolls back one chunk's files,
+# and the rows of earlier chunks need not stay in memory until the end of the run.
+CATALOG_CHUNK = 64
 
 # ---------------------------------------------------------------------------------------------- prompt
 
@@ -94,6 +103,38 @@ def future_exception(future: PrefectFuture) -> BaseException | None:
     return RuntimeError(f"task ended in state {state.name}")
 
 
+class TaskStream:
+    """Submit tasks with at most `window` of them in flight; hand them back in the order they finish.
+
+    The flow reacts to each master as it arrives (measure it, render it) instead of waiting for the
+    whole stage, so the pixel work overlaps the provider's rate-limited calls.
+    """
+
+    def __init__(self, window: int = STREAM_WINDOW):
+        self.window = window
+        self.in_flight = 0
+        self._finished: queue.Queue = queue.Queue()
+
+    def has_room(self) -> bool:
+        return self.in_flight < self.window
+
+    def submit(self, key: Any, task, *args, **kwargs) -> PrefectFuture:
+        future = task.submit(*args, **kwargs)
+        self.in_flight += 1
+        future.add_done_callback(lambda f: self._finished.put((key, f)))
+        return future
+
+    def next_finished(self) -> tuple[Any, PrefectFuture]:
+        key, future = self._finished.get()
+        self.in_flight -= 1
+        return key, future
+
+
+def resolved(value):
+    """A future's result (waiting for it), or the value itself."""
+    return value.result() if isinstance(value, PrefectFuture) else value
+
+
 def safe_reason(exc: BaseException | None) -> str:
     """Our own exceptions carry no secrets by construction; anything else is reduced to its type."""
     if exc is None:
@@ -139,10 +180,17 @@ def usage_after(providers: list, before: dict[str, dict]) -> dict[str, dict]:
 
 
 def generate_all(specs: list[PromptSpec], brief: Brief, providers: list, masters_dir: Path, run_id: str,
-                 local_master_size: int, failed: list[FailedAsset], logger) -> dict[str, GeneratedImage]:
-    """Generate every master, walking the fallback chain for masters whose provider is out or out of quota."""
+                 local_master_size: int, failed: list[FailedAsset], logger,
+                 on_master: Callable[[str, GeneratedImage, TaskStream], None] | None = None
+                 ) -> dict[str, GeneratedImage]:
+    """Generate every master, walking the fallback chain for masters whose provider is out or out of quota.
+
+    Masters are handed to `on_master` as they arrive (with the stream, to submit follow-up work on);
+    submissions are windowed so memory does not grow with the batch.
+    """
     generated: dict[str, GeneratedImage] = {}
     pending = {spec.asset_id: spec for spec in specs}
+    stream = TaskStream()
     for position, provider in enumerate(providers):
         if not pending:
             break
@@ -155,11 +203,18 @@ def generate_all(specs: list[PromptSpec], brief: Brief, providers: list, masters
             pending = {aid: fallback[(s.subject_index, s.variation)].model_copy(update={
                 "asset_id": aid, **({"width": s.width, "height": s.height} if keeps_size else {})})
                 for aid, s in pending.items()}
-        futures = {aid: generate_master.submit(spec, provider, str(masters_dir), run_id)
-                   for aid, spec in pending.items()}
-        wait(list(futures.values()))
+        waiting, outstanding, done = list(pending.items()), 0, 0
         still_pending: dict[str, PromptSpec] = {}
-        for done, (aid, future) in enumerate(futures.items(), start=1):
+        while waiting or outstanding:
+            while waiting and stream.has_room():
+                aid, spec = waiting.pop(0)
+                stream.submit(("generate", aid), generate_master, spec, provider, str(masters_dir), run_id)
+                outstanding += 1
+            (kind, aid), future = stream.next_finished()
+            if kind != "generate":
+                continue  # follow-up work finished: its future is read where it is used
+            outstanding -= 1
+            done += 1
             exc = future_exception(future)
             if exc is None:
                 result = future.result()
@@ -167,8 +222,10 @@ def generate_all(specs: list[PromptSpec], brief: Brief, providers: list, masters
                     result = generate_master.with_options(refresh_cache=True)(
                         pending[aid], provider, str(masters_dir), run_id)
                 generated[aid] = adopt_into(result, masters_dir)
-                logger.info(f"[generate] {done}/{len(futures)} {aid}: {result.provider} {result.model} "
+                logger.info(f"[generate] {done}/{len(pending)} {aid}: {result.provider} {result.model} "
                             f"seed {result.seed}")
+                if on_master is not None:
+                    on_master(aid, generated[aid], stream)
             elif position + 1 < len(providers) and fallback_worthy(exc):
                 still_pending[aid] = pending[aid]
             else:
@@ -182,13 +239,17 @@ def generate_all(specs: list[PromptSpec], brief: Brief, providers: list, masters
 # ----------------------------------------------------------------------------------------- gate, edit
 
 def measure_all(masters: dict[str, GeneratedImage], palette: list[str],
-                known: dict[str, ImageMeasurements]) -> list[ImageMeasurements]:
-    """Measure each master once: bytes measured in an earlier round are not measured again."""
-    futures = {m.image.sha256: measure_master.submit(m.image.path, aid, palette)
-               for aid, m in masters.items() if m.image.sha256 not in known}
-    wait(list(futures.values()))
-    for sha, future in futures.items():
-        known[sha] = future.result()
+                known: dict[str, Any]) -> list[ImageMeasurements]:
+    """Measure each master once: bytes measured (or being measured) earlier are not measured again.
+
+    `known` maps a master's sha256 to its measurements or to the future of a measure task that the
+    generate stage submitted as the master arrived.
+    """
+    for aid, m in masters.items():
+        if m.image.sha256 not in known:
+            known[m.image.sha256] = measure_master.submit(m.image.path, aid, palette)
+    for m in masters.values():
+        known[m.image.sha256] = resolved(known[m.image.sha256])
     return [known[m.image.sha256].model_copy(update={"image_id": aid}) for aid, m in masters.items()]
 
 
@@ -225,18 +286,19 @@ def review_all(masters: dict[str, GeneratedImage], specs: dict[str, PromptSpec],
 
 
 def gate_and_edit(masters: dict[str, GeneratedImage], specs: dict[str, PromptSpec], brief: Brief, provider,
-                  masters_dir: Path, docs_dir: Path, run_id: str, logger, reviewer=None
+                  masters_dir: Path, docs_dir: Path, run_id: str, logger, reviewer=None,
+                  measured: dict[str, Any] | None = None
                   ) -> tuple[GateReport, dict[str, list], dict[str, Any]]:
     """Gate every master; remedy failures and gate again, at most `max_edit_attempts` times.
 
     Every version an edit produces stays in the masters folder: edits add files, never replace them.
     With a reviewer, each master also gets a VLM review: its verdict is a gate when the policy asks
     for it, and its alt text is kept for the catalog. Returns the report, the edit history, and the
-    latest review per master.
+    latest review per master. `measured` holds measurements (or their futures) made as masters arrived.
     """
     policy = brief.quality
     palette = list(brief.brand.palette)
-    known: dict[str, ImageMeasurements] = {}
+    known: dict[str, Any] = measured if measured is not None else {}
     reviewed: dict[str, Any] = {}
     reviews: dict[str, Any] = {}
     history: dict[str, list[dict]] = {aid: [] for aid in masters}
@@ -305,63 +367,122 @@ def alt_text_for(spec: PromptSpec, review=None) -> str:
     return template_alt_text(spec.prompt, spec.brand_name)
 
 
-def publish_all(jobs: dict[str, dict[str, Any]], logger, failed: list[FailedAsset]
-                ) -> tuple[list[CatalogRow], list[PublishedFile]]:
-    """Submit every publish/quarantine job; gather catalog rows for the files that were stored.
+def render_options(brief: Brief) -> dict[str, Any]:
+    """The render_master arguments a brief decides: brand logo, grade, border, SSIM floor, responsive."""
+    logo = brief.brand.logo
+    responsive = brief.publish.responsive
+    border = brief.brand.border
+    web = WebOptions(grade=brief.brand.grade, border_width=border.width if border else None,
+                     border_colour=border.colour if border else "#ffffff", ssim_floor=brief.publish.ssim_floor,
+                     responsive=responsive.model_dump() if responsive.enabled else None)
+    return {"logo_path": str(brief.logo_path) if brief.logo_path else None,
+            "logo_options": {"position": logo.position, "opacity": logo.opacity, "scale": logo.scale} if logo else None,
+            "include_master": brief.publish.include_master, "web": web}
 
-    `jobs[asset_id]` = {"template": master-level columns, "task": the task, "kwargs": its arguments}.
-    """
-    futures = {aid: job["task"].submit(**job["kwargs"]) for aid, job in jobs.items()}
-    wait(list(futures.values()))
-    rows: list[CatalogRow] = []
-    stored: list[PublishedFile] = []
-    for done, (aid, future) in enumerate(futures.items(), start=1):
-        exc = future_exception(future)
-        if exc is not None:
-            failed.append(FailedAsset(asset_id=aid, stage="publish", reason=safe_reason(exc)))
-            logger.warning(f"[publish] {aid} failed: {safe_reason(exc)}")
-            continue
-        result = future.result()
-        files = result.files
-        stored += files
-        extras = {k: v for k, v in (("picture", result.picture), ("blurhash", result.blurhash)) if v}
-        rows += rows_for_files(jobs[aid]["template"], files, extras)
-        logger.info(f"[publish] {done}/{len(futures)} {aid}: {jobs[aid]['template']['status']}, "
-                    f"{len(files)} file(s), {sum(f.stored.written for f in files)} written")
-    return rows, stored
+
+@dataclass
+class PublishJob:
+    """What publishing one master takes: quarantine it, or render it (unless rendered ahead) and store it."""
+
+    template: dict[str, Any]
+    master: GeneratedImage
+    quarantine: dict[str, Any] | None = None  # quarantine_master arguments, for a master that failed its gates
+    render: dict[str, Any] = field(default_factory=dict)  # render_master arguments
+    store: dict[str, Any] = field(default_factory=dict)  # publish_master arguments besides `rendered`
+    rendered: Any = None  # a RenderedSet, or the future of a render made while the run was generating
+
+
+def render_arguments(master: GeneratedImage, *, campaign: str, asset_id: str, prompt: str, targets,
+                     brief: Brief, work_dir: Path) -> dict[str, Any]:
+    """render_master's arguments for one master."""
+    return {"master": master, "campaign": campaign, "asset_id": asset_id, "prompt": prompt, "targets": targets,
+            "work_dir": str(work_dir), **render_options(brief)}
 
 
 def publish_job(master: GeneratedImage, template: dict[str, Any], *, targets, small, large, quarantine,
-                brief: Brief, work_root: Path) -> dict[str, Any]:
-    common = dict(master=master, campaign=template["campaign"], asset_id=template["asset_id"],
-                  prompt=template["prompt"])
+                brief: Brief, work_dir: Path, rendered=None) -> PublishJob:
+    common = dict(campaign=template["campaign"], asset_id=template["asset_id"])
     if template["status"] == "quarantined":
-        reasons = template["gates"]["failures"]
-        return {"template": template, "task": quarantine_master,
-                "kwargs": {**common, "reasons": reasons, "store": quarantine}}
-    logo = brief.brand.logo
+        return PublishJob(template=template, master=master, quarantine={
+            **common, "master": master, "prompt": template["prompt"], "reasons": template["gates"]["failures"],
+            "store": quarantine})
     responsive = brief.publish.responsive
-    web = WebOptions(grade=brief.brand.grade, border_width=brief.brand.border.width if brief.brand.border else None,
-                     border_colour=brief.brand.border.colour if brief.brand.border else "#ffffff",
-                     ssim_floor=brief.publish.ssim_floor,
-                     responsive=responsive.model_dump() if responsive.enabled else None)
-    return {"template": template, "task": publish_master, "kwargs": {
-        **common, "targets": targets, "small_store": small, "large_store": large,
-        "threshold_bytes": brief.publish.size_threshold_bytes, "work_root": str(work_root),
-        "logo_path": str(brief.logo_path) if brief.logo_path else None,
-        "logo_options": {"position": logo.position, "opacity": logo.opacity, "scale": logo.scale} if logo else None,
-        "include_master": brief.publish.include_master, "web": web, "alt_text": template["alt_text"]}}
+    return PublishJob(
+        template=template, master=master, rendered=rendered,
+        render=render_arguments(master, prompt=template["prompt"], targets=targets, brief=brief, work_dir=work_dir,
+                                **common),
+        store={**common, "small_store": small, "large_store": large,
+               "threshold_bytes": brief.publish.size_threshold_bytes, "alt_text": template["alt_text"],
+               "sizes": responsive.sizes if responsive.enabled else "100vw"})
 
 
-def publish_and_catalog(jobs: dict[str, dict[str, Any]], catalog, logger, failed: list[FailedAsset]):
-    """Publish and catalog as one transaction: if the catalog refuses the rows, every publish task's
-    rollback hook deletes the files it wrote, so no file is left without a row (and no row without a
-    file, since rows are written only after their files). A rerun of the same brief completes the set."""
-    with transaction():
-        rows, stored = publish_all(jobs, logger, failed)
-        upserted = write_catalog(rows, catalog)
-    logger.info(f"[catalog] {upserted.inserted} new, {upserted.updated} updated, {upserted.unchanged} unchanged")
-    return rows, stored, upserted
+def publish_chunk(jobs: dict[str, PublishJob], logger, failed: list[FailedAsset], counter: list[int], total: int
+                  ) -> tuple[list[CatalogRow], list[PublishedFile]]:
+    """Publish or quarantine one chunk of masters; gather catalog rows for the files that were stored."""
+    futures = {}
+    for aid, job in jobs.items():
+        if job.quarantine is not None:
+            futures[aid] = quarantine_master.submit(**job.quarantine)
+        else:
+            futures[aid] = publish_master.submit(rendered=job.rendered, **job.store)
+    wait(list(futures.values()))
+    rows: list[CatalogRow] = []
+    stored: list[PublishedFile] = []
+    for aid, future in futures.items():
+        counter[0] += 1
+        render = jobs[aid].rendered
+        render_exc = future_exception(render) if isinstance(render, PrefectFuture) else None
+        exc = render_exc or future_exception(future)
+        if exc is not None:
+            stage = "render" if render_exc is not None else "publish"
+            failed.append(FailedAsset(asset_id=aid, stage=stage, reason=safe_reason(exc)))
+            logger.warning(f"[{stage}] {aid} failed: {safe_reason(exc)}")
+            continue
+        result = future.result()
+        stored += result.files
+        extras = {k: v for k, v in (("picture", result.picture), ("blurhash", result.blurhash)) if v}
+        rows += rows_for_files(jobs[aid].template, result.files, extras)
+        logger.info(f"[publish] {counter[0]}/{total} {aid}: {jobs[aid].template['status']}, "
+                    f"{len(result.files)} file(s), {sum(f.stored.written for f in result.files)} written")
+    return rows, stored
+
+
+def ensure_rendered(jobs: list[PublishJob]) -> None:
+    """Submit the renders that were not made ahead (renders of a master that an edit changed, or of a
+    size-set run), so they run while the chunk before them is being stored."""
+    for job in jobs:
+        if job.quarantine is None and job.rendered is None:
+            job.rendered = render_master.submit(**job.render)
+
+
+def publish_and_catalog(jobs: dict[str, PublishJob], catalog, logger, failed: list[FailedAsset],
+                        chunk: int = CATALOG_CHUNK):
+    """Publish and catalog in chunks, each chunk one transaction: if the catalog refuses a chunk's rows,
+    every publish task of that chunk has its rollback hook delete the files it wrote, so no file is
+    left without a row (and no row without a file, since rows are written only after their files).
+    Earlier chunks stay published and cataloged; a rerun of the same brief completes the set."""
+    from imagegen.catalog.base import UpsertResult
+
+    ids = list(jobs)
+    chunks = [ids[i:i + chunk] for i in range(0, len(ids), chunk)]
+    rows: list[CatalogRow] = []
+    stored: list[PublishedFile] = []
+    total = UpsertResult()
+    counter = [0]
+    for index, part in enumerate(chunks):
+        ensure_rendered([jobs[aid] for aid in part + (chunks[index + 1] if index + 1 < len(chunks) else [])])
+        with transaction():
+            part_rows, part_stored = publish_chunk({aid: jobs[aid] for aid in part}, logger, failed, counter,
+                                                   len(ids))
+            upserted = write_catalog(part_rows, catalog)
+        for aid in part:  # the chunk's masters and renders are done with: let them go
+            jobs[aid].rendered = jobs[aid].master = None
+        rows += part_rows
+        stored += part_stored
+        total = UpsertResult(inserted=total.inserted + upserted.inserted, updated=total.updated + upserted.updated,
+                             unchanged=total.unchanged + upserted.unchanged)
+    logger.info(f"[catalog] {total.inserted} new, {total.updated} updated, {total.unchanged} unchanged")
+    return rows, stored, total
 
 
 def record_run(summary: RunSummary, rows: list[CatalogRow], stored: list[PublishedFile], upserted, catalog,

@@ -57,6 +57,15 @@ class PublishResult(BaseModel):
     blurhash: str | None = None  # placeholder for the page while the image loads
 
 
+class RenderedSet(BaseModel):
+    """One master's rendered variants, waiting in a scratch folder to be stored."""
+
+    directory: str
+    master_sha256: str
+    variants: list[RenderedVariant]
+    blurhash: str | None = None
+
+
 class WebOptions(BaseModel):
     """How variants look and are encoded: brand grading/border, SSIM floor, responsive renditions."""
 

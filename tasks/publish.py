@@ -1,4 +1,4 @@
-"""The publish stage: render a master's size set and store every file; quarantine what failed."""
+"""The publish stage: render a master's size set, store every file; quarantine what failed."""
 
 from __future__ import annotations
 
@@ -13,52 +13,61 @@ from prefect.transactions import get_transaction
 from blocks.storage import AssetStoreBlock
 from imagegen.models import FORMAT_CONTENT_TYPES, GeneratedImage
 from imagegen.pixelwork import PIXEL_SLOTS
-from imagegen.publishing import (MASTER_VARIANT, PublishedFile, PublishResult, WebOptions, blurhash_of,
-                                 picture_snippet, provenance_xmp, render_variants, store_variant, variant_key)
+from imagegen.publishing import (MASTER_VARIANT, PublishedFile, PublishResult, RenderedSet, WebOptions,
+                                 blurhash_of, picture_snippet, provenance_xmp, render_variants, store_variant,
+                                 variant_key)
 from imagegen.sizes import Target
 from imagegen.stores.base import SizeRouter
 from tasks.retrying import RETRY_OPTIONS
 
 
-@task(name="publish-master", task_run_name="publish {asset_id}", cache_result_in_memory=False, **RETRY_OPTIONS)
-def publish_master(master: GeneratedImage, campaign: str, asset_id: str, prompt: str, targets: list[Target],
-                   small_store: AssetStoreBlock,
-                   large_store: AssetStoreBlock, threshold_bytes: int, work_root: str,
-                   logo_path: str | None = None, logo_options: dict | None = None,
-                   include_master: bool = True, web: WebOptions | None = None,
-                   alt_text: str = "") -> PublishResult:
-    """Render every target of `master` and store each file in the store its size routes to.
+@task(name="render-master", task_run_name="render {asset_id}", cache_result_in_memory=False)
+def render_master(master: GeneratedImage, campaign: str, asset_id: str, prompt: str, targets: list[Target],
+                  work_dir: str, logo_path: str | None = None, logo_options: dict | None = None,
+                  include_master: bool = True, web: WebOptions | None = None) -> RenderedSet:
+    """Render every target of `master` into a scratch folder of its own, ready to be stored.
 
-    Renders go to a scratch folder that is removed afterwards: the stores hold the only copies.
-    Files this attempt wrote are removed again if it fails, or if the surrounding transaction
-    (publish + catalog) rolls back, so no file is left without its catalog row.
+    Pure pixel work with no store or catalog involved, so the flow can render a master while the
+    provider is still making the others. The folder is named by asset and master bytes: an edited
+    master renders into a new one, and the same master always renders into the same one.
     """
-    router = SizeRouter(small=small_store.get_store(), large=large_store.get_store(), threshold_bytes=threshold_bytes)
     web = web or WebOptions()
     altered = bool(master.metadata.get("edits")) or logo_path is not None or bool(web.grade or web.border_width)
     xmp = provenance_xmp(prompt=prompt, model=master.model, provider=master.provider, seed=master.seed,
                          altered=altered, title=f"{campaign} / {asset_id}")
-    Path(work_root).mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f"{asset_id}-", dir=work_root))
+    folder = Path(work_dir) / f"{asset_id}-{master.image.sha256[:16]}"
+    shutil.rmtree(folder, ignore_errors=True)  # what an earlier, failed attempt left
+    with PIXEL_SLOTS:
+        rendered = render_variants(master.image, targets, xmp=xmp, work_dir=folder,
+                                   logo_path=Path(logo_path) if logo_path else None, logo_options=logo_options,
+                                   include_master=include_master, options=web)
+        blurhash = blurhash_of(master.image)
+    return RenderedSet(directory=str(folder), master_sha256=master.image.sha256, variants=rendered,
+                       blurhash=blurhash)
+
+
+@task(name="publish-master", task_run_name="publish {asset_id}", cache_result_in_memory=False, **RETRY_OPTIONS)
+def publish_master(rendered: RenderedSet, campaign: str, asset_id: str, small_store: AssetStoreBlock,
+                   large_store: AssetStoreBlock, threshold_bytes: int, alt_text: str = "",
+                   sizes: str = "100vw") -> PublishResult:
+    """Store each rendered file in the store its size routes to, then drop the scratch folder.
+
+    Files this attempt wrote are removed again if it fails, or if the surrounding transaction
+    (publish + catalog) rolls back, so no file is left without its catalog row. A retry stores the
+    same rendered files again: nothing is rendered twice.
+    """
+    router = SizeRouter(small=small_store.get_store(), large=large_store.get_store(), threshold_bytes=threshold_bytes)
+    published: list[PublishedFile] = []
     try:
-        with PIXEL_SLOTS:
-            rendered = render_variants(master.image, targets, xmp=xmp, work_dir=scratch,
-                                       logo_path=Path(logo_path) if logo_path else None, logo_options=logo_options,
-                                       include_master=include_master, options=web)
-            blurhash = blurhash_of(master.image)
-        published: list[PublishedFile] = []
-        try:
-            for variant in rendered:
-                published.append(store_variant(variant, campaign=campaign, asset_id=asset_id, router=router))
-        except BaseException:
-            remove_written(published, {s.name: s for s in (router.small, router.large)})
-            raise
-        remember_for_rollback(published, (small_store, large_store))
-        sizes = (web.responsive or {}).get("sizes", "100vw")
-        return PublishResult(files=published, blurhash=blurhash,
-                             picture=picture_snippet(published, alt=alt_text, sizes=sizes))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        for variant in rendered.variants:
+            published.append(store_variant(variant, campaign=campaign, asset_id=asset_id, router=router))
+    except BaseException:
+        remove_written(published, {s.name: s for s in (router.small, router.large)})
+        raise
+    remember_for_rollback(published, (small_store, large_store))
+    shutil.rmtree(rendered.directory, ignore_errors=True)  # the stores hold the only copies now
+    return PublishResult(files=published, blurhash=rendered.blurhash,
+                         picture=picture_snippet(published, alt=alt_text, sizes=sizes))
 
 
 def remove_written(files: list[PublishedFile], stores: dict) -> None:

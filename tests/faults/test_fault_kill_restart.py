@@ -79,3 +79,5 @@ def test_killed_while_publishing_then_rerun_leaves_no_orphan(api_url, nvidia, tm
     assert nvidia.spent == spent and summary["provider_calls"] == 0
     assert consistency_problems(out, masters=3) == []
     assert summary["published"] == 3 and summary["catalog_inserted"] == 3 * 10  # master + 9 social targets
+    # the killed run's scratch folder (renders waiting to be stored) was swept by the rerun
+    assert list((out / ".work").iterdir()) == []

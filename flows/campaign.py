@@ -24,7 +24,7 @@ from imagegen.brief import Brief, brief_from_source
 from imagegen.models import GeneratedImage
 from imagegen.budget import budget_for_run, release_run
 from imagegen.prompts import PromptSpec
-from imagegen.quality import checks_for_policy
+from imagegen.quality import checks_for_policy, preload_in_background
 from imagegen.scratch import run_scratch
 from imagegen.settings import load_settings
 from imagegen.sizes import resolve_targets
@@ -106,6 +106,7 @@ def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_a
             master, campaign=spec.campaign, asset_id=aid, prompt=spec.prompt, targets=targets_by_asset[aid],
             brief=the_brief, work_dir=work_dir)))
 
+    preload_in_background()  # the gate's GX import happens while the provider works
     try:
         try:
             masters = generate_all(specs, the_brief, providers, masters_dir, run_id, settings.local_master_size,

@@ -4,11 +4,61 @@ Prefect's thread pool runs every submitted task at once by default, so a stage o
 N images together and peak memory grew with N (3.85 GB at N=1000 in bench/bench_memory.py). Provider
 calls must stay many in flight (at 40/min and 10-40 s per image, ~30), so the pool stays wide and the
 pixel work (decode, measure, render, encode) takes one of `cpu_count` slots instead.
+
+Work the next stage waits for (measuring a master for the gate) goes before work done ahead of
+need (rendering a master that may still fail its gate): `with PIXEL_SLOTS.urgent():`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from collections.abc import Iterator
 
-PIXEL_SLOTS = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
+
+class PixelSlots:
+    """A counting semaphore whose urgent waiters are served before the others."""
+
+    def __init__(self, slots: int):
+        self._free = slots
+        self._urgent_waiting = 0
+        self.waiting = 0  # threads blocked in acquire (for tests and diagnostics)
+        self._changed = threading.Condition()
+
+    def acquire(self, urgent: bool = False) -> None:
+        with self._changed:
+            if urgent:
+                self._urgent_waiting += 1
+            try:
+                while self._free == 0 or (not urgent and self._urgent_waiting):
+                    self.waiting += 1
+                    self._changed.wait()
+                    self.waiting -= 1
+                self._free -= 1
+            finally:
+                if urgent:
+                    self._urgent_waiting -= 1
+
+    def release(self) -> None:
+        with self._changed:
+            self._free += 1
+            self._changed.notify_all()
+
+    def __enter__(self) -> PixelSlots:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    @contextlib.contextmanager
+    def urgent(self) -> Iterator[None]:
+        self.acquire(urgent=True)
+        try:
+            yield
+        finally:
+            self.release()
+
+
+PIXEL_SLOTS = PixelSlots(max(1, os.cpu_count() or 1))

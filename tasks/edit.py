@@ -15,7 +15,7 @@ from imagegen.remediation import apply_local_fixes
 def fix_master_locally(master: GeneratedImage, asset_id: str, remedies: list[str], palette: list[str],
                        masters_dir: str, attempt: int) -> GeneratedImage:
     """Apply local fixes; the original master stays on disk (edits never overwrite, they add)."""
-    with PIXEL_SLOTS:
+    with PIXEL_SLOTS.urgent():  # the gate is waiting for this edit
         fixed = apply_local_fixes(master.image, remedies, palette, Path(masters_dir))
     edits = [*master.metadata.get("edits", []), {"attempt": attempt, "kind": "local", "remedies": remedies,
                                                  "source_sha256": master.image.sha256}]

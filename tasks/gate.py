@@ -13,7 +13,7 @@ from imagegen.quality import GateReport, checks_for_policy, required_size, valid
 
 @task(name="measure-master", task_run_name="measure {image_id}", cache_result_in_memory=False)
 def measure_master(image_path: str, image_id: str, palette: list[str]) -> ImageMeasurements:
-    with PIXEL_SLOTS:
+    with PIXEL_SLOTS.urgent():  # the gate waits for every measurement; renders made ahead can wait
         return measure_image(image_path, image_id, palette)
 
 

@@ -17,9 +17,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.runtime import flow_run
 
 from blocks.resolve import catalog_block, provider_chain, publish_stores, quarantine_block
-from flows.stages import (TASK_THREADS, TaskStream, alt_text_for, gate_and_edit, generate_all, master_template,
-                          plan_masters, providers_with_quota, publish_and_catalog, publish_job, record_run,
-                          render_arguments, usage_after)
+from flows.stages import (TASK_THREADS, TaskStream, alt_text_for, content_credentials, gate_and_edit,
+                          generate_all, master_template, plan_masters, providers_with_quota, publish_and_catalog,
+                          publish_job, record_run, render_arguments, usage_after)
 from imagegen.brief import Brief, brief_from_source
 from imagegen.models import GeneratedImage
 from imagegen.budget import budget_for_run, release_run
@@ -68,6 +68,7 @@ def campaign_flow(brief: str | dict, out_dir: str = "imagegen-output", provider:
     providers = provider_chain(the_brief.provider, settings, override=settings.provider)
     small, large = publish_stores(the_brief.publish, settings, out)  # a bad store name fails before any spend
     catalog = catalog_block(settings, out)
+    credentials = content_credentials(settings, out)  # a broken signing identity fails before any spend
     # prompt: every guard runs before any quota is spent or any file is written
     specs, targets_by_asset = build_prompts(the_brief, providers, settings.local_master_size)
     targets = resolve_targets(the_brief.size_sets, the_brief.targets)
@@ -81,12 +82,12 @@ def campaign_flow(brief: str | dict, out_dir: str = "imagegen-output", provider:
     with run_scratch(out / ".work", f"run-{run_id}") as work_dir:
         return run_stages(the_brief, settings, specs, targets_by_asset, providers, quota_before, out, work_dir,
                           run_id, stores=dict(small=small, large=large, quarantine=quarantine_block(out)),
-                          catalog=catalog, started=started, logger=logger)
+                          credentials=credentials, catalog=catalog, started=started, logger=logger)
 
 
 def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_asset: dict, providers: list,
-               quota_before: dict, out: Path, work_dir: Path, run_id: str, *, stores: dict, catalog, started: float,
-               logger) -> RunSummary:
+               quota_before: dict, out: Path, work_dir: Path, run_id: str, *, stores: dict, credentials: dict,
+               catalog, started: float, logger) -> RunSummary:
     """generate -> gate -> edit -> publish -> catalog, with each master measured and rendered as it
     arrives, so the pixel work overlaps the provider's rate-limited calls."""
     budget = budget_for_run(run_id, settings.max_provider_calls)
@@ -104,7 +105,7 @@ def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_a
         spec = spec_by_id[aid]
         rendered[aid] = (master.image.sha256, stream.submit(("render", aid), render_master, **render_arguments(
             master, campaign=spec.campaign, asset_id=aid, prompt=spec.prompt, targets=targets_by_asset[aid],
-            brief=the_brief, work_dir=work_dir)))
+            brief=the_brief, work_dir=work_dir, **credentials)))
 
     preload_in_background()  # the gate's GX import happens while the provider works
     try:
@@ -131,7 +132,7 @@ def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_a
             template = master_template(spec_by_id[aid], master, report.results[aid], checked, history[aid],
                                        alt_text_for(spec_by_id[aid], reviews.get(aid)))
             jobs[aid] = publish_job(master, template, targets=targets_by_asset[aid], brief=the_brief,
-                                    work_dir=work_dir, **stores,
+                                    work_dir=work_dir, **stores, **credentials,
                                     rendered=ahead if sha == master.image.sha256 else None)  # not if edited
         rows, stored, upserted = publish_and_catalog(jobs, catalog, logger, failed)
     finally:

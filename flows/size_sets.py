@@ -19,7 +19,7 @@ from prefect.runtime import flow_run
 
 from blocks.resolve import catalog_block, publish_stores, quarantine_block
 from flows.campaign import campaign_flow
-from flows.stages import TASK_THREADS, publish_and_catalog, publish_job, record_run
+from flows.stages import TASK_THREADS, content_credentials, publish_and_catalog, publish_job, record_run
 from imagegen.brief import brief_from_source
 from imagegen.catalog.base import CatalogRow
 from imagegen.catalog.rows import template_from_row
@@ -84,6 +84,7 @@ def size_set_flow(brief: str | dict, size_sets: list[str], out_dir: str = "image
     wait(list(fetches.values()))
     failed: list[FailedAsset] = []
     small, large = publish_stores(the_brief.publish, settings, out)
+    credentials = content_credentials(settings, out)
     brief_without_master = the_brief.model_copy(update={"publish": the_brief.publish.model_copy(
         update={"include_master": False})})
     with run_scratch(out / ".work", f"run-{flow_run.id or time.time_ns()}") as work_dir:
@@ -96,7 +97,7 @@ def size_set_flow(brief: str | dict, size_sets: list[str], out_dir: str = "image
                 continue
             jobs[row.asset_id] = publish_job(future.result(), template_from_row(row), targets=targets, small=small,
                                              large=large, quarantine=quarantine_block(out),
-                                             brief=brief_without_master, work_dir=work_dir)
+                                             brief=brief_without_master, work_dir=work_dir, **credentials)
         rows, stored, upserted = publish_and_catalog(jobs, catalog, logger, failed)
     summary = RunSummary(campaign=the_brief.campaign, out_dir=str(out), masters=len(published),
                          generated=len(jobs), failed=failed, provider_calls=0)

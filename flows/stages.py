@@ -343,6 +343,16 @@ def gate_and_edit(masters: dict[str, GeneratedImage], specs: dict[str, PromptSpe
 
 # ------------------------------------------------------------------------------------ publish, catalog
 
+def content_credentials(settings, out: Path) -> dict[str, Any]:
+    """The C2PA signing identity from the settings (checked by signing a probe, before any spend) and
+    where signed files are kept for reruns; both None when signing is not configured."""
+    from imagegen.imaging.c2pa_signing import signing_from_settings
+
+    signing = signing_from_settings(settings.c2pa_cert, settings.c2pa_key, settings.c2pa_algorithm,
+                                    settings.c2pa_timestamp_url)
+    return {"signing": signing, "signed_cache": out / ".c2pa-signed" if signing else None}
+
+
 def master_template(spec: PromptSpec, master: GeneratedImage, result: GateResult, checked: list[str],
                     history: list[dict], alt_text: str) -> dict[str, Any]:
     """The catalog columns every file of one master shares."""
@@ -393,14 +403,16 @@ class PublishJob:
 
 
 def render_arguments(master: GeneratedImage, *, campaign: str, asset_id: str, prompt: str, targets,
-                     brief: Brief, work_dir: Path) -> dict[str, Any]:
-    """render_master's arguments for one master."""
+                     brief: Brief, work_dir: Path, signing=None, signed_cache: Path | None = None) -> dict[str, Any]:
+    """render_master's arguments for one master (`signing`: c2pa_signing.SigningFiles, or None)."""
     return {"master": master, "campaign": campaign, "asset_id": asset_id, "prompt": prompt, "targets": targets,
-            "work_dir": str(work_dir), **render_options(brief)}
+            "work_dir": str(work_dir), **render_options(brief), "signing": signing,
+            "signed_cache": str(signed_cache) if signed_cache else None}
 
 
 def publish_job(master: GeneratedImage, template: dict[str, Any], *, targets, small, large, quarantine,
-                brief: Brief, work_dir: Path, rendered=None) -> PublishJob:
+                brief: Brief, work_dir: Path, rendered=None, signing=None, signed_cache: Path | None = None
+                ) -> PublishJob:
     common = dict(campaign=template["campaign"], asset_id=template["asset_id"])
     if template["status"] == "quarantined":
         return PublishJob(template=template, master=master, quarantine={
@@ -410,7 +422,7 @@ def publish_job(master: GeneratedImage, template: dict[str, Any], *, targets, sm
     return PublishJob(
         template=template, master=master, rendered=rendered,
         render=render_arguments(master, prompt=template["prompt"], targets=targets, brief=brief, work_dir=work_dir,
-                                **common),
+                                signing=signing, signed_cache=signed_cache, **common),
         store={**common, "small_store": small, "large_store": large,
                "threshold_bytes": brief.publish.size_threshold_bytes, "alt_text": template["alt_text"],
                "sizes": responsive.sizes if responsive.enabled else "100vw"})

@@ -65,6 +65,7 @@ def write_gallery(rows: list[CatalogRow], page: Path, *, campaign: str, summary:
             "variant": row.variant, "src": image_src(row.url, page.parent), "url": row.url, "width": row.width,
             "height": row.height, "format": row.format, "kb": round(row.bytes / 1024), "store": row.store,
             "alt": row.alt_text or row.prompt[:125],
+            "signed": (row.metadata.get("content_credentials") or {}).get("c2pa") == "signed",
         })
     html = _env.get_template("gallery.html").render(
         campaign=campaign, masters=list(masters.values()), summary=summary,

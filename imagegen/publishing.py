@@ -31,6 +31,7 @@ class RenderedVariant(BaseModel):
     upscaled: bool = False
     ssim: float | None = None
     budget_note: str | None = None  # why a byte budget or the SSIM floor was not met
+    content_credentials: dict[str, Any] | None = None  # C2PA: signed, and the sha256 before signing
 
 
 class PublishedFile(BaseModel):
@@ -47,6 +48,7 @@ class PublishedFile(BaseModel):
     upscaled: bool = False
     verified: bool = False
     budget_note: str | None = None
+    content_credentials: dict[str, Any] | None = None
 
 
 class PublishResult(BaseModel):
@@ -201,4 +203,35 @@ def store_variant(variant: RenderedVariant, *, campaign: str, asset_id: str, rou
     return PublishedFile(variant=variant.variant, platform=variant.platform, width=variant.width,
                          height=variant.height, format=variant.format, stored=stored, quality=variant.quality,
                          max_bytes=variant.max_bytes, upscaled=variant.upscaled, verified=verified,
-                         budget_note=variant.budget_note)
+                         budget_note=variant.budget_note, content_credentials=variant.content_credentials)
+
+
+def edit_descriptions(master_metadata: dict[str, Any], *, logo: bool, options: WebOptions) -> list[str]:
+    """What changed the pixels after generation, in words, for the C2PA manifest's edit actions."""
+    described = []
+    for edit in master_metadata.get("edits", []):
+        if edit.get("kind") == "local":
+            described.append("local fixes: " + ", ".join(edit.get("remedies", [])))
+        else:
+            described.append(f"{edit.get('kind', 'edit')}: {edit.get('instruction', '')}".strip(": "))
+    if options.grade:
+        described.append(f"colour grade: {options.grade}")
+    if options.border_width:
+        described.append("brand border")
+    if logo:
+        described.append("logo overlay")
+    return described
+
+
+def sign_variants(variants: list[RenderedVariant], signing, *, title: str, model: str, edits: list[str],
+                  cache_dir: Path) -> list[RenderedVariant]:
+    """Embed a signed C2PA manifest in every rendered file (`signing`: c2pa_signing.SigningFiles)."""
+    from imagegen.imaging.c2pa_signing import build_manifest, sign_file
+
+    signed = []
+    for variant in variants:
+        manifest = build_manifest(title=f"{title} / {variant.variant}", fmt=variant.format, edits=edits, model=model)
+        size, unsigned = sign_file(Path(variant.path), variant.format, signing, manifest, cache_dir)
+        signed.append(variant.model_copy(update={"bytes": size, "content_credentials": {
+            "c2pa": "signed", "algorithm": signing.algorithm, "unsigned_sha256": unsigned}}))
+    return signed

@@ -54,6 +54,12 @@ class ImagegenSettings(BaseSettings):
         None, validation_alias=AliasChoices("GITLAB_TOKEN", "IMAGEGEN_GITLAB_TOKEN"))
     gitlab_project: str | None = None
 
+    # C2PA Content Credentials (optional): sign every published file with this identity
+    c2pa_cert: Path | None = Field(None, description="PEM certificate chain, leaf first (IMAGEGEN_C2PA_CERT)")
+    c2pa_key: Path | None = Field(None, description="PEM private key of the leaf (IMAGEGEN_C2PA_KEY)")
+    c2pa_algorithm: str = Field("ES256", description="ES256/384/512, PS256/384/512 or ED25519")
+    c2pa_timestamp_url: str | None = Field(None, description="RFC 3161 time-stamp authority; none by default")
+
 
 def load_settings(**overrides) -> ImagegenSettings:
     return ImagegenSettings(**{k: v for k, v in overrides.items() if v is not None})

@@ -11,11 +11,12 @@ from prefect import task
 from prefect.transactions import get_transaction
 
 from blocks.storage import AssetStoreBlock
+from imagegen.imaging.c2pa_signing import SigningFiles
 from imagegen.models import FORMAT_CONTENT_TYPES, GeneratedImage
 from imagegen.pixelwork import PIXEL_SLOTS
 from imagegen.publishing import (MASTER_VARIANT, PublishedFile, PublishResult, RenderedSet, WebOptions,
-                                 blurhash_of, picture_snippet, provenance_xmp, render_variants, store_variant,
-                                 variant_key)
+                                 blurhash_of, edit_descriptions, picture_snippet, provenance_xmp, render_variants,
+                                 sign_variants, store_variant, variant_key)
 from imagegen.sizes import Target
 from imagegen.stores.base import SizeRouter
 from tasks.retrying import RETRY_OPTIONS
@@ -24,12 +25,14 @@ from tasks.retrying import RETRY_OPTIONS
 @task(name="render-master", task_run_name="render {asset_id}", cache_result_in_memory=False)
 def render_master(master: GeneratedImage, campaign: str, asset_id: str, prompt: str, targets: list[Target],
                   work_dir: str, logo_path: str | None = None, logo_options: dict | None = None,
-                  include_master: bool = True, web: WebOptions | None = None) -> RenderedSet:
+                  include_master: bool = True, web: WebOptions | None = None,
+                  signing: SigningFiles | None = None, signed_cache: str | None = None) -> RenderedSet:
     """Render every target of `master` into a scratch folder of its own, ready to be stored.
 
     Pure pixel work with no store or catalog involved, so the flow can render a master while the
     provider is still making the others. The folder is named by asset and master bytes: an edited
-    master renders into a new one, and the same master always renders into the same one.
+    master renders into a new one, and the same master always renders into the same one. With
+    `signing`, every file gets a signed C2PA manifest (reused from `signed_cache` for the same pixels).
     """
     web = web or WebOptions()
     altered = bool(master.metadata.get("edits")) or logo_path is not None or bool(web.grade or web.border_width)
@@ -42,6 +45,10 @@ def render_master(master: GeneratedImage, campaign: str, asset_id: str, prompt: 
                                    logo_path=Path(logo_path) if logo_path else None, logo_options=logo_options,
                                    include_master=include_master, options=web)
         blurhash = blurhash_of(master.image)
+        if signing is not None:
+            rendered = sign_variants(rendered, signing, title=f"{campaign} / {asset_id}", model=master.model,
+                                     edits=edit_descriptions(master.metadata, logo=logo_path is not None, options=web),
+                                     cache_dir=Path(signed_cache or folder / ".signed"))
     return RenderedSet(directory=str(folder), master_sha256=master.image.sha256, variants=rendered,
                        blurhash=blurhash)
 

@@ -10,7 +10,8 @@ from imagegen.catalog.base import CatalogRow
 FILE_COLUMNS = ("variant", "url", "store", "store_key", "width", "height", "format", "bytes", "sha256")
 
 
-FILE_METADATA = ("platform", "quality", "max_bytes", "upscaled", "url_verified", "budget_note")
+FILE_METADATA = ("platform", "quality", "max_bytes", "upscaled", "url_verified", "budget_note",
+                 "content_credentials")
 
 
 def rows_for_files(template: dict[str, Any], files: list, asset_metadata: dict[str, Any] | None = None
@@ -21,7 +22,8 @@ def rows_for_files(template: dict[str, Any], files: list, asset_metadata: dict[s
     for f in files:
         metadata = {**template.get("metadata", {}), **(asset_metadata or {}), "platform": f.platform,
                     "quality": f.quality, "max_bytes": f.max_bytes, "upscaled": f.upscaled,
-                    "url_verified": f.verified, "budget_note": f.budget_note}
+                    "url_verified": f.verified, "budget_note": f.budget_note,
+                    **({"content_credentials": f.content_credentials} if f.content_credentials else {})}
         rows.append(CatalogRow(**{**template, "metadata": metadata}, variant=f.variant, url=f.stored.url,
                                store=f.stored.store, store_key=f.stored.key, width=f.width, height=f.height,
                                format=f.format, bytes=f.stored.bytes, sha256=f.stored.sha256))

@@ -17,13 +17,16 @@ ECDSA signatures are randomised): sign after any content-addressed dedupe, never
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, SecretBytes
 
+from imagegen.errors import ImagegenError
 from imagegen.imaging.encode import DIGITAL_SOURCE_TYPES
 
 SigningAlgorithm = Literal["ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "ED25519"]
@@ -155,3 +158,94 @@ def _summary(store: dict[str, Any], state: str) -> ManifestSummary:
         digital_source_types=[a["digitalSourceType"] for a in actions if "digitalSourceType" in a],
         signer=signature.get("common_name"), issuer=signature.get("issuer"),
         problems=[s.get("code", "") for s in store.get("validation_status", []) or []])
+
+
+# ------------------------------------------------------------------------------------ in the pipeline
+
+class SigningFiles(BaseModel):
+    """Where the operator's signing identity lives: paths only, so it can be a task argument
+    (Prefect may record arguments; the key's bytes are read inside the task)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    certificate_chain: str
+    private_key: str
+    algorithm: SigningAlgorithm = "ES256"
+    timestamp_url: str | None = None
+
+    def load(self) -> C2paSigningConfig:
+        return C2paSigningConfig.from_files(self.certificate_chain, self.private_key, algorithm=self.algorithm,
+                                             timestamp_url=self.timestamp_url)
+
+    def fingerprint(self) -> str:
+        """Names the identity (certificate chain and algorithm; never the key) in cache keys."""
+        chain = Path(self.certificate_chain).read_bytes()
+        return hashlib.sha256(chain + self.algorithm.encode()).hexdigest()
+
+
+class SigningConfigError(ImagegenError):
+    """The configured signing identity cannot sign: names the setting, never the key."""
+
+
+def signing_from_settings(cert: Path | None, key: Path | None, algorithm: str = "ES256",
+                          timestamp_url: str | None = None) -> SigningFiles | None:
+    """The checked signing identity, or None when signing is not configured (both unset)."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        missing = "IMAGEGEN_C2PA_CERT" if cert is None else "IMAGEGEN_C2PA_KEY"
+        raise SigningConfigError(f"{missing}: C2PA signing needs both IMAGEGEN_C2PA_CERT and IMAGEGEN_C2PA_KEY")
+    if algorithm not in SigningAlgorithm.__args__:
+        raise SigningConfigError(f"IMAGEGEN_C2PA_ALGORITHM: {algorithm!r} is not one of "
+                                 f"{', '.join(SigningAlgorithm.__args__)}")
+    files = SigningFiles(certificate_chain=str(cert), private_key=str(key), algorithm=algorithm,
+                         timestamp_url=timestamp_url)
+    check_signer(files)
+    return files
+
+
+def check_signer(files: SigningFiles) -> None:
+    """Sign a tiny image once, so a broken certificate/key pair stops a run before any spend.
+    Raises SigningConfigError naming the settings, never their contents."""
+    where = "IMAGEGEN_C2PA_CERT / IMAGEGEN_C2PA_KEY"
+    for name, path in (("IMAGEGEN_C2PA_CERT", files.certificate_chain), ("IMAGEGEN_C2PA_KEY", files.private_key)):
+        if not Path(path).is_file():
+            raise SigningConfigError(f"{name}: {path} is not a readable file")
+    if not c2pa_available():
+        raise SigningConfigError(f"{where}: signing is configured but c2pa-python does not load on this machine")
+    probe = io.BytesIO()
+    from PIL import Image
+
+    Image.new("RGB", (16, 16), "white").save(probe, "PNG")
+    try:
+        sign_image(probe.getvalue(), "PNG", files.load(), build_manifest(title="probe", fmt="PNG"))
+    except Exception as exc:  # noqa: BLE001 - C2paError subclasses, ValueError from a bad PEM
+        raise SigningConfigError(f"{where}: the certificate and key do not make a C2PA signer "
+                         f"({type(exc).__name__}; check the chain is leaf first and matches the key, "
+                         f"and the algorithm {files.algorithm})") from None
+
+
+def sign_file(path: Path, fmt: str, files: SigningFiles, manifest: dict[str, Any], cache_dir: Path
+              ) -> tuple[int, str]:
+    """Embed a signed manifest in the file at `path`; return (bytes now, sha256 before signing).
+
+    Signing is not deterministic (random claim ids, randomised ECDSA), so the signed bytes are kept
+    in `cache_dir` under the unsigned bytes' hash, the manifest and the signer: a rerun that renders
+    the same pixels reuses them and the stores see the same file, not a changed one.
+    """
+    data = path.read_bytes()
+    unsigned = hashlib.sha256(data).hexdigest()
+    key = hashlib.sha256(json.dumps([unsigned, manifest, files.fingerprint()], sort_keys=True).encode()).hexdigest()
+    cached = cache_dir / f"{key}{path.suffix}"
+    if cached.is_file():
+        signed = cached.read_bytes()
+    else:
+        signed = sign_image(data, fmt, files.load(), manifest)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(cached.suffix + ".tmp")
+        tmp.write_bytes(signed)
+        os.replace(tmp, cached)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(signed)
+    os.replace(tmp, path)
+    return len(signed), unsigned

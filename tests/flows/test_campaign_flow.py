@@ -189,3 +189,58 @@ def test_web_delivery_grade_border_responsive_picture(prefect_harness, tmp_path,
         assert im.convert("RGB").getpixel((2, 2)) == (0x2C, 0x3E, 0x50)
     assert "compositeWithTrainedAlgorithmicMedia" in read_xmp(banner["url"].removeprefix("file://"))
     assert "<picture" in (out / "gallery.html").read_text()
+
+
+def test_c2pa_signed_run_reads_back_trusted_and_reruns_write_nothing(prefect_harness, tmp_path, capsys,
+                                                                      monkeypatch):
+    """With IMAGEGEN_C2PA_CERT/KEY set, every published file carries a signed manifest (created by
+    the model; graded and bordered files also edited); signed bytes are not deterministic, so the
+    rerun relies on the signed-file cache to store nothing new."""
+    from imagegen.imaging.c2pa_signing import read_manifest
+    from tests.c2pa_pki import make_pki
+
+    pki = make_pki()
+    (tmp_path / "chain.pem").write_bytes(pki["chain"])
+    (tmp_path / "key.pem").write_bytes(pki["key"])
+    monkeypatch.setenv("IMAGEGEN_C2PA_CERT", str(tmp_path / "chain.pem"))
+    monkeypatch.setenv("IMAGEGEN_C2PA_KEY", str(tmp_path / "key.pem"))
+    brief = yaml.safe_load(small_brief(tmp_path).read_text())
+    brief.update(campaign="c2pa-signed", subjects=brief["subjects"][:1], size_sets=[])
+    brief["brand"].update(grade="cool")
+    brief["provider"].update(master_width=512, master_height=512)
+    brief["quality"].update(min_width=256, min_height=256)
+    brief["subjects"][0]["seed"] = 4242
+    path, out = tmp_path / "signed.yaml", tmp_path / "out"
+    path.write_text(yaml.safe_dump(brief))
+
+    code, summary, err = run_cli(capsys, str(path), "--out", str(out))
+    assert code == 0, err
+    rows = catalog_rows(out)
+    assert {r["variant"] for r in rows} == {"master", "square_webp", "banner_png", "tall_avif"}
+    for row in rows:
+        data = Path(row["url"].removeprefix("file://")).read_bytes()
+        manifest = read_manifest(data, row["format"], pki["ca"])
+        assert manifest is not None and manifest.validation_state == "Trusted", row["variant"]
+        actions = [a["action"] for a in manifest.actions]
+        assert actions[0] == "c2pa.created" and "c2pa.edited" in actions  # the cool grade is an edit
+        credentials = json.loads(row["metadata"])["content_credentials"]
+        assert credentials["c2pa"] == "signed" and len(credentials["unsigned_sha256"]) == 64
+        assert credentials["unsigned_sha256"] != row["sha256"]  # the row names the signed file's bytes
+    assert (out / "gallery.html").read_text().count('data-c2pa="signed"') == len(rows)
+    assert pki["key"].decode().splitlines()[1] not in (out / "catalog.db").read_bytes().decode("latin-1")
+
+    code, summary, err = run_cli(capsys, str(path), "--out", str(out))
+    assert code == 0, err
+    assert summary["files_written"] == 0 and summary["catalog_inserted"] == 0 and summary["catalog_updated"] == 0
+    assert catalog_rows(out) == rows
+
+
+def test_broken_signing_identity_fails_before_any_provider_call(prefect_harness, tmp_path, capsys, monkeypatch):
+    (tmp_path / "chain.pem").write_text("not a certificate")
+    monkeypatch.setenv("IMAGEGEN_C2PA_CERT", str(tmp_path / "chain.pem"))
+    monkeypatch.setenv("IMAGEGEN_C2PA_KEY", str(tmp_path / "missing.pem"))
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, str(small_brief(tmp_path, campaign="c2pa-broken")), "--out", str(out))
+    assert code == 1
+    assert "IMAGEGEN_C2PA_KEY" in err and "is not a readable file" in err
+    assert not (out / "masters").exists() and not (out / "assets").exists()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
+import hashlib
 import io
 
 import pytest
@@ -11,53 +11,18 @@ from PIL import Image
 from imagegen.imaging import c2pa_signing as cs
 from imagegen.imaging.encode import DIGITAL_SOURCE_TYPES, build_xmp, read_xmp
 
-from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tests.c2pa_pki import make_pki
 
 AI = DIGITAL_SOURCE_TYPES["trainedAlgorithmicMedia"]
 COMPOSITE = DIGITAL_SOURCE_TYPES["compositeWithTrainedAlgorithmicMedia"]
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "imagegen test")])
-
-
-def _usage(*, sign_certs: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(digital_signature=not sign_certs, content_commitment=False, key_encipherment=False,
-                         data_encipherment=False, key_agreement=False, key_cert_sign=sign_certs,
-                         crl_sign=sign_certs, encipher_only=False, decipher_only=False)
-
-
 @pytest.fixture(scope="module")
 def pki() -> dict[str, bytes]:
-    """A CA and a leaf with the profile C2PA requires (digitalSignature, emailProtection EKU)."""
-    now = dt.datetime.now(dt.timezone.utc)
-    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(_name("imagegen test CA")).issuer_name(_name("imagegen test CA"))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(_usage(sign_certs=True), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
-    leaf = (x509.CertificateBuilder().subject_name(_name("imagegen signer")).issuer_name(ca.subject)
-            .public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_usage(sign_certs=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    pem = serialization.Encoding.PEM
-    return {
-        "chain": leaf.public_bytes(pem) + ca.public_bytes(pem),
-        "key": leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
-        "ca": ca.public_bytes(pem),
-    }
+    return make_pki()
 
 
 @pytest.fixture()
@@ -160,3 +125,62 @@ def test_every_published_format_signs_and_verifies(fmt: str, config, pki) -> Non
 def test_unsupported_format_is_refused() -> None:
     with pytest.raises(ValueError, match="GIF"):
         cs.build_manifest(title="x", fmt="GIF")
+
+
+# --------------------------------------------------------------------------- in the pipeline
+
+@pytest.fixture()
+def signing_files(pki, tmp_path) -> cs.SigningFiles:
+    (tmp_path / "chain.pem").write_bytes(pki["chain"])
+    (tmp_path / "key.pem").write_bytes(pki["key"])
+    return cs.signing_from_settings(tmp_path / "chain.pem", tmp_path / "key.pem")
+
+
+def test_signing_is_off_when_neither_setting_is_given() -> None:
+    assert cs.signing_from_settings(None, None) is None
+
+
+@pytest.mark.parametrize("missing", ["cert", "key"])
+def test_half_a_signing_identity_names_the_missing_setting(tmp_path, missing) -> None:
+    present = tmp_path / "present.pem"
+    present.write_bytes(b"x")
+    args = (None, present) if missing == "cert" else (present, None)
+    with pytest.raises(cs.SigningConfigError, match=f"IMAGEGEN_C2PA_{missing.upper()}: C2PA signing needs both"):
+        cs.signing_from_settings(*args)
+
+
+def test_a_key_that_does_not_match_the_certificate_fails_without_showing_it(pki, tmp_path) -> None:
+    other = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    (tmp_path / "chain.pem").write_bytes(pki["chain"])
+    (tmp_path / "key.pem").write_bytes(other)
+    with pytest.raises(cs.SigningConfigError, match="IMAGEGEN_C2PA_CERT / IMAGEGEN_C2PA_KEY") as caught:
+        cs.signing_from_settings(tmp_path / "chain.pem", tmp_path / "key.pem")
+    body = other.decode().splitlines()[1]
+    assert body not in str(caught.value) and caught.value.__cause__ is None
+
+
+def test_an_unknown_algorithm_is_named(pki, tmp_path) -> None:
+    (tmp_path / "c.pem").write_bytes(pki["chain"])
+    (tmp_path / "k.pem").write_bytes(pki["key"])
+    with pytest.raises(cs.SigningConfigError, match="IMAGEGEN_C2PA_ALGORITHM: 'RS1'"):
+        cs.signing_from_settings(tmp_path / "c.pem", tmp_path / "k.pem", algorithm="RS1")
+
+
+def test_sign_file_reuses_the_signed_bytes_for_the_same_pixels(signing_files, pki, tmp_path) -> None:
+    """Signing twice differs byte for byte; the cache makes a rerun's file identical to the first."""
+    data = _encoded("JPEG")
+    manifest = cs.build_manifest(title="a / b / hero", fmt="JPEG", model="m")
+    first, second = tmp_path / "first.jpg", tmp_path / "second.jpg"
+    first.write_bytes(data)
+    second.write_bytes(data)
+    size, unsigned = cs.sign_file(first, "JPEG", signing_files, manifest, tmp_path / "cache")
+    assert unsigned == hashlib.sha256(data).hexdigest() and size == first.stat().st_size > len(data)
+    assert cs.sign_file(second, "JPEG", signing_files, manifest, tmp_path / "cache") == (size, unsigned)
+    assert first.read_bytes() == second.read_bytes()
+    assert cs.read_manifest(first.read_bytes(), "JPEG", pki["ca"]).validation_state == "Trusted"
+    # without the cache the same pixels sign to different bytes: that is why the cache exists
+    third = tmp_path / "third.jpg"
+    third.write_bytes(data)
+    cs.sign_file(third, "JPEG", signing_files, manifest, tmp_path / "other-cache")
+    assert third.read_bytes() != first.read_bytes()

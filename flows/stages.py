@@ -27,12 +27,14 @@ from imagegen.prompts import PromptSpec, build_prompt_specs
 from imagegen.publishing import PublishedFile, RenderedSet, WebOptions
 from imagegen.quality import GateReport, GateResult
 from imagegen.remediation import edit_instruction, plan_remediation
-from imagegen.sizes import Target, aspect_groups, resolve_targets, size_for_ratio
+from imagegen.sizes import (Target, aspect_groups, outpaint_groups, parse_ratio, resolve_targets,
+                            size_for_ratio)
 from imagegen.summary import FailedAsset, RunSummary
 from tasks.catalog import write_catalog
 from tasks.edit import fix_master_locally
 from tasks.gate import gate_masters, measure_master
-from tasks.generate import adopt_into, generate_master, provider_edit_master, regenerate_master
+from tasks.generate import (adopt_into, generate_master, outpaint_master, provider_edit_master,
+                            regenerate_master)
 from tasks.providers import check_quota, read_usage, review_master
 from tasks.publish import publish_master, quarantine_master, render_master
 
@@ -82,8 +84,30 @@ def plan_masters(brief: Brief, providers: list, local_master_size: int
                 spec = spec.model_copy(update={"asset_id": f"{spec.asset_id}-{ratio.replace(':', 'x')}"})
             specs.append(spec)
             targets_by_asset[spec.asset_id] = targets
-    specs.sort(key=lambda s: (s.subject_index, s.variation))
+    if brief.publish.outpaint.enabled and caps.supports_edit and list(groups) == [None]:
+        specs += outpainted_specs(specs, targets_by_asset, brief.publish.outpaint.min_crop)
+    specs.sort(key=lambda s: (s.subject_index, s.variation, s.outpaint_ratio or ""))
     return specs, targets_by_asset
+
+
+def outpainted_specs(specs: list[PromptSpec], targets_by_asset: dict[str, list[Target]], min_crop: float
+                     ) -> list[PromptSpec]:
+    """Masters extended to the aspects a crop would mutilate: each takes those targets from its base
+    master (whose own list keeps the rest) and is made by the provider's edit once the base exists."""
+    from imagegen.imaging.brand import outpaint_size
+
+    derived = []
+    for spec in specs:
+        kept, extended = outpaint_groups(targets_by_asset[spec.asset_id], spec.width, spec.height, min_crop)
+        targets_by_asset[spec.asset_id] = kept
+        for ratio, targets in extended.items():
+            width, height = outpaint_size(spec.width, spec.height, parse_ratio(ratio), multiple_of=16)
+            child = spec.model_copy(update={"asset_id": f"{spec.asset_id}-{ratio.replace(':', 'x')}",
+                                            "outpaint_from": spec.asset_id, "outpaint_ratio": ratio,
+                                            "width": width, "height": height})
+            derived.append(child)
+            targets_by_asset[child.asset_id] = targets
+    return derived
 
 
 # -------------------------------------------------------------------------------------------- helpers
@@ -186,10 +210,15 @@ def generate_all(specs: list[PromptSpec], brief: Brief, providers: list, masters
     """Generate every master, walking the fallback chain for masters whose provider is out or out of quota.
 
     Masters are handed to `on_master` as they arrive (with the stream, to submit follow-up work on);
-    submissions are windowed so memory does not grow with the batch.
+    submissions are windowed so memory does not grow with the batch. Outpainted masters are made from
+    their base master by the provider that made it, as soon as it exists.
     """
     generated: dict[str, GeneratedImage] = {}
-    pending = {spec.asset_id: spec for spec in specs}
+    children: dict[str, list[PromptSpec]] = {}
+    for spec in specs:
+        if spec.outpaint_from:
+            children.setdefault(spec.outpaint_from, []).append(spec)
+    pending = {spec.asset_id: spec for spec in specs if not spec.outpaint_from}
     stream = TaskStream()
     for position, provider in enumerate(providers):
         if not pending:
@@ -197,41 +226,56 @@ def generate_all(specs: list[PromptSpec], brief: Brief, providers: list, masters
         if position > 0:
             logger.info(f"[generate] falling back to {provider.provider_name} for {len(pending)} master(s)")
             fallback_specs, _ = plan_masters(brief, providers[position:], local_master_size)
-            fallback = {(s.subject_index, s.variation): s for s in fallback_specs}
+            fallback = {(s.subject_index, s.variation): s for s in fallback_specs if not s.outpaint_from}
             keeps_size = not provider.get_generator().capabilities(None).native_sizes
             # the asset keeps its identity (and, where the provider can, its aspect) whoever makes it
             pending = {aid: fallback[(s.subject_index, s.variation)].model_copy(update={
                 "asset_id": aid, **({"width": s.width, "height": s.height} if keeps_size else {})})
                 for aid, s in pending.items()}
         waiting, outstanding, done = list(pending.items()), 0, 0
+        total = len(pending) + sum(len(children.get(aid, [])) for aid in pending)
+        in_progress: dict[str, PromptSpec] = dict(pending)
         still_pending: dict[str, PromptSpec] = {}
         while waiting or outstanding:
             while waiting and stream.has_room():
                 aid, spec = waiting.pop(0)
-                stream.submit(("generate", aid), generate_master, spec, provider, str(masters_dir), run_id)
+                if spec.outpaint_from:
+                    stream.submit(("generate", aid), outpaint_master, generated[spec.outpaint_from], spec, provider,
+                                  str(masters_dir), run_id)
+                else:
+                    stream.submit(("generate", aid), generate_master, spec, provider, str(masters_dir), run_id)
                 outstanding += 1
             (kind, aid), future = stream.next_finished()
             if kind != "generate":
                 continue  # follow-up work finished: its future is read where it is used
             outstanding -= 1
             done += 1
+            spec = in_progress[aid]
             exc = future_exception(future)
             if exc is None:
                 result = future.result()
                 if not Path(result.image.path).exists():  # a cache hit whose file is gone: make it again
-                    result = generate_master.with_options(refresh_cache=True)(
-                        pending[aid], provider, str(masters_dir), run_id)
+                    again = outpaint_master if spec.outpaint_from else generate_master
+                    args = (generated[spec.outpaint_from], spec) if spec.outpaint_from else (spec,)
+                    result = again.with_options(refresh_cache=True)(*args, provider, str(masters_dir), run_id)
                 generated[aid] = adopt_into(result, masters_dir)
-                logger.info(f"[generate] {done}/{len(pending)} {aid}: {result.provider} {result.model} "
-                            f"seed {result.seed}")
+                logger.info(f"[generate] {done}/{total} {aid}: {result.provider} {result.model} seed {result.seed}"
+                            + (f" (outpainted to {spec.outpaint_ratio})" if spec.outpaint_from else ""))
                 if on_master is not None:
                     on_master(aid, generated[aid], stream)
-            elif position + 1 < len(providers) and fallback_worthy(exc):
+                for child in children.get(aid, []):
+                    in_progress[child.asset_id] = child
+                    waiting.append((child.asset_id, child))
+            elif not spec.outpaint_from and position + 1 < len(providers) and fallback_worthy(exc):
                 still_pending[aid] = pending[aid]
             else:
-                stage = "budget" if isinstance(exc, BudgetExhausted) else "generate"
+                stage = "budget" if isinstance(exc, BudgetExhausted) else ("outpaint" if spec.outpaint_from
+                                                                          else "generate")
                 failed.append(FailedAsset(asset_id=aid, stage=stage, reason=safe_reason(exc)))
-                logger.warning(f"[generate] {aid} failed: {safe_reason(exc)}")
+                logger.warning(f"[{stage}] {aid} failed: {safe_reason(exc)}")
+                for child in children.get(aid, []):
+                    failed.append(FailedAsset(asset_id=child.asset_id, stage="outpaint",
+                                              reason=f"its master {aid} was not made"))
         pending = still_pending
     return {s.asset_id: generated[s.asset_id] for s in specs if s.asset_id in generated}
 
@@ -309,7 +353,8 @@ def gate_and_edit(masters: dict[str, GeneratedImage], specs: dict[str, PromptSpe
         if reviewer is not None:
             reviews = review_all(masters, specs, reviewer, run_id, reviewed, logger)
         verdicts = {aid: r.verdict for aid, r in reviews.items()} if policy.vlm_review else None
-        report = gate_masters(measurements, filtered, policy, bool(palette), str(docs_dir), round_no, verdicts)
+        report = gate_masters(measurements, filtered, policy, bool(palette), str(docs_dir), round_no, verdicts,
+                              {aid: specs[aid].outpaint_from for aid in masters if specs[aid].outpaint_from})
         if verdicts:
             for aid, result in report.results.items():  # the model's own reasons, not just "verdict is 'fail'"
                 for failure in result.failures:

@@ -270,6 +270,16 @@ class ResponsivePolicy(BaseModel):
         return self
 
 
+class OutpaintPolicy(BaseModel):
+    """Extend a master to a target's aspect through the provider's edit instead of cropping it."""
+
+    model_config = _STRICT
+
+    enabled: bool = False
+    min_crop: float = Field(0.25, gt=0, lt=1, description="Outpaint when a crop would cut away more than this "
+                                                          "share of the master")
+
+
 class PublishPolicy(BaseModel):
     """Where published files go: under the threshold to `small_store`, at or over it to `large_store`."""
 
@@ -281,6 +291,7 @@ class PublishPolicy(BaseModel):
     include_master: bool = True
     ssim_floor: float = Field(0.95, ge=0, le=1, description="A byte budget that pushes SSIM under this is reported")
     responsive: ResponsivePolicy = Field(default_factory=lambda: ResponsivePolicy())
+    outpaint: OutpaintPolicy = Field(default_factory=lambda: OutpaintPolicy())
 
 
 class ProviderChoice(BaseModel):

@@ -368,6 +368,9 @@ class PromptSpec(BaseModel):
     model: str | None
     width: int
     height: int
+    # An outpainted master: made from master `outpaint_from` extended to `outpaint_ratio`, not generated.
+    outpaint_from: str | None = None
+    outpaint_ratio: str | None = None
 
     def cache_key(self) -> str:
         """sha256 of what decides the pixels; the campaign and asset naming are not part of it."""

@@ -191,3 +191,30 @@ def size_for_ratio(ratio: str | None, long_side: int, *, multiple: int = 16) -> 
     value = parse_ratio(ratio)
     short = max(multiple, round(long_side / max(value, 1 / value) / multiple) * multiple)
     return (long_side, short) if value >= 1 else (short, long_side)
+
+
+# Aspect ratios a master is outpainted to: the common publishing shapes.
+OUTPAINT_RATIOS = ["1:1", "4:5", "5:4", "3:4", "4:3", "2:3", "3:2", "9:16", "16:9", "1.91:1", "2:1", "3:1"]
+
+
+def crop_loss(master_width: int, master_height: int, target: Target) -> float:
+    """The share of the master a centre crop to `target`'s aspect cuts away (0 when they match)."""
+    master, wanted = master_width / master_height, target.width / target.height
+    return 1.0 - min(master / wanted, wanted / master)
+
+
+def outpaint_groups(targets: list[Target], master_width: int, master_height: int, min_crop: float
+                    ) -> tuple[list[Target], dict[str, list[Target]]]:
+    """(targets cut from the master as it is, {ratio: targets cut from the master outpainted to ratio}).
+
+    A target whose crop would cut away more than `min_crop` of the master gets a master extended to
+    the common ratio nearest its own, so a 16:9 banner from a square master shows the whole subject.
+    """
+    kept: list[Target] = []
+    extended: dict[str, list[Target]] = {}
+    for target in targets:
+        if crop_loss(master_width, master_height, target) <= min_crop:
+            kept.append(target)
+        else:
+            extended.setdefault(nearest_ratio(target.width, target.height, OUTPAINT_RATIOS), []).append(target)
+    return kept, extended

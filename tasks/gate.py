@@ -18,15 +18,22 @@ def measure_master(image_path: str, image_id: str, palette: list[str]) -> ImageM
 
 
 def measurement_rows(measurements: list[ImageMeasurements], content_filtered: dict[str, bool], policy,
-                     vlm_verdicts: dict[str, str] | None = None) -> list[dict]:
-    """One row per image for the suite; near-duplicates are judged across the whole campaign."""
-    duplicates = find_near_duplicates([(m.image_id, m.phash) for m in measurements if m.phash],
+                     vlm_verdicts: dict[str, str] | None = None, outpainted_from: dict[str, str] | None = None
+                     ) -> list[dict]:
+    """One row per image for the suite; near-duplicates are judged across the whole campaign.
+
+    An outpainted master shows its base master's scene by design: duplicates are judged between base
+    masters, and an outpainted one is a duplicate exactly when its base is.
+    """
+    outpainted_from = outpainted_from or {}
+    duplicates = find_near_duplicates([(m.image_id, m.phash) for m in measurements
+                                       if m.phash and m.image_id not in outpainted_from],
                                       policy.duplicate_max_distance)
     rows = []
     for m in measurements:
         row = m.model_dump(exclude={"path", "dominant_colors", "dominant_shares"})
         row["format_consistent"] = m.format_detected is not None and m.format_detected == m.format_declared
-        row["duplicate_of"] = duplicates.get(m.image_id)
+        row["duplicate_of"] = duplicates.get(outpainted_from.get(m.image_id, m.image_id))
         need_w, need_h = required_size(m.width, m.height, policy.min_width, policy.min_height)
         row["required_size"] = f"{need_w}x{need_h}"
         row["resolution_ok"] = m.decoded_ok and m.width >= need_w and m.height >= need_h
@@ -40,8 +47,9 @@ def measurement_rows(measurements: list[ImageMeasurements], content_filtered: di
 @task(name="gate-masters", task_run_name="gate round {round_no}", cache_result_in_memory=False)
 def gate_masters(measurements: list[ImageMeasurements], content_filtered: dict[str, bool], policy,
                  has_palette: bool, docs_dir: str, round_no: int,
-                 vlm_verdicts: dict[str, str] | None = None) -> GateReport:
+                 vlm_verdicts: dict[str, str] | None = None,
+                 outpainted_from: dict[str, str] | None = None) -> GateReport:
     """Validate every measured master against the quality policy; which image failed which gate and why."""
-    rows = measurement_rows(measurements, content_filtered, policy, vlm_verdicts)
+    rows = measurement_rows(measurements, content_filtered, policy, vlm_verdicts, outpainted_from)
     checks = checks_for_policy(policy, has_palette=has_palette, with_vlm=vlm_verdicts is not None)
     return validate_rows(rows, checks, suite_name=f"imagegen-quality-round-{round_no}", docs_dir=Path(docs_dir))

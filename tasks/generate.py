@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import shutil
 from pathlib import Path
 
+from PIL import Image
 from prefect import task
 from prefect.context import TaskRunContext
 
 from blocks.providers import ImageProviderBlock
 from imagegen.budget import budget_for_run
+from imagegen.imaging.brand import outpaint_canvas
 from imagegen.ledger import generation_slot
 from imagegen.models import GeneratedImage, GenerationRequest, ImageRef
+from imagegen.pixelwork import PIXEL_SLOTS
 from imagegen.prompts import PromptSpec
+from imagegen.sizes import parse_ratio
 from tasks.retrying import RETRY_OPTIONS
 
 
@@ -83,3 +89,53 @@ def provider_edit_master(master: GeneratedImage, spec: PromptSpec, provider: Ima
     edits = [*master.metadata.get("edits", []), {"attempt": attempt, "kind": "provider_edit",
                                                  "instruction": instruction}]
     return result.model_copy(update={"metadata": {**master.metadata, **result.metadata, "edits": edits}})
+
+
+def outpaint_cache_key(context: TaskRunContext, parameters: dict) -> str:
+    """Base master bytes + ratio + provider + edit prompt: an unchanged rerun spends no quota."""
+    spec, base = parameters["spec"], parameters["base"]
+    return f"imagegen-outpaint-{base.image.sha256}-{spec.outpaint_ratio}-{spec.cache_key()}"
+
+
+@task(name="outpaint-master", task_run_name="outpaint {spec.asset_id}", cache_key_fn=outpaint_cache_key,
+      persist_result=True, cache_result_in_memory=False, **RETRY_OPTIONS)
+def outpaint_master(base: GeneratedImage, spec: PromptSpec, provider: ImageProviderBlock, masters_dir: str,
+                    run_id: str) -> GeneratedImage:
+    """Extend `base` to `spec.outpaint_ratio` through the provider's edit (FLUX.1 Kontext, neuroflash
+    /edit): the base is placed on a canvas of the new aspect whose new area holds its own blurred,
+    mirrored edges, and the provider is asked to paint the scene on into that area."""
+    with PIXEL_SLOTS:
+        with Image.open(base.image.path) as im:
+            request = outpaint_canvas(im, parse_ratio(spec.outpaint_ratio), multiple_of=16, subject_hint=spec.subject)
+        canvas = save_canvas(request.image, Path(masters_dir) / ".outpaint")
+    with generation_slot(Path(masters_dir), outpaint_slot_key(base, spec)) as entry:
+        if (made := entry.read()) is not None:
+            return made
+        budget_for_run(run_id).spend(provider.provider_name)
+        result = provider.get_generator().edit(canvas, request.instruction, request_for(spec), Path(masters_dir))
+        edits = [*base.metadata.get("edits", []), {"kind": "outpaint", "ratio": spec.outpaint_ratio,
+                                                   "instruction": request.instruction,
+                                                   "source_sha256": base.image.sha256}]
+        result = result.model_copy(update={"metadata": {**result.metadata, "edits": edits,
+                                                        "outpainted_from": spec.outpaint_from}})
+        entry.write(result)
+        return result
+
+
+def outpaint_slot_key(base: GeneratedImage, spec: PromptSpec) -> str:
+    """The ledger key: a concurrent run outpainting the same master to the same ratio waits and reuses it."""
+    return hashlib.sha256(f"outpaint|{base.image.sha256}|{spec.outpaint_ratio}|{spec.cache_key()}".encode()).hexdigest()
+
+
+def save_canvas(image, folder: Path) -> ImageRef:
+    """The outpaint canvas as a content-addressed PNG (the provider's edit reads it from disk)."""
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    data = buf.getvalue()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(data).hexdigest()}.png"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return ImageRef.from_file(path)

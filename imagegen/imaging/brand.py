@@ -221,7 +221,7 @@ def grade(img: Image.Image, preset: GradingPreset, strength: float = 1.0) -> Ima
 # --------------------------------------------------------------------------- outpainting
 
 OUTPAINT_INSTRUCTION = (
-    "Extend the scene outward to fill the masked border area. Keep the unmasked original region exactly "
+    "Extend the scene outward into the soft, blurred border area. Keep the sharp original region exactly "
     "as it is. Continue the background, surfaces, lighting, perspective, colour palette and film grain "
     "seamlessly across the seam. Do not add text, logos, people or new products."
 )

@@ -227,3 +227,48 @@ def test_vlm_rejection_is_edited_with_kontext_then_kept_with_its_history(prefect
     assert edits and edits[0]["kind"] == "provider_edit" and "mug handle is missing" in edits[0]["instruction"]
     assert len(json.loads(row["gates"])["history"]) == 2
     assert len([p for p in (out / "masters").iterdir() if p.is_file()]) == 4  # originals and edits, all kept
+
+
+def test_outpainting_extends_masters_to_wide_and_tall_targets_with_kontext(prefect_harness, nvidia, tmp_path,
+                                                                           capsys):
+    """A square master would lose 44 % of itself to a 16:9 or 9:16 crop: with publish.outpaint on, it
+    is extended to those aspects by a Kontext edit instead, and those targets are cut from the result."""
+    brief_path = brief_file(tmp_path, {"name": "nvidia"}, "nvidia-outpaint")
+    brief = yaml.safe_load(brief_path.read_text())
+    brief["targets"] = [{"name": "feed_square", "platform": "web", "width": 640, "height": 640, "format": "JPEG"},
+                        {"name": "feed_portrait", "platform": "web", "width": 640, "height": 800, "format": "JPEG"},
+                        {"name": "hero_wide", "platform": "web", "width": 1600, "height": 900, "format": "WEBP"},
+                        {"name": "story_tall", "platform": "web", "width": 540, "height": 960, "format": "JPEG"}]
+    brief["publish"] = {"outpaint": {"enabled": True, "min_crop": 0.25}}
+    brief_path.write_text(yaml.safe_dump(brief))
+    out = tmp_path / "out"
+
+    code, summary, err = run(capsys, brief_path, out)
+    assert code == 0, err
+    # 2 generations, then 2 x (16:9 + 9:16) outpaints; 4:5 loses 20 %: cropped from the square master
+    assert summary["provider_calls"] == 6 and nvidia.spent == 6 and summary["published"] == 6
+    kontext = [r for r in nvidia.requests if r["model"].endswith("flux.1-kontext-dev")]
+    assert len(kontext) == 4 and all("Extend" in r["body"]["prompt"] or "extend" in r["body"]["prompt"]
+                                     for r in kontext)
+    rows = catalog(out)
+    by_asset: dict[str, dict[str, dict]] = {}
+    for row in rows:
+        by_asset.setdefault(row["asset_id"], {})[row["variant"]] = row
+    bases = sorted(a for a in by_asset if not a.endswith(("-16x9", "-9x16")))
+    assert len(bases) == 2
+    for base in bases:
+        assert set(by_asset[base]) == {"master", "feed_square", "feed_portrait"}
+        assert set(by_asset[f"{base}-16x9"]) == {"master", "hero_wide"}
+        assert set(by_asset[f"{base}-9x16"]) == {"master", "story_tall"}
+        wide = by_asset[f"{base}-16x9"]["master"]
+        assert abs(wide["width"] / wide["height"] - 16 / 9) < 0.1  # Kontext snaps to its sizes: 1392x752
+        tall = by_asset[f"{base}-9x16"]["master"]
+        assert abs(tall["width"] / tall["height"] - 9 / 16) < 0.1
+        edits = json.loads(wide["metadata"])["edits"]
+        assert edits[-1]["kind"] == "outpaint" and edits[-1]["ratio"] == "16:9"
+        assert edits[-1]["source_sha256"] == json.loads(by_asset[base]["master"]["metadata"])["master_sha256"]
+        assert json.loads(by_asset[f"{base}-16x9"]["hero_wide"]["gates"])["passed"]
+
+    code, summary, err = run(capsys, brief_path, out)
+    assert code == 0 and summary["provider_calls"] == 0 and nvidia.spent == 6, err
+    assert summary["files_written"] == 0

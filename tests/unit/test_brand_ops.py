@@ -147,7 +147,7 @@ def test_outpaint_square_to_landscape() -> None:
     assert (mask[:, 164:548] == 0).all()  # top/bottom are canvas edges: no seam there
     alpha = np.asarray(req.rgba.getchannel("A"))
     assert (alpha == 255 - mask).all()
-    assert "masked" in req.instruction and "text" in req.instruction
+    assert "blurred border" in req.instruction and "text" in req.instruction
 
 
 def test_outpaint_fill_continues_the_edges() -> None:

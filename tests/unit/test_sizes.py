@@ -90,3 +90,29 @@ def test_explicit_target_overrides_builtin_in_place_and_new_ones_are_appended():
 def test_resolve_targets_rejects_unknown_sets():
     with pytest.raises(ValueError, match="unknown size set 'tiktok'; known: facebook, instagram"):
         resolve_targets(["tiktok"], [])
+
+
+def test_crop_loss_is_the_share_a_centre_crop_cuts_away():
+    from imagegen.sizes import Target, crop_loss
+
+    wide = Target(name="wide", platform="web", width=1600, height=900, format="JPEG")
+    square = Target(name="sq", platform="web", width=500, height=500, format="JPEG")
+    assert crop_loss(1024, 1024, square) == 0
+    assert round(crop_loss(1024, 1024, wide), 4) == round(1 - 900 / 1600, 4)
+    assert crop_loss(1600, 900, wide) == 0
+
+
+def test_outpaint_groups_keep_mild_crops_and_extend_severe_ones_by_nearest_common_ratio():
+    from imagegen.sizes import Target, outpaint_groups
+
+    targets = [Target(name="sq", platform="web", width=1080, height=1080, format="JPEG"),
+               Target(name="portrait", platform="web", width=1080, height=1350, format="JPEG"),  # 20 % off
+               Target(name="link", platform="web", width=1200, height=627, format="JPEG"),  # 1.91:1
+               Target(name="x", platform="web", width=1600, height=900, format="JPEG"),
+               Target(name="story", platform="web", width=1080, height=1920, format="JPEG")]
+    kept, extended = outpaint_groups(targets, 1024, 1024, min_crop=0.25)
+    assert [t.name for t in kept] == ["sq", "portrait"]
+    assert {ratio: [t.name for t in ts] for ratio, ts in extended.items()} == {
+        "1.91:1": ["link"], "16:9": ["x"], "9:16": ["story"]}
+    kept, extended = outpaint_groups(targets, 1024, 1024, min_crop=0.99)
+    assert len(kept) == 5 and extended == {}

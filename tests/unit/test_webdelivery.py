@@ -205,6 +205,77 @@ def test_breakpoints_never_upscale() -> None:
     assert max(result.widths) == 500 and min(result.widths) == 320
 
 
+def test_breakpoints_publish_only_real_encodes_and_probe_the_curve_cheaply() -> None:
+    """Probes (baseline JPEG) sample the curve; every delivered rendition is a real, progressive
+    encode whose reported bytes are its own, and the byte steps hold on those real bytes."""
+    result = wd.responsive_breakpoints(_photo(1600, 1000), "JPEG", min_width=240, max_width=1400,
+                                       bytes_step=8_000, max_images=10)
+    assert result.probe_encodes >= 3 and len(result.widths) >= 4
+    sizes = [r.bytes for r in result.renditions]
+    assert all(b - a >= 8_000 for a, b in zip(sizes, sizes[1:])), sizes
+    for r in result.renditions:
+        with Image.open(io.BytesIO(r.data)) as im:
+            assert im.info.get("progressive") and r.bytes == len(r.data)
+
+
+def test_breakpoints_within_one_step_encode_only_the_ends() -> None:
+    smooth = Image.linear_gradient("L").resize((1600, 1000)).convert("RGB")
+    result = wd.responsive_breakpoints(smooth, "WEBP", min_width=320, max_width=1600, bytes_step=50_000)
+    assert result.widths == [1600] and result.encodes == 2 and result.probe_encodes == 0
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "WEBP", "PNG"])
+def test_probe_encode_is_cheaper_and_close_in_bytes_after_calibration(fmt: str) -> None:
+    """The real/probe byte ratio measured at the ends predicts the real bytes in between."""
+    img = _photo(1600, 1000)
+    cascade = wd.WidthCascade(img)
+    q = None if fmt == "PNG" else wd.DEFAULT_QUALITY[fmt]
+    real = {w: len(wd.encode_bytes(cascade.at(w), fmt, q)) for w in (320, 560, 980, 1600)}
+    probe = {w: len(wd.encode_bytes(cascade.at(w), fmt, q, probe=True)) for w in real}
+    curve = dict(wd._probed_curve(sorted(real), real.__getitem__, probe.__getitem__))
+    assert curve[320] == real[320] and curve[1600] == real[1600]
+    for w in (560, 980):
+        assert abs(curve[w] / real[w] - 1) < 0.08, (w, curve[w], real[w])
+
+
+def test_probe_jpeg_is_baseline() -> None:
+    data = wd.encode_bytes(_photo(), "JPEG", 80, probe=True)
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.format == "JPEG" and not im.info.get("progressive")
+
+
+def test_width_cascade_matches_direct_resize_in_size_and_quality() -> None:
+    """A width made from a >= 2x wider intermediate has the direct resize's size and looks the same."""
+    from skimage.metrics import structural_similarity
+
+    img = _photo(2048, 1365, seed=3)
+    cascade = wd.WidthCascade(img)
+    assert cascade.at(4000) is img and cascade.at(2048) is img
+    for width in (1920, 900, 450, 320, 211):  # 900 from the source, 450 and 320 from 900, 211 from 450
+        made, direct = cascade.at(width), wd.resize_to_width(img, width)
+        assert made.size == direct.size
+        ssim = structural_similarity(np.asarray(made.convert("L")), np.asarray(direct.convert("L")), data_range=255)
+        assert ssim > 0.99, (width, ssim)
+    assert cascade.at(320) is cascade.at(320)
+
+
+def test_width_cascade_resizes_from_a_wide_enough_intermediate(monkeypatch) -> None:
+    img = _photo(2000, 1000)
+    cascade = wd.WidthCascade(img)
+    sources: list[int] = []
+    real_resize = Image.Image.resize
+
+    def spy(self, size, *args, **kwargs):
+        sources.append(self.width)
+        return real_resize(self, size, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "resize", spy)
+    cascade.at(1000)
+    cascade.at(600)  # 1000 is less than 2x wider: from the source
+    cascade.at(480)  # from the 1000 px image
+    assert sources[:3] == [2000, 2000, 1000]
+
+
 # --------------------------------------------------------------------------- <picture>
 
 

@@ -113,13 +113,15 @@ def render_responsive(source: Image.Image, policy: dict[str, Any], *, xmp: bytes
                       ) -> list[RenderedVariant]:
     """Web renditions of the whole master at byte-step breakpoints, per format (AVIF, WebP, JPEG)."""
     from imagegen.imaging.encode import _write_atomically
-    from imagegen.imaging.webdelivery import responsive_breakpoints
+    from imagegen.imaging.webdelivery import WidthCascade, responsive_breakpoints
 
     rendered = []
+    cascade = WidthCascade(source)  # every format needs the same widths: resize each once
     for fmt in policy["formats"]:
         chosen = responsive_breakpoints(source, fmt, min_width=policy["min_width"],
                                         max_width=min(policy["max_width"], source.width),
-                                        bytes_step=policy["bytes_step"], max_images=policy["max_images"], xmp=xmp)
+                                        bytes_step=policy["bytes_step"], max_images=policy["max_images"], xmp=xmp,
+                                        cascade=cascade)
         for rendition in chosen.renditions:
             name = f"web_{fmt.lower()}_{rendition.width}w"
             path = work_dir / f"{name}.{FORMAT_EXTENSIONS[fmt]}"
@@ -137,7 +139,7 @@ def render_variants(master: ImageRef, targets: list[Target], *, xmp: bytes, work
     downscale, brand grade/border/logo, byte-budgeted encode with XMP, and (when asked) responsive
     web renditions. The master is decoded once."""
     from imagegen.imaging.crop import saliency_map
-    from imagegen.imaging.encode import encode_image
+    from imagegen.imaging.encode import _write_atomically, encode_image
 
     options = options or WebOptions()
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -154,16 +156,28 @@ def render_variants(master: ImageRef, targets: list[Target], *, xmp: bytes, work
         rendered.append(RenderedVariant(variant=MASTER_VARIANT, platform="master", path=str(result.path),
                                         width=source.width, height=source.height, format="PNG",
                                         bytes=result.bytes))
+    # Targets that differ only by name (instagram_square and facebook_feed are both 1080x1080 JPEG
+    # under 1 MB) would render to the same bytes: the first one's file is copied instead.
+    made: dict[tuple, RenderedVariant] = {}
     for target in targets:
         upscaled = target.width > source.width or target.height > source.height
-        img = _finish(source, target.width, target.height, saliency, options, logo, logo_options)
         ext = FORMAT_EXTENSIONS[target.format]
-        result = encode_image(img, work_dir / f"{target.name}.{ext}", target.format, xmp=xmp,
+        path = work_dir / f"{target.name}.{ext}"
+        same_output = (target.width, target.height, target.format, target.max_bytes)
+        if same_output in made:
+            twin = made[same_output]
+            _write_atomically(path, Path(twin.path).read_bytes())
+            rendered.append(twin.model_copy(update={"variant": target.name, "platform": target.platform,
+                                                    "path": str(path.resolve())}))
+            continue
+        img = _finish(source, target.width, target.height, saliency, options, logo, logo_options)
+        result = encode_image(img, path, target.format, xmp=xmp,
                               max_bytes=target.max_bytes, ssim_floor=options.ssim_floor)
         rendered.append(RenderedVariant(variant=target.name, platform=target.platform, path=str(result.path),
                                         width=img.width, height=img.height, format=target.format,
                                         bytes=result.bytes, quality=result.quality, max_bytes=target.max_bytes,
                                         upscaled=upscaled, ssim=result.ssim, budget_note=result.reason))
+        made[same_output] = rendered[-1]
     if options.responsive:
         rendered += render_responsive(source, options.responsive, xmp=xmp, work_dir=work_dir)
     return rendered

@@ -195,3 +195,29 @@ def test_logo_rejects_bad_arguments():
         overlay_logo(base, _logo(), position="bottom-right")
     with pytest.raises(ValueError):
         overlay_logo(base, _logo(), opacity=1.5)
+
+
+# --------------------------------------------------------------------------- publishing's size sets
+
+
+def test_identical_targets_are_rendered_once_and_copied(picture, xmp, tmp_path, monkeypatch):
+    """Targets differing only by name (instagram_square, facebook_feed) get the same file, encoded once."""
+    from imagegen import publishing
+    from imagegen.models import ImageRef
+    from imagegen.sizes import Target
+
+    master = tmp_path / "master.png"
+    picture.save(master)
+    calls = []
+    real_encode = encode_module.encode_image
+    monkeypatch.setattr(encode_module, "encode_image", lambda *a, **k: calls.append(a[2]) or real_encode(*a, **k))
+    targets = [Target(name="square_a", platform="instagram", width=200, height=200),
+               Target(name="square_b", platform="facebook", width=200, height=200),
+               Target(name="wide", platform="x", width=300, height=150)]
+    out = publishing.render_variants(ImageRef.from_file(master), targets, xmp=xmp, work_dir=tmp_path / "out",
+                                     include_master=False)
+    assert [v.variant for v in out] == ["square_a", "square_b", "wide"] and len(calls) == 2
+    a, b = out[0], out[1]
+    assert (b.platform, b.width, b.height, b.bytes, b.quality) == ("facebook", 200, 200, a.bytes, a.quality)
+    assert b.path.endswith("square_b.jpg") and open(a.path, "rb").read() == open(b.path, "rb").read()
+    assert "trainedAlgorithmicMedia" in read_xmp(b.path)

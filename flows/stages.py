@@ -497,7 +497,8 @@ def publish_chunk(jobs: dict[str, PublishJob], logger, failed: list[FailedAsset]
             continue
         result = future.result()
         stored += result.files
-        extras = {k: v for k, v in (("picture", result.picture), ("blurhash", result.blurhash)) if v}
+        extras = {k: v for k, v in (("picture", result.picture), ("blurhash", result.blurhash),
+                                    ("palette", result.palette)) if v}
         rows += rows_for_files(jobs[aid].template, result.files, extras)
         logger.info(f"[publish] {counter[0]}/{total} {aid}: {jobs[aid].template['status']}, "
                     f"{len(result.files)} file(s), {sum(f.stored.written for f in result.files)} written")

@@ -58,7 +58,7 @@ def write_gallery(rows: list[CatalogRow], page: Path, *, campaign: str, summary:
             "asset_id": row.asset_id, "status": row.status, "prompt": row.prompt, "provider": row.provider,
             "model": row.model, "seed": row.seed, "badges": gate_badges(row.gates), "variants": [],
             "stand_in": bool(row.metadata.get("stand_in")), "edits": row.metadata.get("edits", []),
-            "alt": row.alt_text, "blurhash": row.metadata.get("blurhash"),
+            "alt": row.alt_text, "blurhash": row.metadata.get("blurhash"), "palette": row.metadata.get("palette", []),
             "picture": picture_for_rows(by_asset[row.asset_id], page.parent, row.alt_text or row.prompt[:125]),
         })
         card["variants"].append({

@@ -57,6 +57,7 @@ class PublishResult(BaseModel):
     files: list[PublishedFile]
     picture: str | None = None   # <picture> snippet over the responsive renditions
     blurhash: str | None = None  # placeholder for the page while the image loads
+    palette: list[dict[str, Any]] | None = None  # the master's dominant colours: [{hex, share}]
 
 
 class RenderedSet(BaseModel):
@@ -66,6 +67,7 @@ class RenderedSet(BaseModel):
     master_sha256: str
     variants: list[RenderedVariant]
     blurhash: str | None = None
+    palette: list[dict[str, Any]] | None = None
 
 
 class WebOptions(BaseModel):
@@ -189,6 +191,19 @@ def blurhash_of(master: ImageRef) -> str:
     with Image.open(master.path) as im:
         im.draft("RGB", (256, 256))  # JPEG masters decode at a fraction of their size
         return blurhash_placeholder(im.convert("RGB"))
+
+
+def dominant_palette(master: ImageRef, k: int = 5) -> list[dict[str, Any]]:
+    """The master's `k` dominant colours, most frequent first, with their shares (the seed's palette
+    extraction), from a reduced decode: colour shares do not need every pixel."""
+    from imagegen.imaging.brand import palette_swatch
+
+    with Image.open(master.path) as im:
+        im.draft("RGB", (512, 512))
+        small = im.convert("RGB")
+    small.thumbnail((512, 512))
+    swatch = palette_swatch(small, k=k)
+    return [{"hex": colour, "share": share} for colour, share in zip(swatch.hex, swatch.shares)]
 
 
 def picture_snippet(files: list[PublishedFile], *, alt: str, sizes: str, url_for=None) -> str | None:

@@ -127,6 +127,8 @@ _X = [_target("x_post", "x", 1600, 900)]
 _LINKEDIN = [_target("linkedin_post", "linkedin", 1200, 627)]
 _PINTEREST = [_target("pinterest_pin", "pinterest", 1000, 1500)]
 _YOUTUBE = [_target("youtube_thumbnail", "youtube", 1280, 720)]
+# The seed's thumbnails, as targets: the same content-aware crop keeps the subject in a small square.
+_THUMBNAILS = [_target("thumbnail_small", "web", 150, 150), _target("thumbnail_medium", "web", 300, 300)]
 
 # Named size sets a brief can ask for. Targets are frozen, so sharing them between sets is safe.
 BUILTIN_SIZE_SETS: dict[str, list[Target]] = {
@@ -138,6 +140,7 @@ BUILTIN_SIZE_SETS: dict[str, list[Target]] = {
     "youtube": _YOUTUBE,
     "social": _INSTAGRAM + _FACEBOOK + _X + _LINKEDIN + _PINTEREST + _YOUTUBE,
     "social_weekly": _INSTAGRAM + _FACEBOOK,
+    "thumbnails": _THUMBNAILS,
 }
 
 

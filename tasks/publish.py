@@ -15,7 +15,7 @@ from imagegen.imaging.c2pa_signing import SigningFiles
 from imagegen.models import FORMAT_CONTENT_TYPES, GeneratedImage
 from imagegen.pixelwork import PIXEL_SLOTS
 from imagegen.publishing import (MASTER_VARIANT, PublishedFile, PublishResult, RenderedSet, WebOptions,
-                                 blurhash_of, edit_descriptions, picture_snippet, provenance_xmp, render_variants,
+                                 blurhash_of, dominant_palette, edit_descriptions, picture_snippet, provenance_xmp, render_variants,
                                  sign_variants, store_variant, variant_key)
 from imagegen.sizes import Target
 from imagegen.stores.base import SizeRouter
@@ -45,12 +45,13 @@ def render_master(master: GeneratedImage, campaign: str, asset_id: str, prompt: 
                                    logo_path=Path(logo_path) if logo_path else None, logo_options=logo_options,
                                    include_master=include_master, options=web)
         blurhash = blurhash_of(master.image)
+        palette = dominant_palette(master.image)
         if signing is not None:
             rendered = sign_variants(rendered, signing, title=f"{campaign} / {asset_id}", model=master.model,
                                      edits=edit_descriptions(master.metadata, logo=logo_path is not None, options=web),
                                      cache_dir=Path(signed_cache or folder / ".signed"))
     return RenderedSet(directory=str(folder), master_sha256=master.image.sha256, variants=rendered,
-                       blurhash=blurhash)
+                       blurhash=blurhash, palette=palette)
 
 
 @task(name="publish-master", task_run_name="publish {asset_id}", cache_result_in_memory=False, **RETRY_OPTIONS)
@@ -73,7 +74,7 @@ def publish_master(rendered: RenderedSet, campaign: str, asset_id: str, small_st
         raise
     remember_for_rollback(published, (small_store, large_store))
     shutil.rmtree(rendered.directory, ignore_errors=True)  # the stores hold the only copies now
-    return PublishResult(files=published, blurhash=rendered.blurhash,
+    return PublishResult(files=published, blurhash=rendered.blurhash, palette=rendered.palette,
                          picture=picture_snippet(published, alt=alt_text, sizes=sizes))
 
 

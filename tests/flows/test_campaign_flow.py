@@ -244,3 +244,17 @@ def test_broken_signing_identity_fails_before_any_provider_call(prefect_harness,
     assert code == 1
     assert "IMAGEGEN_C2PA_KEY" in err and "is not a readable file" in err
     assert not (out / "masters").exists() and not (out / "assets").exists()
+
+
+def test_palette_and_thumbnails_are_published(first_run):
+    """The seed's dominant-palette extraction and thumbnails: a palette per asset in the catalog and
+    the gallery; the `thumbnails` size set is ordinary targets."""
+    from imagegen.sizes import BUILTIN_SIZE_SETS
+
+    _, _, out = first_run
+    rows = catalog_rows(out)
+    palette = json.loads(rows[0]["metadata"])["palette"]
+    assert 1 <= len(palette) <= 5 and all(c["hex"].startswith("#") and len(c["hex"]) == 7 for c in palette)
+    assert abs(sum(c["share"] for c in palette) - 1) < 0.01
+    assert (out / "gallery.html").read_text().count("data-palette=") == 2
+    assert {(t.width, t.height) for t in BUILTIN_SIZE_SETS["thumbnails"]} == {(150, 150), (300, 300)}

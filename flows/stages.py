@@ -431,7 +431,8 @@ def render_options(brief: Brief) -> dict[str, Any]:
                      border_colour=border.colour if border else "#ffffff", ssim_floor=brief.publish.ssim_floor,
                      responsive=responsive.model_dump() if responsive.enabled else None)
     return {"logo_path": str(brief.logo_path) if brief.logo_path else None,
-            "logo_options": {"position": logo.position, "opacity": logo.opacity, "scale": logo.scale} if logo else None,
+            "logo_options": {"position": logo.position, "opacity": logo.opacity, "scale": logo.scale,
+                             "margin": logo.margin} if logo else None,
             "include_master": brief.publish.include_master, "web": web}
 
 

@@ -177,6 +177,7 @@ class LogoSpec(BaseModel):
     position: Literal["se", "sw", "ne", "nw", "center"] = "se"
     opacity: float = Field(0.5, ge=0.0, le=1.0)
     scale: float = Field(0.15, ge=0.02, le=0.5, description="Logo width as a fraction of the image width")
+    margin: float = Field(0.03, ge=0.0, lt=0.5, description="Gap to the edges, as a fraction of the shorter side")
 
     @field_validator("path")
     @classmethod

@@ -258,3 +258,25 @@ def test_palette_and_thumbnails_are_published(first_run):
     assert abs(sum(c["share"] for c in palette) - 1) < 0.01
     assert (out / "gallery.html").read_text().count("data-palette=") == 2
     assert {(t.width, t.height) for t in BUILTIN_SIZE_SETS["thumbnails"]} == {(150, 150), (300, 300)}
+
+
+def test_logo_sits_at_its_corner_with_its_margin_and_opacity(prefect_harness, tmp_path, capsys):
+    Image.new("RGBA", (100, 50), (255, 0, 0, 255)).save(tmp_path / "logo.png")
+    brief = yaml.safe_load(small_brief(tmp_path).read_text())
+    brief.update(campaign="logo-margin", subjects=brief["subjects"][:1], size_sets=[],
+                 targets=[{"name": "card", "platform": "web", "width": 600, "height": 300, "format": "PNG"}])
+    brief["subjects"][0]["seed"] = 5151
+    brief["brand"]["logo"] = {"path": "logo.png", "position": "nw", "opacity": 1.0, "scale": 0.2, "margin": 0.1}
+    brief["provider"].update(master_width=512, master_height=512)
+    brief["quality"].update(min_width=256, min_height=256)
+    path, out = tmp_path / "logo.yaml", tmp_path / "out"
+    path.write_text(yaml.safe_dump(brief))
+    code, _, err = run_cli(capsys, str(path), "--out", str(out))
+    assert code == 0, err
+    card = next(r for r in catalog_rows(out) if r["variant"] == "card")
+    with Image.open(card["url"].removeprefix("file://")) as im:
+        rgb = im.convert("RGB")
+        # margin 0.1 of the shorter side (30 px); the logo is 0.2 of the width (120 x 60 px)
+        assert rgb.getpixel((31, 31)) == (255, 0, 0) and rgb.getpixel((148, 88)) == (255, 0, 0)
+        assert rgb.getpixel((28, 28)) != (255, 0, 0) and rgb.getpixel((152, 92)) != (255, 0, 0)
+    assert "compositeWithTrainedAlgorithmicMedia" in read_xmp(card["url"].removeprefix("file://"))

@@ -503,6 +503,9 @@ def publish_chunk(jobs: dict[str, PublishJob], logger, failed: list[FailedAsset]
         rows += rows_for_files(jobs[aid].template, result.files, extras)
         logger.info(f"[publish] {counter[0]}/{total} {aid}: {jobs[aid].template['status']}, "
                     f"{len(result.files)} file(s), {sum(f.stored.written for f in result.files)} written")
+        for f in result.files:
+            if f.budget_note:
+                logger.warning(f"[publish] {aid} {f.variant}: {f.budget_note}")
     return rows, stored
 
 

@@ -321,3 +321,95 @@ def test_brief_error_message_lists_every_problem(tmp_path):
     message = str(info.value)
     assert message.startswith(f"invalid brief in {path}:\n")
     assert "  campaign: must not contain spaces" in message and "  size_sets[0]: unknown size set" in message
+
+
+# --- invisible and control characters in prompt text ----------------------------------------
+# Every prompt part (subject, mood, quality words, negatives, brand name) refuses what renders as
+# nothing or changes how text is displayed; line breaks and tabs become one space.
+
+@pytest.mark.parametrize("path, value, expected", [
+    (["subjects", 0, "subject"], "a mug\x00with a NUL",
+     ("subjects[0].subject", "contains a control character (U+0000) at position 6; remove it")),
+    (["subjects", 0, "subject"], "a mug \x1b[31mred",
+     ("subjects[0].subject", "contains a control character (U+001B) at position 7; remove it")),
+    (["subjects", 0, "subject"], "a mug \u202egnp.exe",
+     ("subjects[0].subject", "contains a bidirectional-text control (U+202E RIGHT-TO-LEFT OVERRIDE) at position 7, "
+                             "which changes how the text is displayed, not what it says; remove it")),
+    (["subjects", 1, "mood"], "calm \u2066isolated\u2069",
+     ("subjects[1].mood", "contains a bidirectional-text control (U+2066 LEFT-TO-RIGHT ISOLATE) at position 6 "
+                          "(and 1 more), which changes how the text is displayed, not what it says; remove it")),
+    (["subjects", 0, "quality"], ["sharp\u200bfocus"],
+     ("subjects[0].quality[0]", "contains an invisible formatting character (U+200B ZERO WIDTH SPACE) at "
+                                "position 6; remove it")),
+    (["subjects", 0, "negatives"], ["\ufeffblurry"],
+     ("subjects[0].negatives[0]", "contains an invisible formatting character (U+FEFF ZERO WIDTH NO-BREAK SPACE) "
+                                  "at position 1; remove it")),
+    (["brand", "name"], "Bl\u00adoom",
+     ("brand.name", "contains an invisible formatting character (U+00AD SOFT HYPHEN) at position 3; remove it")),
+    (["subjects", 0, "subject"], "a mug \u200d on a table",
+     ("subjects[0].subject", "contains an invisible formatting character (U+200D ZERO WIDTH JOINER) at position 7 "
+                             "that joins nothing; a joiner is allowed only between letters or inside an emoji "
+                             "sequence")),
+    (["subjects", 0, "subject"], "a mug \ud800",
+     ("subjects[0].subject", "contains a lone surrogate (U+D800) at position 7, which is not valid Unicode text; "
+                             "remove it")),
+    # a field made only of invisible characters would give an empty prompt part
+    (["subjects", 0, "subject"], "\u200b\u200b\u200b",
+     ("subjects[0].subject", "has no visible characters (only U+200B ZERO WIDTH SPACE)")),
+    (["subjects", 0, "subject"], " \u200d\u2060 ",
+     ("subjects[0].subject", "has no visible characters (only U+200D ZERO WIDTH JOINER, U+2060 WORD JOINER)")),
+    (["subjects", 0, "subject"], "\u3164\u3164", ("subjects[0].subject", "has no visible characters (only U+3164 "
+                                                                         "HANGUL FILLER)")),
+    (["subjects", 0, "subject"], "\u2800", ("subjects[0].subject", "has no visible characters (only U+2800 "
+                                                                    "BRAILLE PATTERN BLANK)")),
+    (["subjects", 1, "mood"], "\u0301", ("subjects[1].mood", "has no visible characters (only U+0301 COMBINING "
+                                                              "ACUTE ACCENT)")),
+    (["brand", "name"], "\x1c", ("brand.name", "has no visible characters (only U+001C)")),
+], ids=["nul", "escape", "rlo", "isolates", "zwsp", "bom", "soft-hyphen", "stray-zwj", "surrogate", "only-zwsp",
+        "only-joiners", "only-hangul-filler", "only-braille-blank", "only-combining-mark", "only-separator"])
+def test_invisible_and_control_characters_are_refused(path, value, expected):
+    assert problems_for(set_in(path, value)) == [expected]
+
+
+@pytest.mark.parametrize("text", [
+    "ein Café mit Blüten 🌷 – 東京の朝, ñandú",
+    "a developer 👩\u200d💻 at a desk",                      # ZWJ sequence
+    "a family 👨\u200d👩\u200d👧\u200d👦 picnic",           # several ZWJs
+    "a wave 👋🏽 and a heart ❤️",                             # skin tone modifier, variation selector 16
+    "an eye in a speech bubble 👁️\u200d🗨️",                  # ZWJ after a variation selector
+    "the flag 🏴\U000E0067\U000E0062\U000E0073\U000E0063\U000E0074\U000E007F of Scotland",  # tag sequence
+    "a poster reading می\u200cخواهم",                      # ZWNJ inside a Persian word
+    "क्\u200dष in Devanagari",                                # ZWJ in an Indic conjunct
+    "a non\u00a0breaking space",
+])
+def test_legitimate_unicode_is_kept_as_written(text):
+    data = copy.deepcopy(VALID)
+    data["subjects"][0]["subject"] = text
+    data["subjects"][0]["mood"] = text[:120]
+    data["brand"]["name"] = text[:80]
+    brief = parse_brief(data, EXAMPLES)
+    assert brief.subjects[0].subject == text and brief.subjects[0].mood == text[:120]
+    assert brief.brand.name == text[:80]
+
+
+def test_line_breaks_and_tabs_in_prompt_text_become_single_spaces(tmp_path):
+    text = ("campaign: spring-launch\n"
+            "brand: {name: Bloom, palette: ['#ff6b6b']}\n"
+            "subjects:\n"
+            "  - subject: |\n"
+            "      a ceramic mug\n"
+            "        with fresh tulips\n"
+            "    mood: \"calm\\tquiet\\r\\nmorning\\u2028light\"\n"
+            "    negatives: [\"blurry\\n\"]\n")
+    subject = load_brief(write(tmp_path, "brief.yaml", text)).subjects[0]
+    assert subject.subject == "a ceramic mug with fresh tulips"
+    assert subject.mood == "calm quiet morning light"
+    assert subject.negatives == ["blurry"]
+
+
+def test_invisible_character_errors_name_the_code_point_not_the_text():
+    data = copy.deepcopy(VALID)
+    data["subjects"][0]["subject"] = "jane.doe@example.com \u202e"
+    with pytest.raises(BriefError) as info:
+        parse_brief(data, EXAMPLES)
+    assert "jane.doe" not in str(info.value) and "U+202E" in str(info.value)

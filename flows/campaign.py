@@ -22,6 +22,7 @@ from flows.stages import (TASK_THREADS, TaskStream, alt_text_for, content_creden
                           publish_job, record_run, render_arguments, usage_after)
 from imagegen.brief import Brief, brief_from_source
 from imagegen.models import GeneratedImage
+from imagegen.pixelwork import limit_malloc_arenas
 from imagegen.budget import budget_for_run, release_run
 from imagegen.prompts import PromptSpec
 from imagegen.quality import checks_for_policy, preload_in_background
@@ -61,6 +62,7 @@ def campaign_flow(brief: str | dict, out_dir: str = "imagegen-output", provider:
     text, or the brief as a mapping; `provider` overrides the brief's provider.
     """
     started = time.monotonic()
+    limit_malloc_arenas()  # before the task threads start: freed pixel buffers go back to few arenas
     logger = get_run_logger()
     settings = load_settings(provider=provider, max_provider_calls=max_provider_calls)
     the_brief = brief_from_source(brief, Path(brief_dir) if brief_dir else None)
@@ -98,6 +100,7 @@ def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_a
     palette = list(the_brief.brand.palette)
     measured: dict[str, Any] = {}  # master sha256 -> measurements or their future
     rendered: dict[str, tuple[str, Any]] = {}  # asset id -> (master sha256, future of its render made ahead)
+    unused: list = []  # renders made ahead of an edit that changed the master
 
     def measure_and_render(aid: str, master: GeneratedImage, stream: TaskStream) -> None:
         measured[master.image.sha256] = stream.submit(("measure", aid), measure_master, master.image.path, aid,
@@ -128,15 +131,18 @@ def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_a
                                                              with_vlm=the_brief.quality.vlm_review)})
         jobs = {}
         for aid, master in masters.items():
-            sha, ahead = rendered.get(aid, (None, None))
             template = master_template(spec_by_id[aid], master, report.results[aid], checked, history[aid],
                                        alt_text_for(spec_by_id[aid], reviews.get(aid)))
+            sha, ahead = rendered.pop(aid, (None, None))
+            usable = sha == master.image.sha256 and template["status"] == "published"  # not if edited or failed
+            if ahead is not None and not usable:
+                unused.append(ahead)
             jobs[aid] = publish_job(master, template, targets=targets_by_asset[aid], brief=the_brief,
-                                    work_dir=work_dir, **stores, **credentials,
-                                    rendered=ahead if sha == master.image.sha256 else None)  # not if edited
+                                    work_dir=work_dir, **stores, **credentials, rendered=ahead if usable else None)
         rows, stored, upserted = publish_and_catalog(jobs, catalog, logger, failed)
     finally:
-        wait([future for _, future in rendered.values()])  # renders of quarantined or edited masters: done before scratch goes
+        # renders nobody will store (of quarantined or edited masters) finish before their scratch goes
+        wait(unused + [future for _, future in rendered.values()])
 
     summary = RunSummary(
         campaign=the_brief.campaign, out_dir=str(out), masters=len(specs), generated=len(masters), failed=failed,

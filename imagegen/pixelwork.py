@@ -62,3 +62,24 @@ class PixelSlots:
 
 
 PIXEL_SLOTS = PixelSlots(max(1, os.cpu_count() or 1))
+
+
+# glibc's mallopt parameter number for M_ARENA_MAX (malloc.h).
+_M_ARENA_MAX = -8
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's per-thread malloc arenas (as MALLOC_ARENA_MAX does, but from inside the process).
+
+    Each of the pool's threads would otherwise get an arena of its own and keep the Pillow and
+    numpy buffers it freed: measured ~100 MB of peak RSS at every batch size. Returns False where
+    the C library is not glibc (nothing is changed there).
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(_M_ARENA_MAX, arenas))
+    except (OSError, AttributeError):
+        return False

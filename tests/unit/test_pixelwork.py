@@ -59,3 +59,12 @@ def test_never_more_than_the_slots_at_once():
     for t in threads:
         t.join(10)
     assert peak[0] <= 2 and slots.waiting == 0
+
+
+def test_malloc_arenas_can_be_capped_here():
+    """glibc (every machine this runs on) takes the cap; elsewhere nothing changes and it says so."""
+    import platform
+
+    from imagegen.pixelwork import limit_malloc_arenas
+
+    assert limit_malloc_arenas(2) is (platform.libc_ver()[0] == "glibc")

@@ -6,6 +6,8 @@
     imagegen emit BRIEF  send imagegen.brief.submitted, which starts the on-brief-submitted deployment
 
 Exit codes: 0 success, 1 the run failed, 2 the brief (or a flag) is invalid; nothing is written then.
+A provider that refuses its credentials (or cannot be reached) during the pre-flight check is a run
+failure, not an invalid brief: exit 1, naming the environment variables (or saved block) to check.
 """
 
 from __future__ import annotations
@@ -47,18 +49,66 @@ def _print_problems(err) -> None:
     print(f"error: {err}", file=sys.stderr)
 
 
+class PreflightProviderFailure(Exception):
+    """The primary provider failed the pre-flight check for a reason that is not in the brief
+    (credentials rejected, endpoint unreachable, quota): the run fails (exit 1), the brief is fine."""
+
+
+# Where each provider name configured from the environment takes its credentials and endpoints from
+# (imagegen.settings): named in the pre-flight message, never their values.
+_CREDENTIAL_VARIABLES = {
+    "nvidia": ("NVIDIA_API_KEY",),
+    "nim": ("NVIDIA_API_KEY",),
+    "neuroflash": ("NEUROFLASH_CLIENT_ID", "NEUROFLASH_CLIENT_SECRET"),
+}
+_ENDPOINT_VARIABLES = {
+    "nvidia": ("IMAGEGEN_NVIDIA_BASE_URL", "IMAGEGEN_NVCF_STATUS_URL"),
+    "nim": ("IMAGEGEN_NIM_URL",),
+    "neuroflash": ("IMAGEGEN_NEUROFLASH_TOKEN_URL", "IMAGEGEN_NEUROFLASH_API_URL"),
+}
+
+
+def _preflight_failure(name: str, err) -> PreflightProviderFailure:
+    """The pre-flight message: what the provider said (already redacted by the client), and what to check."""
+    from imagegen.errors import ProviderAuthError
+
+    if "/" in name:
+        where = f"the credentials and URLs saved in block {name!r} (`imagegen setup` saves them from the environment)"
+    else:
+        variables = _CREDENTIAL_VARIABLES.get(name, ()) if isinstance(err, ProviderAuthError) else ()
+        variables += _ENDPOINT_VARIABLES.get(name, ())
+        where = "the environment variables " + ", ".join(variables) if variables else "the provider's configuration"
+    cause = "rejected the credentials" if isinstance(err, ProviderAuthError) else "failed"
+    return PreflightProviderFailure(
+        f"provider {name!r} {cause} during the pre-flight check, before anything was generated or written; "
+        f"the brief itself is valid.\n  {err}\n  check {where}")
+
+
 def validate(brief_path: str, provider: str | None, out: Path) -> None:
-    """Everything that can reject a brief, before Prefect starts and before anything is written."""
+    """Everything that can reject a brief, before Prefect starts and before anything is written.
+
+    Raises BriefError for the brief's own problems (exit 2) and PreflightProviderFailure when the
+    primary provider cannot be used for a reason outside the brief (exit 1).
+    """
     from blocks.resolve import catalog_block, provider_chain, publish_stores
     from flows.campaign import vlm_reviewer
     from flows.stages import plan_masters
     from imagegen.brief import load_brief
+    from imagegen.errors import BriefError, ProviderError, ProviderRequestInvalid
     from imagegen.settings import load_settings
 
     settings = load_settings(provider=provider)
     brief = load_brief(brief_path)
     providers = provider_chain(brief.provider, settings, override=settings.provider)
-    plan_masters(brief, providers, settings.local_master_size)
+    try:
+        plan_masters(brief, providers, settings.local_master_size)  # asks the primary provider for its models
+    except ProviderRequestInvalid as err:
+        if err.status is None and brief.provider.model:
+            # the provider's own model list refused the model the brief names (no HTTP error involved)
+            raise BriefError([("provider.model", str(err))], brief_path) from None
+        raise _preflight_failure(settings.provider or brief.provider.block or brief.provider.name, err) from None
+    except ProviderError as err:
+        raise _preflight_failure(settings.provider or brief.provider.block or brief.provider.name, err) from None
     vlm_reviewer(brief, settings)
     publish_stores(brief.publish, settings, out)
     catalog_block(settings, out)
@@ -79,6 +129,9 @@ def run(args: argparse.Namespace) -> int:
     except BriefError as err:
         _print_problems(err)
         return EXIT_INVALID
+    except PreflightProviderFailure as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILED
     except ImagegenError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INVALID

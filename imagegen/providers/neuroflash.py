@@ -466,7 +466,7 @@ class NeuroflashClient:
             raise self._error(
                 ProviderAuthError,
                 f"neuroflash token endpoint rejected client_id {self.client_id!r} ({status}): "
-                f"{_error_detail(response)}; check NEUROFLASH_CLIENT_ID / NEUROFLASH_CLIENT_SECRET",
+                f"{_error_detail(response)}; check the API client's ID and secret",
                 status=status)
         if status == 429 or status in _TRANSIENT_STATUSES or status >= 500:
             raise self._error(TransientProviderError, f"neuroflash token endpoint answered {status}",

@@ -139,7 +139,7 @@ def set_in(path, value):
     # unknown names
     (set_in(["size_sets"], ["instagram", "tiktok"]),
      ("size_sets[1]", "unknown size set 'tiktok'; known: facebook, instagram, linkedin, pinterest, social, "
-                      "social_weekly, x, youtube")),
+                      "social_weekly, thumbnails, x, youtube")),
     (set_in(["subjects", 1, "style"], "baroque"),
      ("subjects[1].style", "unknown style 'baroque'; known: cyberpunk, landscape, lifestyle, luxury, minimalist, "
                            "portrait, product, vintage")),

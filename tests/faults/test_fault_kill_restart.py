@@ -4,10 +4,14 @@ image that was finished, and no file is left without its row (or row without its
 
 from __future__ import annotations
 
+import os
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
+from imagegen.stores.local import STALE_TEMP_AGE_SECONDS
 from tests.faults.conftest import (
     BIN, REPO, catalog_rows, consistency_problems, generation_records, imagegen_env, kill_group, master_files,
     spawn_run, stored_files, summary_from_log, tail, wait_for, write_brief,
@@ -54,10 +58,22 @@ def test_killed_while_generating_then_rerun_spends_nothing_twice(api_url, nvidia
     assert len(master_files(out)) == 4, "duplicate or missing master files"
 
 
+def incoming_files(out) -> list[Path]:
+    """The local stores' write-then-rename temp files (imagegen.stores.local.TEMP_PREFIX)."""
+    return [path for path in map(Path, stored_files(out)[1]) if path.name.startswith(".incoming-")]
+
+
 def test_killed_while_publishing_then_rerun_leaves_no_orphan(api_url, nvidia, tmp_path):
     """Kill -9 once the first published file exists but before the catalog is written: files without
     rows exist until the rerun, which re-publishes nothing new (same bytes), writes every row and calls
-    the provider zero times."""
+    the provider zero times.
+
+    A kill between a store's temp write and its rename leaves a `.incoming-*` file. Whether this kill
+    does is down to timing, and the rerun may only sweep those older than STALE_TEMP_AGE_SECONDS (10
+    minutes: a younger one may be a concurrent writer's). So the test makes the leftovers deterministic:
+    it ages whatever the kill left and plants one more aged leftover (as if the rerun came 11 minutes
+    later) plus one fresh temp file (a concurrent writer's); the rerun must remove every aged one and
+    keep the fresh one."""
     brief = write_brief(tmp_path, "kill-publish", provider={"name": "nvidia"}, size_sets=["social"], targets=[],
                         subjects=[{"subject": "a glass teapot", "seed": 777, "variations": 3}])
     out, home = tmp_path / "out", tmp_path / "home"
@@ -73,11 +89,20 @@ def test_killed_while_publishing_then_rerun_leaves_no_orphan(api_url, nvidia, tm
     assert stored_files(out)[0], "the kill left no published file: it came too early to test orphans"
     spent = nvidia.spent
     assert spent == 3
+    campaign_folder = out / "assets" / "kill-publish"
+    aged = [*incoming_files(out), campaign_folder / ".incoming-planted-by-test"]
+    aged[-1].write_bytes(b"half a file")
+    eleven_minutes_ago = time.time() - STALE_TEMP_AGE_SECONDS - 60
+    for path in aged:
+        os.utime(path, (eleven_minutes_ago, eleven_minutes_ago))
+    in_flight = campaign_folder / ".incoming-concurrent-writer"
+    in_flight.write_bytes(b"being written")
 
     code, summary = rerun(brief, out, env, tmp_path / "second.log")
     assert code == 0, tail(tmp_path / "second.log")
     assert nvidia.spent == spent and summary["provider_calls"] == 0
     assert consistency_problems(out, masters=3) == []
+    assert incoming_files(out) == [in_flight], "aged leftovers must be swept, a fresh temp file kept"
     assert summary["published"] == 3 and summary["catalog_inserted"] == 3 * 10  # master + 9 social targets
     # the killed run's scratch folder (renders waiting to be stored) was swept by the rerun
     assert list((out / ".work").iterdir()) == []

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from imagegen.imaging.crop import largest_window, plan_crop, render_variant, saliency_map, upscale_factor
+from imagegen.imaging.crop import (BICUBIC_MAX_FACTOR, downscale_filter, largest_window, plan_crop, render_variant,
+                                   saliency_map, upscale_factor)
 from imagegen.render import describe_scene, render_local
 
 
@@ -109,3 +110,62 @@ def test_rendered_product_survives_a_story_crop(seed):
     hero = describe_scene(spec, seed, 1024, 1024)["hero_box"]
     box = plan_crop(saliency_map(img), 1024, 1024, 1080, 1920)
     assert box[0] <= hero[0] + 2 and box[2] >= hero[2] - 2
+
+
+# --------------------------------------------------------------------------- resampling filter
+
+GRAINY = {"subject": "a neon motorcycle in a rainy street", "style": "cyberpunk", "lighting": "moody",
+          "composition": "leading_lines", "mood": "electric"}
+PRODUCT = {"subject": "a ceramic coffee mug with tulips", "style": "product", "lighting": "product",
+           "composition": "rule_of_thirds"}
+
+
+def _full_luma_ssim(a: Image.Image, b: Image.Image) -> float:
+    from skimage.metrics import structural_similarity
+
+    x, y = (np.asarray(im.convert("L"), dtype=np.float64) for im in (a, b))
+    return float(structural_similarity(x, y, data_range=255.0, gaussian_weights=True, sigma=1.5,
+                                       use_sample_covariance=False))
+
+
+def test_downscale_filter_is_bicubic_within_2x_only():
+    bicubic, lanczos = Image.Resampling.BICUBIC, Image.Resampling.LANCZOS
+    assert BICUBIC_MAX_FACTOR == 2.0
+    assert downscale_filter(2048, 1920) == bicubic  # hero, story, srcset top: 1.07
+    assert downscale_filter(2048, 1080) == bicubic  # instagram square: 1.90
+    assert downscale_filter(2048, 1024) == bicubic  # exactly 2x
+    assert downscale_filter(2048, 1023) == lanczos  # beyond 2x: LANCZOS after an integer box reduce
+    assert downscale_filter(2048, 300) == lanczos  # thumbnails
+    assert downscale_filter(1080, 1080) == lanczos  # no scaling
+    assert downscale_filter(400, 1350) == lanczos  # upscales keep LANCZOS
+
+
+@pytest.mark.parametrize("spec", [GRAINY, PRODUCT], ids=["grainy", "product"])
+def test_bicubic_variants_match_lanczos_within_the_ssim_bound(spec, monkeypatch):
+    """Within 2x, render_variant's BICUBIC output is the LANCZOS one to full-size luma SSIM >= 0.995
+    (the grain of the neon look is the worst case; the product look is >= 0.999); beyond 2x and for
+    upscales it is LANCZOS itself."""
+    img = render_local({**spec, "palette": ["#ff6b6b", "#4ecdc4", "#ffe66d", "#2c3e50"]}, 1, 1024, 1024)
+    sal = saliency_map(img)
+    floor = 0.995 if spec is GRAINY else 0.999
+    filters: list[int] = []
+    real_resize = Image.Image.resize
+
+    def spy(self, size, resample=None, *args, **kwargs):
+        filters.append(resample)
+        return real_resize(self, size, resample, *args, **kwargs)
+
+    # factors 1.07 (hero, story), 1.28 (x), 1.71 (link card), 1.90 (square), then 3.4 and 0.8
+    for target in [(960, 300), (540, 960), (800, 450), (600, 314), (540, 540), (300, 300), (1280, 1280)]:
+        box = plan_crop(sal, img.width, img.height, *target)
+        lanczos = real_resize(img, target, Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
+        monkeypatch.setattr(Image.Image, "resize", spy)
+        out = render_variant(img, *target, saliency=sal)
+        monkeypatch.setattr(Image.Image, "resize", real_resize)
+        factor = (box[2] - box[0]) / target[0]
+        if 1.0 < factor <= 2.0:
+            assert filters[-1] == Image.Resampling.BICUBIC
+            assert _full_luma_ssim(lanczos, out) >= floor, (target, factor)
+        else:
+            assert filters[-1] == Image.Resampling.LANCZOS
+            assert out.tobytes() == lanczos.tobytes()

@@ -10,6 +10,12 @@ import subprocess
 
 import pytest
 
+# Imported here, at collection, not first inside a test: importing the flows sets up Prefect's logging,
+# whose console handlers keep the sys.stderr of that moment. Under a test's capsys that stream is
+# closed after the test, and every later log record then fails to print; Python reports that failure
+# with the record's whole traceback, un-redacted exception causes included (test_fault_secrets sees a
+# store's echoed key there when an in-process CLI test runs first).
+import flows.campaign  # noqa: F401,E402  (see above)
 from deployments.cli import main as cli_main
 from tests.emulators.neuroflash import NeuroflashEmulator
 from tests.emulators.serve import _free_port, serve_asgi

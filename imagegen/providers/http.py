@@ -7,13 +7,21 @@ status and the endpoint (without query string: presigned URLs carry signatures) 
 
 from __future__ import annotations
 
+import atexit
 import base64
 import email.utils
+import hashlib
+import hmac
 import io
 import json
 import logging
+import os
+import secrets as _secrets
+import ssl
+import threading
 import time
 import zipfile
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +56,106 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, REDACTED)
     return text
+
+
+# --------------------------------------------------------------------------- shared HTTP clients
+#
+# Every provider task builds its generator anew (a block's get_generator()), and each used to build a
+# new httpx.Client, whose default SSL context loads certifi's CA bundle: ~20 ms of CPU per client here
+# (more on slower machines), and no TLS connection survived from one task to the next. Instead, one
+# httpx.Client per configuration lives for the process and is shared by every task thread (httpx
+# clients are thread-safe for requests; the connection pool locks itself).
+#
+# The configuration includes the credentials (NVIDIA puts the API key in the client's default
+# headers; a client's cookie jar belongs to one account too), so the cache key is a keyed hash
+# (HMAC with a per-process random key) of the whole configuration: no secret, and nothing a secret
+# could be recovered from by guessing, sits in a dict key, a log line or a repr.
+
+_MAX_SHARED_CLIENTS = 32  # configurations alive at once; a test session swaps emulators far more often
+_FINGERPRINT_KEY = _secrets.token_bytes(32)
+_ENVIRONMENT_INPUTS = ("SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
+                       "http_proxy", "https_proxy", "all_proxy", "no_proxy")
+_shared_lock = threading.Lock()
+_shared_clients: OrderedDict[str, httpx.Client] = OrderedDict()
+_ssl_contexts: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
+
+
+def shared_ssl_context() -> ssl.SSLContext:
+    """httpx's default verifying context (certifi's bundle, or SSL_CERT_FILE / SSL_CERT_DIR), built once
+    per process and per value of those variables. An SSLContext may be shared by any number of clients
+    and threads once configured."""
+    key = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    with _shared_lock:
+        context = _ssl_contexts.get(key)
+        if context is None:
+            context = _ssl_contexts[key] = httpx.create_ssl_context()
+        return context
+
+
+def config_fingerprint(*parts: Any) -> str:
+    """A keyed hash of `parts` (which may include secrets): equal for equal parts within this process,
+    useless to anyone who reads it."""
+    text = json.dumps(parts, sort_keys=True, default=repr)
+    return hmac.new(_FINGERPRINT_KEY, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def shared_client(*, scope: Iterable[str | None], headers: Mapping[str, str], timeout: httpx.Timeout,
+                  follow_redirects: bool, account: str | None = None) -> httpx.Client:
+    """The process's httpx.Client for this configuration, created on first use.
+
+    `scope` names what the client talks to (provider name, base URLs); `account` is the credential
+    the client acts for when it is not in `headers` (a neuroflash client secret). Both, the headers,
+    the timeout and the proxy/CA environment variables all go into the key, so a test that points the
+    environment at another emulator or key gets another client. Callers must not close the client.
+    """
+    environment = {name: os.environ.get(name) for name in _ENVIRONMENT_INPUTS}
+    key = config_fingerprint(list(scope), dict(headers), timeout.as_dict(), follow_redirects, account, environment)
+    with _shared_lock:
+        client = _shared_clients.get(key)
+        if client is not None:
+            _shared_clients.move_to_end(key)
+            return client
+    # built outside the lock (a client takes milliseconds); if two threads race, one client wins
+    built = httpx.Client(headers=dict(headers), timeout=timeout, follow_redirects=follow_redirects,
+                         verify=shared_ssl_context())
+    with _shared_lock:
+        client = _shared_clients.setdefault(key, built)
+        _shared_clients.move_to_end(key)
+        while len(_shared_clients) > _MAX_SHARED_CLIENTS:
+            # not closed: a generator built earlier may still be using it; its sockets close with it
+            _shared_clients.popitem(last=False)
+    if client is not built:
+        built.close()
+    return client
+
+
+def shared_client_count() -> int:
+    """How many shared clients are alive (for tests and diagnostics)."""
+    with _shared_lock:
+        return len(_shared_clients)
+
+
+def _forget_after_fork() -> None:
+    """A forked child must not use its parent's connections (two processes on one TLS stream), nor a
+    lock some parent thread held at the fork: it starts with none. Nothing is closed: the sockets are
+    still the parent's."""
+    global _shared_lock
+    _shared_lock = threading.Lock()
+    _shared_clients.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+@atexit.register
+def close_shared_clients() -> None:
+    """Close every shared client (at exit; tests may call it to start from none)."""
+    with _shared_lock:
+        clients = list(_shared_clients.values())
+        _shared_clients.clear()
+    for client in clients:
+        client.close()
 
 
 # --------------------------------------------------------------------------- response details

@@ -49,6 +49,7 @@ from imagegen.errors import (
 )
 from imagegen.models import FORMAT_CONTENT_TYPES, GeneratedImage, GenerationRequest, ImageRef, ProviderCapabilities
 from imagegen.providers.base import MAX_PROVIDER_BYTES, save_image_bytes
+from imagegen.providers.http import shared_client
 from imagegen.ratelimit import shared_limiter
 
 log = logging.getLogger(__name__)
@@ -393,8 +394,17 @@ class NeuroflashClient:
         self._sleep = sleep
         self.download_timeout = download_timeout
         self.max_download_bytes = max_download_bytes
-        self._http = httpx.Client(transport=transport, timeout=timeout, follow_redirects=True,
-                                  headers={"Accept": "application/json"})
+        timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self._owns_http = transport is not None
+        if transport is None:
+            # one client per API client and endpoints in the process (see shared_client); the secret
+            # only enters the key's keyed hash, so two API clients never share a cookie jar
+            self._http = shared_client(scope=(PROVIDER, self.api_url, self.token_url), account=f"{client_id}\n"
+                                       f"{self._secret.get_secret_value()}", headers={"Accept": "application/json"},
+                                       timeout=timeout, follow_redirects=True)
+        else:
+            self._http = httpx.Client(transport=transport, timeout=timeout, follow_redirects=True,
+                                      headers={"Accept": "application/json"})
         # SecretStr even in memory: vars()/pickle/debugger dumps of the client stay masked.
         self._token: SecretStr | None = None
         self._token_valid_until = 0.0
@@ -411,7 +421,9 @@ class NeuroflashClient:
                 f"workspace_id={self._workspace_id!r})")
 
     def close(self) -> None:
-        self._http.close()
+        """Close a client built around a caller's transport; the shared client stays open for others."""
+        if self._owns_http:
+            self._http.close()
 
     def __enter__(self) -> "NeuroflashClient":
         return self

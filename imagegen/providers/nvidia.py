@@ -38,6 +38,7 @@ from imagegen.providers.http import (
     raise_for_provider_status,
     resolve_nvcf,
     send_request,
+    shared_client,
     strip_auth,
 )
 from imagegen.ratelimit import TokenBucket, shared_limiter
@@ -377,7 +378,12 @@ class NvidiaClient:
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
         # redirects are NVCF results (302 to a presigned zip): handled explicitly, never followed blindly
-        self._http = httpx.Client(headers=headers, timeout=timeout, transport=transport, follow_redirects=False)
+        self._owns_http = transport is not None
+        if transport is None:  # one client per account and endpoints in the process (see shared_client)
+            self._http = shared_client(scope=(PROVIDER, self.base_url, self.status_url, self.assets_url,
+                                              self.nim_url), headers=headers, timeout=timeout, follow_redirects=False)
+        else:
+            self._http = httpx.Client(headers=headers, timeout=timeout, transport=transport, follow_redirects=False)
 
     @classmethod
     def for_account(cls, api_key: str, *, rate_per_minute: float = DEFAULT_RATE_PER_MINUTE,
@@ -396,7 +402,9 @@ class NvidiaClient:
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        """Close a client built around a caller's transport; the shared client stays open for others."""
+        if self._owns_http:
+            self._http.close()
 
     @property
     def endpoint(self) -> Literal["hosted", "nim"]:

@@ -27,6 +27,7 @@ from imagegen.providers.http import (
     raise_for_provider_status,
     resolve_nvcf,
     send_request,
+    shared_client,
 )
 from imagegen.providers.nvidia import DEFAULT_RATE_PER_MINUTE, DEFAULT_STATUS_URL, nvidia_account_key
 from imagegen.ratelimit import TokenBucket, shared_limiter
@@ -178,7 +179,12 @@ class VisionReviewer:
         headers = {"Accept": "application/json", "NVCF-POLL-SECONDS": str(int(poll_seconds))}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
-        self._http = httpx.Client(headers=headers, timeout=timeout, transport=transport, follow_redirects=False)
+        self._owns_http = transport is not None
+        if transport is None:  # one client per account and endpoints in the process (see shared_client)
+            self._http = shared_client(scope=(PROVIDER, self.base_url, self.polling.status_url), headers=headers,
+                                       timeout=timeout, follow_redirects=False)
+        else:
+            self._http = httpx.Client(headers=headers, timeout=timeout, transport=transport, follow_redirects=False)
 
     @classmethod
     def for_account(cls, api_key: str, *, rate_per_minute: float = DEFAULT_RATE_PER_MINUTE,
@@ -196,7 +202,9 @@ class VisionReviewer:
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        """Close a client built around a caller's transport; the shared client stays open for others."""
+        if self._owns_http:
+            self._http.close()
 
     def ask(self, image_path: str | Path, instruction: str, *, max_tokens: int | None = None) -> str:
         """One chat completion about one image; returns the answer text."""

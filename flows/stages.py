@@ -23,6 +23,7 @@ from imagegen.errors import BudgetExhausted, ProviderError, QuotaExhausted, is_t
 from imagegen.gallery import write_gallery
 from imagegen.imaging.metrics import ImageMeasurements
 from imagegen.models import GeneratedImage
+from imagegen.pixelwork import return_free_memory
 from imagegen.prompts import PromptSpec, build_prompt_specs
 from imagegen.publishing import PublishedFile, RenderedSet, WebOptions
 from imagegen.quality import GateReport, GateResult
@@ -154,6 +155,32 @@ class TaskStream:
         return key, future
 
 
+def forget_finished_results() -> int:
+    """Drop Prefect's lineage records of task results that are gone or untrackable; return how many.
+
+    Prefect keeps, for every task result and each object one level inside it, an entry (with a copy
+    of the task's final state) in FlowRunContext.run_results until the flow run ends, so it can draw
+    an edge when that object is passed to another task. Measured: ~110 KB per master (four tasks),
+    +34 % peak RSS at 1000 masters. Entries whose object has died, or that name plain values
+    (strings, lists: tracked by id() alone), are no use to us: our tasks pass the models on.
+    """
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    if context is None:
+        return 0
+    stale = [key for key, (_, _, ref) in list(context.run_results.items()) if ref is None or ref() is None]
+    for key in stale:
+        context.run_results.pop(key, None)
+    return len(stale)
+
+
+def release_memory() -> None:
+    """What a long batch has finished with goes: Prefect's lineage records, the C heap's free pages."""
+    forget_finished_results()
+    return_free_memory()
+
+
 def resolved(value):
     """A future's result (waiting for it), or the value itself."""
     return value.result() if isinstance(value, PrefectFuture) else value
@@ -220,6 +247,7 @@ def generate_all(specs: list[PromptSpec], brief: Brief, providers: list, masters
             children.setdefault(spec.outpaint_from, []).append(spec)
     pending = {spec.asset_id: spec for spec in specs if not spec.outpaint_from}
     stream = TaskStream()
+    finished = 0
     for position, provider in enumerate(providers):
         if not pending:
             break
@@ -246,6 +274,9 @@ def generate_all(specs: list[PromptSpec], brief: Brief, providers: list, masters
                     stream.submit(("generate", aid), generate_master, spec, provider, str(masters_dir), run_id)
                 outstanding += 1
             (kind, aid), future = stream.next_finished()
+            finished += 1
+            if finished % STREAM_WINDOW == 0:
+                release_memory()
             if kind != "generate":
                 continue  # follow-up work finished: its future is read where it is used
             outstanding -= 1
@@ -539,6 +570,7 @@ def publish_and_catalog(jobs: dict[str, PublishJob], catalog, logger, failed: li
             upserted = write_catalog(part_rows, catalog)
         for aid in part:  # the chunk's masters and renders are done with: let them go
             jobs[aid].rendered = jobs[aid].master = None
+        release_memory()
         rows += part_rows
         stored += part_stored
         total = UpsertResult(inserted=total.inserted + upserted.inserted, updated=total.updated + upserted.updated,

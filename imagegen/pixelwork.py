@@ -75,11 +75,30 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     numpy buffers it freed: measured ~100 MB of peak RSS at every batch size. Returns False where
     the C library is not glibc (nothing is changed there).
     """
+    libc = _glibc()
+    return bool(libc.mallopt(_M_ARENA_MAX, arenas)) if libc is not None else False
+
+
+def return_free_memory() -> bool:
+    """Hand the C heap's free pages back to the OS (glibc malloc_trim).
+
+    Decoded images and encoder buffers are freed after every render, but glibc keeps the freed
+    pages in its heaps, fragmented by the small long-lived objects allocated in between: measured
+    +53 MB of RSS over a 300-master run, 45 MB of it returned by one malloc_trim. The flow calls
+    this every few dozen tasks; one call takes milliseconds.
+    """
+    libc = _glibc()
+    return bool(libc.malloc_trim(0)) if libc is not None else False
+
+
+def _glibc():
     import ctypes
     import ctypes.util
+    import platform
 
+    if platform.libc_ver()[0] != "glibc":
+        return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(_M_ARENA_MAX, arenas))
-    except (OSError, AttributeError):
-        return False
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None

@@ -54,6 +54,7 @@ class SupabaseRestCatalog(Catalog):
     # -- plumbing --------------------------------------------------------------------------------
 
     def _error(self, exc: Exception, action: str) -> CatalogError:
+        """Raised `from None`: postgrest's error can carry the gateway's echo of the key."""
         where = f"Supabase table {self.table!r}"
         if isinstance(exc, httpx.HTTPError):
             return TransientCatalogError(f"{action} {where}: transport error ({type(exc).__name__})")
@@ -68,7 +69,7 @@ class SupabaseRestCatalog(Catalog):
         try:
             return request().data or []
         except (APIError, httpx.HTTPError) as exc:
-            raise self._error(exc, action) from exc
+            raise self._error(exc, action) from None
 
     def _select_all(self, action: str, filters: Callable[[Any], Any]) -> list[dict[str, Any]]:
         """All rows matching `filters(query)`, page by page in natural-key order."""

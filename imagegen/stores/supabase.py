@@ -65,7 +65,10 @@ class SupabaseStorageStore(AssetStore):
         return [getattr(self.client, "supabase_key", None)]
 
     def _error(self, exc: Exception, action: str, key: str) -> StoreError:
-        """Map a storage3/httpx failure to StoreError/TransientStoreError without leaking the key secret."""
+        """Map a storage3/httpx failure to StoreError/TransientStoreError without leaking the key secret.
+
+        Callers raise it `from None`: storage3's error can carry the gateway's echo of the key, and a
+        chained cause would print it in any traceback."""
         where = self._where(key)
         if isinstance(exc, httpx.TimeoutException):
             return TransientStoreError(f"{action} {where}: timed out")
@@ -91,9 +94,9 @@ class SupabaseStorageStore(AssetStore):
         except StorageApiError as exc:
             if storage_status(exc) == 404:
                 return None
-            raise self._error(exc, "reading object info from", key) from exc
+            raise self._error(exc, "reading object info from", key) from None
         except httpx.HTTPError as exc:
-            raise self._error(exc, "reading object info from", key) from exc
+            raise self._error(exc, "reading object info from", key) from None
         recorded = (info.get("metadata") or {}).get("sha256") if isinstance(info, dict) else None
         if is_sha256_hex(recorded):
             return recorded
@@ -106,9 +109,9 @@ class SupabaseStorageStore(AssetStore):
         except StorageApiError as exc:
             if storage_status(exc) == 404:
                 return None
-            raise self._error(exc, "downloading", key) from exc
+            raise self._error(exc, "downloading", key) from None
         except httpx.HTTPError as exc:
-            raise self._error(exc, "downloading", key) from exc
+            raise self._error(exc, "downloading", key) from None
 
     def write(self, key: str, path: Path, content_type: str) -> None:
         sha256 = sha256_file(path)
@@ -118,10 +121,10 @@ class SupabaseStorageStore(AssetStore):
             self._files().upload(key, Path(path), file_options=options)
         except StorageApiError as exc:
             if storage_status(exc) != 409:
-                raise self._error(exc, "uploading to", key) from exc
+                raise self._error(exc, "uploading to", key) from None
             self._settle_duplicate(key, sha256)
         except httpx.HTTPError as exc:
-            raise self._error(exc, "uploading to", key) from exc
+            raise self._error(exc, "uploading to", key) from None
 
     def _settle_duplicate(self, key: str, sha256: str) -> None:
         """Storage said the key is taken (another writer won a race since `stored_sha256`).
@@ -140,7 +143,7 @@ class SupabaseStorageStore(AssetStore):
         try:
             signed = self._files().create_signed_url(key, self.signed_url_seconds)
         except (StorageApiError, httpx.HTTPError) as exc:
-            raise self._error(exc, "signing a URL for", key) from exc
+            raise self._error(exc, "signing a URL for", key) from None
         url = signed.get("signedURL") or signed.get("signedUrl")
         if not url:
             raise StoreError(f"signing a URL for {self._where(key)}: Storage returned no URL")
@@ -153,9 +156,9 @@ class SupabaseStorageStore(AssetStore):
         except StorageApiError as exc:
             if storage_status(exc) == 404:
                 return
-            raise self._error(exc, "deleting", key) from exc
+            raise self._error(exc, "deleting", key) from None
         except httpx.HTTPError as exc:
-            raise self._error(exc, "deleting", key) from exc
+            raise self._error(exc, "deleting", key) from None
 
     def verify(self, key: str) -> bool:
         return head_ok(self.url_for(key), what=f"verifying {self._where(key)}", timeout=self.head_timeout)

@@ -147,6 +147,7 @@ def test_supabase_rest_rejected_key_is_clear_and_secret_free(supabase_emu):
         emulator.key = SUPABASE_KEY
     assert not is_transient(caught.value)
     assert SUPABASE_KEY not in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
 
 
 def test_supabase_rest_outage_is_transient(supabase_emu, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import re
 
 import numpy as np
@@ -222,6 +223,48 @@ def test_breakpoints_within_one_step_encode_only_the_ends() -> None:
     smooth = Image.linear_gradient("L").resize((1600, 1000)).convert("RGB")
     result = wd.responsive_breakpoints(smooth, "WEBP", min_width=320, max_width=1600, bytes_step=50_000)
     assert result.widths == [1600] and result.encodes == 2 and result.probe_encodes == 0
+
+
+def _power_curve(width: int) -> int:
+    return int(0.5 * width ** 1.5)  # 2.9 KB at 320 px .. 42 KB at 1920 px
+
+
+def _plan(size_at, bytes_step: int = 8_000, refinements: int | None = None) -> tuple[list[int], list[int]]:
+    encoded: list[int] = []
+
+    def counted(width: int) -> int:
+        encoded.append(width)
+        return size_at(width)
+
+    widths = sorted({round(320 * (1920 / 320) ** (i / 4)) for i in range(5)})
+    curve = [(w, _power_curve(w)) for w in widths]  # the prediction: exact for _power_curve itself
+    extra = {} if refinements is None else {"refinements": refinements}
+    return wd._plan_and_verify(curve, counted, bytes_step, 8, **extra), sorted(set(encoded))
+
+
+def test_breakpoints_encode_no_width_that_cannot_be_a_step_from_both_neighbours() -> None:
+    """With exact predictions every aimed width is kept; once the last kept file is within two
+    steps of the maximum's no further width is encoded (it could not be a step from both)."""
+    kept, encoded = _plan(_power_curve)
+    sizes = [_power_curve(w) for w in kept]
+    assert all(b - a >= 8_000 for a, b in zip(sizes, sizes[1:])), sizes
+    assert sizes[-1] - sizes[-2] < 2 * 8_000
+    assert encoded == kept, (encoded, kept)
+
+
+def test_breakpoints_push_past_a_plateau_instead_of_ending_the_run() -> None:
+    """Real sizes wiggle between neighbouring widths: a few re-aims that land just short of the
+    step must not end the srcset at its first width (it was [320, 1920] with 2 re-aims)."""
+    wanted = _power_curve(320) + 8_000
+    aim = math.ceil((wanted / 0.5) ** (1 / 1.5))
+
+    def plateau(width: int) -> int:  # files just short of the step for 11 px around the first aim
+        return wanted - 50 if aim - 2 <= width <= aim + 8 else _power_curve(width)
+
+    assert _plan(plateau, refinements=2)[0] == [320, 1920]
+    kept, _ = _plan(plateau)
+    sizes = [plateau(w) for w in kept]
+    assert len(kept) == 5 and all(b - a >= 8_000 for a, b in zip(sizes, sizes[1:])), (kept, sizes)
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "WEBP", "PNG"])

@@ -7,8 +7,8 @@ Per master (a local render, 2048 px by default) both sides make the same outputs
               validate_colors (PIL getcolors, the 5 most frequent colours within RGB distance 50 of the
               palette); getcolors(maxcolors=1000) returns None on any render, so it is given room.
   size set    the `social` set (9 targets, JPEG within their byte budgets) and a 1920x600 WebP hero under
-  + hero      400 KB.  ours: render_variants (saliency crop, Lanczos, XMP, bisection to the budget) with the
-              hero as one more target.  seed: per target, open the file, centre-crop to the aspect and
+  + hero      400 KB.  ours: render_variants (saliency crop, BICUBIC within 2x else Lanczos, XMP, bisection to
+              the budget) with the hero as one more target.  seed: per target, open the file, centre-crop to the aspect and
               LANCZOS-resize (ImageOps.fit: the seed's thumbnail() gives the wrong size), then
               optimize_for_web's loop (quality 95, -5 until it fits); the hero the same way as WebP.
   srcset      a WebP srcset.  ours: the responsive policy inside the same render_variants call

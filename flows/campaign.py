@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.futures import wait
+from prefect.futures import PrefectFuture, wait
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.runtime import flow_run
 
 from blocks.resolve import catalog_block, provider_chain, publish_stores, quarantine_block
-from flows.stages import (TASK_THREADS, TaskStream, alt_text_for, content_credentials, gate_and_edit,
-                          generate_all, master_template, plan_masters, providers_with_quota, publish_and_catalog,
-                          publish_job, record_run, render_arguments, usage_after)
+from flows.stages import (TASK_THREADS, TaskStream, alt_text_for, content_credentials, future_exception,
+                          gate_and_edit, generate_all, master_template, plan_masters, providers_with_quota,
+                          publish_and_catalog, publish_job, record_run, render_arguments, usage_after)
 from imagegen.brief import Brief, brief_from_source
 from imagegen.models import GeneratedImage
 from imagegen.pixelwork import limit_malloc_arenas
@@ -103,12 +103,17 @@ def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_a
     unused: list = []  # renders made ahead of an edit that changed the master
 
     def measure_and_render(aid: str, master: GeneratedImage, stream: TaskStream) -> None:
-        measured[master.image.sha256] = stream.submit(("measure", aid), measure_master, master.image.path, aid,
-                                                      palette)
-        spec = spec_by_id[aid]
-        rendered[aid] = (master.image.sha256, stream.submit(("render", aid), render_master, **render_arguments(
+        sha, spec = master.image.sha256, spec_by_id[aid]
+        measuring = stream.submit(("measure", aid), measure_master, master.image.path, aid, palette)
+        rendering = stream.submit(("render", aid), render_master, **render_arguments(
             master, campaign=spec.campaign, asset_id=aid, prompt=spec.prompt, targets=targets_by_asset[aid],
-            brief=the_brief, work_dir=work_dir, **credentials)))
+            brief=the_brief, work_dir=work_dir, **credentials))
+        measured[sha], rendered[aid] = measuring, (sha, rendering)
+        # keep results, not futures (each holds its task's states): a failed one stays a future, to report
+        stream.on_finished(measuring, lambda f: measured.__setitem__(sha, f.result())
+                           if future_exception(f) is None else None)
+        stream.on_finished(rendering, lambda f: rendered.__setitem__(aid, (sha, f.result()))
+                           if future_exception(f) is None and aid in rendered else None)
 
     preload_in_background()  # the gate's GX import happens while the provider works
     try:
@@ -135,14 +140,14 @@ def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_a
                                        alt_text_for(spec_by_id[aid], reviews.get(aid)))
             sha, ahead = rendered.pop(aid, (None, None))
             usable = sha == master.image.sha256 and template["status"] == "published"  # not if edited or failed
-            if ahead is not None and not usable:
+            if isinstance(ahead, PrefectFuture) and not usable:
                 unused.append(ahead)
             jobs[aid] = publish_job(master, template, targets=targets_by_asset[aid], brief=the_brief,
                                     work_dir=work_dir, **stores, **credentials, rendered=ahead if usable else None)
         rows, stored, upserted = publish_and_catalog(jobs, catalog, logger, failed)
     finally:
         # renders nobody will store (of quarantined or edited masters) finish before their scratch goes
-        wait(unused + [future for _, future in rendered.values()])
+        wait([f for f in unused + [f for _, f in rendered.values()] if isinstance(f, PrefectFuture)])
 
     summary = RunSummary(
         campaign=the_brief.campaign, out_dir=str(out), masters=len(specs), generated=len(masters), failed=failed,

@@ -139,6 +139,7 @@ class TaskStream:
         self.window = window
         self.in_flight = 0
         self._finished: queue.Queue = queue.Queue()
+        self._settle: dict[int, Callable[[PrefectFuture], None]] = {}
 
     def has_room(self) -> bool:
         return self.in_flight < self.window
@@ -149,9 +150,15 @@ class TaskStream:
         future.add_done_callback(lambda f: self._finished.put((key, f)))
         return future
 
+    def on_finished(self, future: PrefectFuture, settle: Callable[[PrefectFuture], None]) -> None:
+        """Run `settle(future)` in the flow's thread when `future` comes out of next_finished()."""
+        self._settle[id(future)] = settle
+
     def next_finished(self) -> tuple[Any, PrefectFuture]:
         key, future = self._finished.get()
         self.in_flight -= 1
+        if (settle := self._settle.pop(id(future), None)) is not None:
+            settle(future)
         return key, future
 
 

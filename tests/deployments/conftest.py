@@ -218,13 +218,17 @@ def write_brief() -> Callable[..., Path]:
     return _write_brief
 
 
-def _write_brief(folder: Path, campaign: str = "deploy-test") -> Path:
-    """A quick brief: one 1024 px master from the local provider, one small target."""
+WATCH = {"subject": "a luxury wrist watch on a marble plinth", "style": "product", "lighting": "product",
+         "composition": "rule_of_thirds", "mood": "elegant"}
+
+
+def _write_brief(folder: Path, campaign: str = "deploy-test", subjects: list[dict] | None = None) -> Path:
+    """A quick brief: 1024 px masters from the local provider (one per subject; default: the watch),
+    one small target."""
     brief = {
         "campaign": campaign,
         "brand": {"name": "Acme", "palette": ["#ff6b6b", "#4ecdc4", "#ffe66d", "#2c3e50", "#ffffff"]},
-        "subjects": [{"subject": "a luxury wrist watch on a marble plinth", "style": "product",
-                      "lighting": "product", "composition": "rule_of_thirds", "mood": "elegant"}],
+        "subjects": subjects or [WATCH],
         "size_sets": [],
         "targets": [{"name": "square_webp", "platform": "web", "width": 640, "height": 640, "format": "WEBP"}],
         "provider": {"name": "local", "master_width": 1024, "master_height": 1024},

@@ -9,10 +9,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-import yaml
 
 from flows.campaign import campaign_flow
 from flows.size_sets import size_set_flow
+from tests.deployments.conftest import _write_brief
 from imagegen.providers.local import LocalGenerator
 
 pytestmark = pytest.mark.prefect
@@ -21,24 +21,11 @@ pytestmark = pytest.mark.prefect
 def write_brief(folder: Path, subjects: tuple[str, str]) -> Path:
     """Two 1024 px masters, one small target. Subjects differ per test: generated masters are cached
     by prompt for the whole session, and these tests count provider calls."""
-    brief = {
-        "campaign": "size-set-test",
-        "brand": {"name": "Acme", "palette": ["#ff6b6b", "#4ecdc4", "#ffe66d", "#2c3e50", "#ffffff"]},
-        "subjects": [
-            {"subject": subjects[0], "style": "product", "lighting": "product",
-             "composition": "rule_of_thirds", "mood": "elegant"},
-            {"subject": subjects[1], "style": "lifestyle", "lighting": "golden_hour",
-             "composition": "leading_lines", "mood": "energetic"},
-        ],
-        "size_sets": [],
-        "targets": [{"name": "square_webp", "platform": "web", "width": 640, "height": 640, "format": "WEBP"}],
-        "provider": {"name": "local", "master_width": 1024, "master_height": 1024},
-        "quality": {"max_edit_attempts": 1},
-    }
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "brief.yaml"
-    path.write_text(yaml.safe_dump(brief))
-    return path
+    return _write_brief(folder, "size-set-test", subjects=[
+        {"subject": subjects[0], "style": "product", "lighting": "product", "composition": "rule_of_thirds",
+         "mood": "elegant"},
+        {"subject": subjects[1], "style": "lifestyle", "lighting": "golden_hour", "composition": "leading_lines",
+         "mood": "energetic"}])
 
 
 def rows(out: Path) -> list[dict]:

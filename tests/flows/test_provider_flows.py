@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deployments.cli import main as cli_main
+from tests.flows.cli_runs import run
 from tests.emulators.neuroflash import NeuroflashEmulator
 from tests.emulators.nvidia import NvidiaEmulator
 from tests.emulators.serve import serve_asgi
@@ -83,12 +83,6 @@ def brief_file(tmp_path: Path, provider, campaign: str, **quality) -> Path:
     path = tmp_path / f"{campaign}.yaml"
     path.write_text(yaml.safe_dump(brief))
     return path
-
-
-def run(capsys, brief: Path, out: Path, *extra: str) -> tuple[int, dict | None, str]:
-    code = cli_main(["run", str(brief), "--out", str(out), "--json", *extra])
-    captured = capsys.readouterr()
-    return code, (json.loads(captured.out) if captured.out.strip() else None), captured.err
 
 
 def catalog(out: Path) -> list[dict]:

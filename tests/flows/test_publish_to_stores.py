@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deployments.cli import main as cli_main
+from tests.flows.cli_runs import run
 from tests.emulators.gitlab import PROJECT_ID, GitLabEmulator
 from tests.emulators.serve import serve_asgi
 from tests.emulators.supabase import SupabaseEmulator
@@ -58,12 +58,6 @@ def write_brief(tmp_path: Path, campaign: str) -> Path:
     path = tmp_path / f"{campaign}.yaml"
     path.write_text(yaml.safe_dump(brief))
     return path
-
-
-def run(capsys, brief: Path, out: Path, *extra: str) -> tuple[int, dict | None, str]:
-    code = cli_main(["run", str(brief), "--out", str(out), "--json", *extra])
-    captured = capsys.readouterr()
-    return code, (json.loads(captured.out) if captured.out.strip() else None), captured.err
 
 
 def rows(out: Path) -> list[dict]:

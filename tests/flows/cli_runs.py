@@ -1,0 +1,15 @@
+"""`imagegen run ... --json` in this process, for the flow tests (on the session's Prefect harness)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from deployments.cli import main as cli_main
+
+
+def run(capsys, brief: Path, out: Path, *extra: str) -> tuple[int, dict | None, str]:
+    """(exit code, the JSON summary or None, stderr)."""
+    code = cli_main(["run", str(brief), "--out", str(out), "--json", *extra])
+    captured = capsys.readouterr()
+    return code, (json.loads(captured.out) if captured.out.strip() else None), captured.err

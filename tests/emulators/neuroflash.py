@@ -30,7 +30,7 @@ from collections import Counter
 from typing import Any
 from urllib.parse import parse_qs
 
-from PIL import Image
+from PIL import Image, ImageDraw
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -82,9 +82,14 @@ def render_image(aspect_ratio: str, output_format: str, seed_text: str, long_sid
         width, height = long_side, max(1, round(long_side * ah / aw))
     else:
         width, height = max(1, round(long_side * aw / ah)), long_side
+    # shapes placed by the digest, not one fixed layout: fixed layouts share a pHash often enough
+    # (1 pair in 35) to make the duplicate gate quarantine a fresh image at random
     digest = hashlib.sha256(seed_text.encode()).digest()
     im = Image.new("RGB", (width, height), tuple(digest[:3]))
-    im.paste(tuple(digest[3:6]), (0, 0, width // 2, height // 2))
+    draw = ImageDraw.Draw(im)
+    for i in range(4):
+        x0, y0 = digest[3 + i] * width // 256, digest[7 + i] * height // 256
+        draw.ellipse((x0, y0, x0 + width // 3, y0 + height // 3), fill=tuple(digest[11 + 3 * i:14 + 3 * i]))
     buf = io.BytesIO()
     im.save(buf, format=_PIL_FORMATS[output_format][0])
     return buf.getvalue(), width, height

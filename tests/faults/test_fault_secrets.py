@@ -104,6 +104,11 @@ def _files_text(*roots: Path) -> bytes:
     return blob
 
 
+def _around(text: str, secret: str, width: int = 400) -> str:
+    at = text.find(secret)
+    return text[max(0, at - width):at + len(secret) + width // 4]
+
+
 def test_sentinel_secrets_never_leave_their_blocks(prefect_harness, services, fast_retries, tmp_path, capsys,
                                                    caplog):
     from prefect.settings import PREFECT_LOCAL_STORAGE_PATH
@@ -129,14 +134,14 @@ def test_sentinel_secrets_never_leave_their_blocks(prefect_harness, services, fa
     # 1. NVIDIA refuses the key and echoes it ("Bearer nvapi-..."): masters fail with the reason
     nvidia.faults.expired_key = True
     out_nvidia = tmp_path / "out-nvidia"
-    assert run(write_brief(tmp_path, "secrets-nvidia", provider={"name": "nvidia"}), out_nvidia) == 1
+    assert run(write_brief(tmp_path, "secrets-nvidia", provider={"name": "nvidia"}), out_nvidia) == 1, texts[-3:]
     assert "ProviderAuthError" in json.dumps(json.loads(texts[-2])["failed"])
     nvidia.faults.expired_key = False
 
     # 2. neuroflash's token endpoint refuses the client secret and echoes it: the run stops before any
     #    generation (the CLI's pre-flight check already needs a token) with exit 1: the brief is fine
     out_nf = tmp_path / "out-neuroflash"
-    assert run(write_brief(tmp_path, "secrets-neuroflash", provider={"name": "neuroflash"}), out_nf) == 1
+    assert run(write_brief(tmp_path, "secrets-neuroflash", provider={"name": "neuroflash"}), out_nf) == 1, texts[-3:]
     assert "nf-SENTINEL" not in texts[-1] and "NEUROFLASH_CLIENT_SECRET" in texts[-1], texts[-1][-800:]
 
     # 3. each store's gateway in turn refuses and echoes the key / token: publishing fails, nothing is kept
@@ -146,14 +151,14 @@ def test_sentinel_secrets_never_leave_their_blocks(prefect_harness, services, fa
     out_stores = tmp_path / "out-stores"
     for gateway, store in ((supabase, "supabase"), (gitlab, "gitlab")):
         gateway.echo = True
-        assert run(stores_brief, out_stores) == 1
+        assert run(stores_brief, out_stores) == 1, (store, texts[-3:])
         # a master whose files all route to the other store publishes (failures are per master);
         # nothing is cataloged in the store that refused
         assert gateway.refused and not [r for r in catalog_rows(out_stores) if r["store"] == store]
         gateway.echo = False
 
     # 4. the same brief once the gateways behave: everything published and catalogued
-    assert run(stores_brief, out_stores) == 0, texts[-1]
+    assert run(stores_brief, out_stores) == 0, texts[-3:]
     rows = catalog_rows(out_stores)
     assert {r["store"] for r in rows} == {"supabase", "gitlab"}
 
@@ -165,8 +170,11 @@ def test_sentinel_secrets_never_leave_their_blocks(prefect_harness, services, fa
         "catalog rows": json.dumps(rows) + json.dumps(catalog_rows(out_nvidia)),
     }
     files = _files_text(out_nvidia, out_nf, out_stores, Path(PREFECT_LOCAL_STORAGE_PATH.value()))
-    leaks = [f"{secret} in {where}" for where, text in records.items() for secret in SECRETS if secret in text]
-    leaks += [f"{secret} in an output or result file" for secret in SECRETS if secret.encode() in files]
+    # each leak with the text around it, so a failure on CI says where the secret went
+    leaks = [f"{secret} in {where}: ...{_around(text, secret)}..."
+             for where, text in records.items() for secret in SECRETS if secret in text]
+    leaks += [f"{secret} in an output or result file: ...{_around(files.decode('latin-1'), secret)}..."
+              for secret in SECRETS if secret.encode() in files]
     assert leaks == []
     # the echoes really happened: otherwise this test proves nothing
     assert nvidia.statuses[401] >= 2 and neuroflash.calls and supabase.refused and gitlab.refused

@@ -144,7 +144,7 @@ def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_a
                 unused.append(ahead)
             jobs[aid] = publish_job(master, template, targets=targets_by_asset[aid], brief=the_brief,
                                     work_dir=work_dir, **stores, **credentials, rendered=ahead if usable else None)
-        rows, stored, upserted = publish_and_catalog(jobs, catalog, logger, failed)
+        record = publish_and_catalog(jobs, catalog, logger, failed, out / "gallery.html")
     finally:
         # renders nobody will store (of quarantined or edited masters) finish before their scratch goes
         wait([f for f in unused + [f for _, f in rendered.values()] if isinstance(f, PrefectFuture)])
@@ -155,4 +155,4 @@ def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_a
         providers_used={p: sum(1 for m in masters.values() if m.provider == p)
                         for p in {m.provider for m in masters.values()}},
         gx_report=report.docs_index if report else None)
-    return record_run(summary, rows, stored, upserted, catalog, out, started)
+    return record_run(summary, record, catalog, out, started)

@@ -98,7 +98,7 @@ def size_set_flow(brief: str | dict, size_sets: list[str], out_dir: str = "image
             jobs[row.asset_id] = publish_job(future.result(), template_from_row(row), targets=targets, small=small,
                                              large=large, quarantine=quarantine_block(out),
                                              brief=brief_without_master, work_dir=work_dir, **credentials)
-        rows, stored, upserted = publish_and_catalog(jobs, catalog, logger, failed)
+        record = publish_and_catalog(jobs, catalog, logger, failed, None)
     summary = RunSummary(campaign=the_brief.campaign, out_dir=str(out), masters=len(published),
                          generated=len(jobs), failed=failed, provider_calls=0)
-    return record_run(summary, rows, stored, upserted, catalog, out, started, whole_campaign_gallery=True)
+    return record_run(summary, record, catalog, out, started)

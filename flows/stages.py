@@ -20,7 +20,7 @@ from imagegen.brief import Brief
 from imagegen.catalog.base import CatalogRow
 from imagegen.catalog.rows import rows_for_files
 from imagegen.errors import BudgetExhausted, ProviderError, QuotaExhausted, is_transient
-from imagegen.gallery import write_gallery
+from imagegen.gallery import GalleryCards, write_gallery
 from imagegen.imaging.metrics import ImageMeasurements
 from imagegen.models import GeneratedImage
 from imagegen.pixelwork import return_free_memory
@@ -157,6 +157,7 @@ class TaskStream:
     def next_finished(self) -> tuple[Any, PrefectFuture]:
         key, future = self._finished.get()
         self.in_flight -= 1
+        forget_cancel_events([future.task_run_id])
         if (settle := self._settle.pop(id(future), None)) is not None:
             settle(future)
         return key, future
@@ -180,6 +181,20 @@ def forget_finished_results() -> int:
     for key in stale:
         context.run_results.pop(key, None)
     return len(stale)
+
+
+def forget_cancel_events(task_run_ids) -> int:
+    """Drop the cancel events Prefect's ThreadPoolTaskRunner keeps for these finished task runs.
+
+    The runner keeps a threading.Event per submitted task (to cancel it while it runs) until the
+    flow run ends: ~1 KB each, four or more per master. A finished task has nothing to cancel.
+    """
+    from prefect.context import FlowRunContext
+
+    events = getattr(getattr(FlowRunContext.get(), "task_runner", None), "_cancel_events", None)
+    if not isinstance(events, dict):
+        return 0
+    return sum(events.pop(task_run_id, None) is not None for task_run_id in task_run_ids)
 
 
 def release_memory() -> None:
@@ -522,6 +537,8 @@ def publish_chunk(jobs: dict[str, PublishJob], logger, failed: list[FailedAsset]
         else:
             futures[aid] = publish_master.submit(rendered=job.rendered, **job.store)
     wait(list(futures.values()))
+    renders = [job.rendered for job in jobs.values() if isinstance(job.rendered, PrefectFuture)]
+    forget_cancel_events([f.task_run_id for f in [*futures.values(), *renders]])
     rows: list[CatalogRow] = []
     stored: list[PublishedFile] = []
     for aid, future in futures.items():
@@ -555,18 +572,43 @@ def ensure_rendered(jobs: list[PublishJob]) -> None:
             job.rendered = render_master.submit(**job.render)
 
 
+@dataclass
+class RunRecord:
+    """What the run's record (summary, gallery, table artifact) needs of its catalog rows, gathered
+    chunk by chunk so that a long run lets each chunk's rows (4-6 KB each) go once they are written."""
+
+    gallery: GalleryCards | None  # None: the page shows the whole campaign, drawn from the catalog
+    statuses: dict[str, str] = field(default_factory=dict)  # asset id -> published / quarantined
+    files_stored: int = 0
+    files_written: int = 0
+    table: list[dict[str, Any]] = field(default_factory=list)  # the assets artifact, a line per file
+    upserted: Any = None
+
+    def add(self, rows: list[CatalogRow], stored: list[PublishedFile]) -> None:
+        self.statuses.update((row.asset_id, row.status) for row in rows)
+        self.files_stored += len(stored)
+        self.files_written += sum(1 for f in stored if f.stored.written)
+        self.table += [{"asset_id": r.asset_id, "variant": r.variant, "status": r.status, "store": r.store,
+                        "size": f"{r.width}x{r.height}", "format": r.format, "bytes": r.bytes,
+                        "gates": "pass" if r.gates.get("passed") else "; ".join(
+                            f["reason"] for f in r.gates.get("failures", [])), "url": r.url} for r in rows]
+        if self.gallery is not None:
+            self.gallery.add(rows)
+
+
 def publish_and_catalog(jobs: dict[str, PublishJob], catalog, logger, failed: list[FailedAsset],
-                        chunk: int = CATALOG_CHUNK):
+                        gallery_page: Path | None, chunk: int = CATALOG_CHUNK) -> RunRecord:
     """Publish and catalog in chunks, each chunk one transaction: if the catalog refuses a chunk's rows,
     every publish task of that chunk has its rollback hook delete the files it wrote, so no file is
     left without a row (and no row without a file, since rows are written only after their files).
-    Earlier chunks stay published and cataloged; a rerun of the same brief completes the set."""
+    Earlier chunks stay published and cataloged; a rerun of the same brief completes the set.
+    The gallery's cards for `gallery_page` are drawn chunk by chunk (None: the caller draws them)."""
     from imagegen.catalog.base import UpsertResult
+
+    record = RunRecord(GalleryCards(gallery_page) if gallery_page is not None else None)
 
     ids = list(jobs)
     chunks = [ids[i:i + chunk] for i in range(0, len(ids), chunk)]
-    rows: list[CatalogRow] = []
-    stored: list[PublishedFile] = []
     total = UpsertResult()
     counter = [0]
     for index, part in enumerate(chunks):
@@ -577,50 +619,52 @@ def publish_and_catalog(jobs: dict[str, PublishJob], catalog, logger, failed: li
             upserted = write_catalog(part_rows, catalog)
         for aid in part:  # the chunk's masters and renders are done with: let them go
             jobs[aid].rendered = jobs[aid].master = None
+        record.add(part_rows, part_stored)
+        del part_rows, part_stored
         release_memory()
-        rows += part_rows
-        stored += part_stored
         total = UpsertResult(inserted=total.inserted + upserted.inserted, updated=total.updated + upserted.updated,
                              unchanged=total.unchanged + upserted.unchanged)
     logger.info(f"[catalog] {total.inserted} new, {total.updated} updated, {total.unchanged} unchanged")
-    return rows, stored, total
+    record.upserted = total
+    return record
 
 
-def record_run(summary: RunSummary, rows: list[CatalogRow], stored: list[PublishedFile], upserted, catalog,
-               out: Path, started: float, whole_campaign_gallery: bool = False) -> RunSummary:
+def record_run(summary: RunSummary, record: RunRecord, catalog, out: Path, started: float) -> RunSummary:
     """The run's record: gallery page, summary file, Prefect artifacts.
 
-    The gallery shows this run's rows, or every row of the campaign (a size-set run adds variants to
-    masters published earlier, and the page should show them together).
+    The gallery shows this run's masters, or, when the record drew no cards, every master of the
+    campaign (a size-set run adds variants to masters published earlier, and the page should show
+    them together).
     """
-    statuses = {row.asset_id: row.status for row in rows}
+    statuses = record.statuses.values()
     summary = summary.model_copy(update=dict(
-        published=sum(1 for s in statuses.values() if s == "published"),
-        quarantined=sum(1 for s in statuses.values() if s == "quarantined"),
-        files_stored=len(stored), files_written=sum(1 for f in stored if f.stored.written),
-        catalog_inserted=upserted.inserted, catalog_updated=upserted.updated, catalog_unchanged=upserted.unchanged,
+        published=sum(1 for s in statuses if s == "published"),
+        quarantined=sum(1 for s in statuses if s == "quarantined"),
+        files_stored=record.files_stored, files_written=record.files_written,
+        catalog_inserted=record.upserted.inserted, catalog_updated=record.upserted.updated,
+        catalog_unchanged=record.upserted.unchanged,
         catalog=getattr(catalog, "path", None) or catalog.get_block_type_slug(),
         gallery=str(out / "gallery.html"), seconds=round(time.monotonic() - started, 2)))
-    gallery_rows = catalog.get_catalog().rows(summary.campaign) if whole_campaign_gallery else rows
-    write_gallery(gallery_rows, out / "gallery.html", campaign=summary.campaign,
-                  summary={"masters": summary.masters, "published": summary.published,
-                           "quarantined": summary.quarantined, "files": summary.files_stored,
-                           "provider_calls": summary.provider_calls},
-                  gx_report=summary.gx_report)
+    cards = record.gallery
+    if cards is None:  # the whole campaign's masters, as the catalog holds them
+        cards = GalleryCards(out / "gallery.html")
+        cards.add(catalog.get_catalog().rows(summary.campaign))
+    try:
+        write_gallery(cards, out / "gallery.html", campaign=summary.campaign,
+                      summary={"masters": summary.masters, "published": summary.published,
+                               "quarantined": summary.quarantined, "files": summary.files_stored,
+                               "provider_calls": summary.provider_calls},
+                      gx_report=summary.gx_report)
+    finally:
+        cards.close()
     (out / "run-summary.json").write_text(summary.model_dump_json(indent=2))
-    report_artifacts(summary, rows)
+    report_artifacts(summary, record.table)
     return summary
 
 
-def report_artifacts(summary: RunSummary, rows: list[CatalogRow]) -> None:
+def report_artifacts(summary: RunSummary, table: list[dict[str, Any]]) -> None:
     key = summary.campaign.lower()
-    create_table_artifact(
-        key=f"{key}-assets",
-        table=[{"asset_id": r.asset_id, "variant": r.variant, "status": r.status, "store": r.store,
-                "size": f"{r.width}x{r.height}", "format": r.format, "bytes": r.bytes,
-                "gates": "pass" if r.gates.get("passed") else "; ".join(
-                    f["reason"] for f in r.gates.get("failures", [])), "url": r.url} for r in rows],
-        description=f"Assets of campaign {summary.campaign}")
+    create_table_artifact(key=f"{key}-assets", table=table, description=f"Assets of campaign {summary.campaign}")
     create_markdown_artifact(
         key=f"{key}-summary",
         markdown="## imagegen run\n\n" + "\n".join(f"- {line}" for line in summary.lines()),

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
+import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -47,31 +48,71 @@ def picture_for_rows(rows: list[CatalogRow], page_dir: Path, alt: str, sizes: st
     return Markup(picture_html(srcsets, alt=alt, width=largest.width, height=largest.height, sizes=sizes))
 
 
-def write_gallery(rows: list[CatalogRow], page: Path, *, campaign: str, summary: dict,
-                  gx_report: str | None = None) -> Path:
-    masters: "OrderedDict[str, dict]" = OrderedDict()
-    by_asset: dict[str, list[CatalogRow]] = {}
-    for row in rows:
-        by_asset.setdefault(row.asset_id, []).append(row)
-    for row in sorted(rows, key=lambda r: (r.status != "published", r.asset_id, r.variant != "master", r.variant)):
-        card = masters.setdefault(row.asset_id, {
-            "asset_id": row.asset_id, "status": row.status, "prompt": row.prompt, "provider": row.provider,
-            "model": row.model, "seed": row.seed, "badges": gate_badges(row.gates), "variants": [],
-            "stand_in": bool(row.metadata.get("stand_in")), "edits": row.metadata.get("edits", []),
-            "alt": row.alt_text, "blurhash": row.metadata.get("blurhash"), "palette": row.metadata.get("palette", []),
-            "picture": picture_for_rows(by_asset[row.asset_id], page.parent, row.alt_text or row.prompt[:125]),
-        })
-        card["variants"].append({
-            "variant": row.variant, "src": image_src(row.url, page.parent), "url": row.url, "width": row.width,
+def asset_card(rows: list[CatalogRow], page_dir: Path) -> dict:
+    """The card of one master: its rows (master first), as the gallery template draws them."""
+    rows = sorted(rows, key=lambda r: (r.variant != "master", r.variant))
+    first = rows[0]
+    alt = first.alt_text or first.prompt[:125]
+    return {
+        "asset_id": first.asset_id, "status": first.status, "prompt": first.prompt, "provider": first.provider,
+        "model": first.model, "seed": first.seed, "badges": gate_badges(first.gates),
+        "stand_in": bool(first.metadata.get("stand_in")), "edits": first.metadata.get("edits", []),
+        "alt": first.alt_text, "blurhash": first.metadata.get("blurhash"), "palette": first.metadata.get("palette", []),
+        "picture": picture_for_rows(rows, page_dir, alt),
+        "variants": [{
+            "variant": row.variant, "src": image_src(row.url, page_dir), "url": row.url, "width": row.width,
             "height": row.height, "format": row.format, "kb": round(row.bytes / 1024), "store": row.store,
             "alt": row.alt_text or row.prompt[:125],
             "signed": (row.metadata.get("content_credentials") or {}).get("c2pa") == "signed",
-        })
-    html = _env.get_template("gallery.html").render(
-        campaign=campaign, masters=list(masters.values()), summary=summary,
+        } for row in rows],
+    }
+
+
+class GalleryCards:
+    """The gallery's cards, drawn as each chunk of masters is cataloged and kept in an unnamed temp
+    file, so the page of a long run never needs every catalog row (4-6 KB each) in memory at once.
+
+    The page lists published masters before quarantined ones, each group by asset id, whatever order
+    the chunks came in.
+    """
+
+    def __init__(self, page: Path):
+        self.page_dir = page.parent
+        self._spool = tempfile.TemporaryFile(dir=self.page_dir if self.page_dir.is_dir() else None)
+        self._index: list[tuple[bool, str, int, int]] = []  # (quarantined, asset id, offset, length)
+        self._card = _env.get_template("gallery_card.html").module.card
+
+    def add(self, rows: list[CatalogRow]) -> None:
+        by_asset: dict[str, list[CatalogRow]] = {}
+        for row in rows:
+            by_asset.setdefault(row.asset_id, []).append(row)
+        for asset_id, asset_rows in by_asset.items():
+            html = str(self._card(asset_card(asset_rows, self.page_dir))).encode()
+            self._spool.seek(0, os.SEEK_END)
+            self._index.append((asset_rows[0].status != "published", asset_id, self._spool.tell(), len(html)))
+            self._spool.write(html)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __iter__(self) -> Iterator[Markup]:
+        for _, _, offset, length in sorted(self._index):
+            self._spool.seek(offset)
+            yield Markup(self._spool.read(length).decode())
+
+    def close(self) -> None:
+        self._spool.close()
+
+
+def write_gallery(cards: Iterable[Markup], page: Path, *, campaign: str, summary: dict,
+                  gx_report: str | None = None) -> Path:
+    """Write the page, streaming the cards into it (it is never one string in memory)."""
+    stream = _env.get_template("gallery.html").stream(
+        campaign=campaign, cards=cards, summary=summary,
         gx_report=image_src(Path(gx_report).resolve().as_uri(), page.parent) if gx_report else None)
     page.parent.mkdir(parents=True, exist_ok=True)
     tmp = page.with_suffix(".tmp")
-    tmp.write_text(html, encoding="utf-8")
+    with tmp.open("w", encoding="utf-8") as fh:
+        stream.dump(fh)
     tmp.replace(page)
     return page

@@ -9,6 +9,7 @@ from typing import Any
 from PIL import Image
 from pydantic import BaseModel
 
+from imagegen.imaging.resample import reuse_pixels
 from imagegen.models import FORMAT_CONTENT_TYPES, FORMAT_EXTENSIONS, ImageRef, StoredObject
 from imagegen.sizes import Target
 from imagegen.stores.base import AssetStore, SizeRouter, safe_key
@@ -161,27 +162,28 @@ def render_variants(master: ImageRef, targets: list[Target], *, xmp: bytes, work
     # Targets that differ only by name (instagram_square and facebook_feed are both 1080x1080 JPEG
     # under 1 MB) would render to the same bytes: the first one's file is copied instead.
     made: dict[tuple, RenderedVariant] = {}
-    for target in targets:
-        upscaled = target.width > source.width or target.height > source.height
-        ext = FORMAT_EXTENSIONS[target.format]
-        path = work_dir / f"{target.name}.{ext}"
-        same_output = (target.width, target.height, target.format, target.max_bytes)
-        if same_output in made:
-            twin = made[same_output]
-            _write_atomically(path, Path(twin.path).read_bytes())
-            rendered.append(twin.model_copy(update={"variant": target.name, "platform": target.platform,
-                                                    "path": str(path.resolve())}))
-            continue
-        img = _finish(source, target.width, target.height, saliency, options, logo, logo_options)
-        result = encode_image(img, path, target.format, xmp=xmp,
-                              max_bytes=target.max_bytes, ssim_floor=options.ssim_floor)
-        rendered.append(RenderedVariant(variant=target.name, platform=target.platform, path=str(result.path),
-                                        width=img.width, height=img.height, format=target.format,
-                                        bytes=result.bytes, quality=result.quality, max_bytes=target.max_bytes,
-                                        upscaled=upscaled, ssim=result.ssim, budget_note=result.reason))
-        made[same_output] = rendered[-1]
-    if options.responsive:
-        rendered += render_responsive(source, options.responsive, xmp=xmp, work_dir=work_dir)
+    with reuse_pixels(source):  # the master's pixels go to libvips once for every target
+        for target in targets:
+            upscaled = target.width > source.width or target.height > source.height
+            ext = FORMAT_EXTENSIONS[target.format]
+            path = work_dir / f"{target.name}.{ext}"
+            same_output = (target.width, target.height, target.format, target.max_bytes)
+            if same_output in made:
+                twin = made[same_output]
+                _write_atomically(path, Path(twin.path).read_bytes())
+                rendered.append(twin.model_copy(update={"variant": target.name, "platform": target.platform,
+                                                        "path": str(path.resolve())}))
+                continue
+            img = _finish(source, target.width, target.height, saliency, options, logo, logo_options)
+            result = encode_image(img, path, target.format, xmp=xmp,
+                                  max_bytes=target.max_bytes, ssim_floor=options.ssim_floor)
+            rendered.append(RenderedVariant(variant=target.name, platform=target.platform, path=str(result.path),
+                                            width=img.width, height=img.height, format=target.format,
+                                            bytes=result.bytes, quality=result.quality, max_bytes=target.max_bytes,
+                                            upscaled=upscaled, ssim=result.ssim, budget_note=result.reason))
+            made[same_output] = rendered[-1]
+        if options.responsive:
+            rendered += render_responsive(source, options.responsive, xmp=xmp, work_dir=work_dir)
     return rendered
 
 

@@ -23,6 +23,8 @@ from skimage.color import rgb2lab
 from skimage.filters import gaussian, sobel
 from skimage.measure import label
 
+from imagegen.imaging.resample import resample as resample_image
+
 # How far the centre prior can tilt the map: weak, it only breaks ties between equal regions.
 _CENTRE_PRIOR_WEIGHT = 0.2
 # Candidate windows kept within this share of the best mass count as "just as good"; the crop
@@ -245,7 +247,8 @@ def render_variant(img: Image.Image, target_w: int, target_h: int, saliency: np.
     at most 2x the target (every social target from a 2048 px master: factors 1.07-1.90; full-size
     luma SSIM against LANCZOS >= 0.9959 on the bench masters, ~23 % cheaper: numbers at
     `BICUBIC_MAX_FACTOR`), LANCZOS with an integer box reduce first beyond that. A source
-    smaller than the target is enlarged with LANCZOS; `upscale_factor` tells the caller so.
+    smaller than the target is enlarged with LANCZOS; `upscale_factor` tells the caller so. The
+    resample runs in libvips where it can (imagegen.imaging.resample: same kernels, 2-3.5x faster).
     """
     if img.mode not in ("RGB", "RGBA", "L"):
         img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
@@ -253,4 +256,4 @@ def render_variant(img: Image.Image, target_w: int, target_h: int, saliency: np.
         saliency = saliency_map(img)
     box = plan_crop(saliency, img.width, img.height, target_w, target_h)
     resample = downscale_filter(max(box[2] - box[0], box[3] - box[1]), max(target_w, target_h))
-    return img.resize((target_w, target_h), resample, box=box, reducing_gap=_REDUCING_GAP)
+    return resample_image(img, (target_w, target_h), resample, box=box, reducing_gap=_REDUCING_GAP)

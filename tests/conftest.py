@@ -1,7 +1,9 @@
 """Test-wide settings: an isolated PREFECT_HOME, no analytics, and one Prefect harness per session.
 
 Unit tests never touch Prefect. Flow tests use the `prefect_harness` fixture, which starts one
-temporary Prefect server for the whole session (15-25 s here) instead of one per test.
+temporary Prefect server for the whole session (15-25 s here) instead of one per test. When the
+session ends, that server's records and the persisted results are searched for the marker every
+sentinel credential carries: a leak from any test fails the session.
 """
 
 from __future__ import annotations
@@ -36,6 +38,22 @@ def prefect_harness():
         # each flow run would otherwise wait ~1 s for its heartbeat thread at exit
         with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             yield
+            assert_no_sentinel_left()
+
+
+# Every credential a test hands the code contains this marker (nvapi-SENTINEL-..., sb-SENTINEL, ...).
+SENTINEL_MARK = "SENTINEL"
+
+
+def assert_no_sentinel_left() -> None:
+    """After every test that used the session's Prefect API: no sentinel credential reached its logs,
+    artifacts, flow or task runs, or the results persisted under PREFECT_HOME."""
+    from tests.prefect_records import api_records, around, files_text
+
+    where = {"the Prefect API (logs, artifacts, flow and task runs)": api_records(),
+             "persisted results": files_text(_PREFECT_HOME / "storage").decode("latin-1")}
+    leaks = [f"{name}: ...{around(text, SENTINEL_MARK)}..." for name, text in where.items() if SENTINEL_MARK in text]
+    assert not leaks, "a sentinel secret left its block during the session:\n" + "\n".join(leaks)
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from tests.emulators.neuroflash import NeuroflashEmulator
 from tests.emulators.serve import serve_asgi
 from tests.emulators.supabase import SupabaseEmulator
 from tests.faults.conftest import NVIDIA_KEY, catalog_rows, write_brief
+from tests.prefect_records import api_records, around, files_text
 
 pytestmark = pytest.mark.prefect
 
@@ -65,48 +66,6 @@ def services(nvidia, monkeypatch):
                             "GITLAB_TOKEN": GITLAB_TOKEN, "IMAGEGEN_GITLAB_PROJECT": str(PROJECT_ID)}.items():
             monkeypatch.setenv(name, value)
         yield nvidia, neuroflash, supabase, gitlab
-
-
-def _api_records(since: datetime) -> str:
-    """Everything the Prefect API holds that a secret could have reached, as one text (events since
-    `since`: the API pages them 50 at a time)."""
-    from prefect.client.orchestration import get_client
-    from prefect.events.filters import EventFilter, EventOccurredFilter
-    from prefect.logging.handlers import APILogWorker
-
-    APILogWorker.drain_all(timeout=10)
-    parts: list[str] = []
-    with get_client(sync_client=True) as client:
-        for reader in (client.read_logs, lambda **kw: client.read_artifacts(**kw),
-                       lambda **kw: client.read_flow_runs(**kw), lambda **kw: client.read_task_runs(**kw)):
-            offset = 0
-            while True:
-                page = reader(limit=200, offset=offset)
-                parts += [item.model_dump_json() for item in page]
-                if len(page) < 200:
-                    break
-                offset += 200
-        events = client.read_events(EventFilter(occurred=EventOccurredFilter(since=since)), limit=50)
-        while True:
-            parts += [event.model_dump_json() for event in events.events]
-            if not events.next_page:
-                break
-            events = client.read_events_page(events.next_page)
-    return "\n".join(parts)
-
-
-def _files_text(*roots: Path) -> bytes:
-    blob = b""
-    for root in roots:
-        for path in root.rglob("*") if root.exists() else []:
-            if path.is_file():
-                blob += path.read_bytes() + b"\n"
-    return blob
-
-
-def _around(text: str, secret: str, width: int = 400) -> str:
-    at = text.find(secret)
-    return text[max(0, at - width):at + len(secret) + width // 4]
 
 
 def test_sentinel_secrets_never_leave_their_blocks(prefect_harness, services, fast_retries, tmp_path, capsys,
@@ -166,15 +125,35 @@ def test_sentinel_secrets_never_leave_their_blocks(prefect_harness, services, fa
     records = {
         "stdout/stderr/exceptions": "\n".join(texts),
         "log records": logged,
-        "Prefect API (logs, artifacts, flow runs, task runs, events)": _api_records(started),
+        "Prefect API (logs, artifacts, flow runs, task runs, events)": api_records(events_since=started),
         "catalog rows": json.dumps(rows) + json.dumps(catalog_rows(out_nvidia)),
     }
-    files = _files_text(out_nvidia, out_nf, out_stores, Path(PREFECT_LOCAL_STORAGE_PATH.value()))
+    files = files_text(out_nvidia, out_nf, out_stores, Path(PREFECT_LOCAL_STORAGE_PATH.value()))
     # each leak with the text around it, so a failure on CI says where the secret went
-    leaks = [f"{secret} in {where}: ...{_around(text, secret)}..."
+    leaks = [f"{secret} in {where}: ...{around(text, secret)}..."
              for where, text in records.items() for secret in SECRETS if secret in text]
-    leaks += [f"{secret} in an output or result file: ...{_around(files.decode('latin-1'), secret)}..."
+    leaks += [f"{secret} in an output or result file: ...{around(files.decode('latin-1'), secret)}..."
               for secret in SECRETS if secret.encode() in files]
     assert leaks == []
     # the echoes really happened: otherwise this test proves nothing
     assert nvidia.statuses[401] >= 2 and neuroflash.calls and supabase.refused and gitlab.refused
+
+
+def test_the_session_scan_finds_a_sentinel_and_forgets_it_once_deleted(prefect_harness):
+    """The check every session ends with (tests/conftest.py) is not blind: an artifact carrying a
+    sentinel fails it, naming where; deleted again, the session's own check is clean of it."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import ArtifactCreate
+
+    from tests.conftest import assert_no_sentinel_left
+
+    with get_client(sync_client=True) as client:
+        probe = client.create_artifact(ArtifactCreate(key="sentinel-scan-probe", type="markdown",
+                                                      data="token: glpat-SENTINEL-scan-probe"))
+    try:
+        with pytest.raises(AssertionError, match=r"Prefect API[\s\S]*glpat-SENTINEL-scan-probe"):
+            assert_no_sentinel_left()
+    finally:
+        with get_client(sync_client=True) as client:
+            client.delete_artifact(probe.id)
+    assert_no_sentinel_left()

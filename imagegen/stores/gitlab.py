@@ -29,12 +29,15 @@ Retry-After (read from the response through a session hook) the way python-gitla
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -74,18 +77,39 @@ class UploadIndex(Protocol):
     def remove(self, key: str) -> None: ...
 
 
+_FILE_LOCKS: dict[Path, threading.Lock] = {}
+_FILE_LOCKS_GUARD = threading.Lock()
+
+
 class JsonFileUploadIndex:
     """key -> UploadRecord in a JSON file, re-read on every call so store instances share it.
 
-    `path=None` keeps the index in memory only (one store instance's lifetime). Writes are atomic
-    (temp file + rename); concurrent processes may lose an entry, which costs a re-upload, never a
-    wrong URL.
+    `path=None` keeps the index in memory only (one store instance's lifetime). Every publish task
+    opens a store of its own, so each read-modify-write holds a lock for the file that all instances
+    in the process share, and an flock on `.<file>.lock` against other processes: a lost remove would
+    leave the record of a deleted upload, and the next run would skip uploading that file. Writes
+    are atomic (temp file + rename).
     """
 
     def __init__(self, path: str | Path | None = None):
-        self.path = Path(path) if path else None
+        self.path = Path(path).resolve() if path else None
         self._memory: dict[str, dict[str, Any]] = {}
-        self._lock = threading.Lock()
+        if self.path is None:
+            self._thread_lock = threading.Lock()
+        else:
+            with _FILE_LOCKS_GUARD:
+                self._thread_lock = _FILE_LOCKS.setdefault(self.path, threading.Lock())
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        with self._thread_lock:
+            if self.path is None:
+                yield
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path.with_name(f".{self.path.name}.lock"), "a") as lock_file:
+                fcntl.flock(lock_file, fcntl.LOCK_EX)  # released when the file closes
+                yield
 
     def _load(self) -> dict[str, dict[str, Any]]:
         if self.path is None:
@@ -108,18 +132,18 @@ class JsonFileUploadIndex:
         os.replace(tmp, self.path)
 
     def get(self, key: str) -> UploadRecord | None:
-        with self._lock:
+        with self._lock():
             entry = self._load().get(key)
         return UploadRecord(**entry) if entry else None
 
     def put(self, key: str, record: UploadRecord) -> None:
-        with self._lock:
+        with self._lock():
             entries = dict(self._load())
             entries[key] = asdict(record)
             self._save(entries)
 
     def remove(self, key: str) -> None:
-        with self._lock:
+        with self._lock():
             entries = dict(self._load())
             if entries.pop(key, None) is not None:
                 self._save(entries)

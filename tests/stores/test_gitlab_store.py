@@ -279,3 +279,29 @@ def test_block_builds_a_working_store_and_hides_the_token(gitlab_emu, png, tmp_p
     assert GITLAB_TOKEN not in repr(block)
     assert block.get_store().put_file(KEY, png, "image/png").written
     assert block.get_store().put_file(KEY, png, "image/png").written is False
+
+
+def test_index_instances_on_one_file_lose_no_update(tmp_path):
+    """Every publish task opens its own store, so several index instances share one file: puts and
+    removes from many threads (and the lock file, from other processes) must all land. A lost
+    remove would leave a record of a deleted upload, and the next run would skip uploading it."""
+    import threading
+
+    index_file = tmp_path / "gitlab-index.json"
+    keys = [f"c/a{i}/feed.jpg" for i in range(24)]
+    barrier = threading.Barrier(len(keys))
+
+    def put_then_remove(key: str, remove: bool) -> None:
+        index = JsonFileUploadIndex(index_file)
+        barrier.wait()
+        index.put(key, UploadRecord(url=f"https://gl/{key}", sha256="a" * 64, upload_id=1))
+        if remove:
+            index.remove(key)
+
+    threads = [threading.Thread(target=put_then_remove, args=(k, i % 2 == 0)) for i, k in enumerate(keys)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    left = JsonFileUploadIndex(index_file)
+    assert sorted(k for k in keys if left.get(k)) == sorted(keys[1::2])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 
 import imagehash
 import numpy as np
@@ -79,12 +78,6 @@ def test_bad_palette_colour_is_a_clear_error():
     with pytest.raises(ValueError, match="not a #rrggbb"):
         render_local({"palette": ["#12345"]}, 1, 64, 64)
 
-
-def test_2048_render_is_fast():
-    render_local(SPEC, 0, 256, 256)  # warm imports and caches
-    started = time.perf_counter()
-    render_local(SPEC, 1, 2048, 2048)
-    assert time.perf_counter() - started < 2.5  # ~0.3 s here; generous for loaded CI machines
 
 
 # --------------------------------------------------------------------------- provider

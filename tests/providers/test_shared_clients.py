@@ -25,20 +25,21 @@ KEY_A, KEY_B = "nvapi-SENTINEL-shared-a-0123456789", "nvapi-SENTINEL-shared-b-98
 NF_ID, NF_SECRET = "nf-shared-client", "nf-SENTINEL-shared-secret"
 
 
-@pytest.fixture(scope="module")
-def nvidia_a():
-    emulator = NvidiaEmulator(api_key=KEY_A)
+def _served_nvidia(api_key: str):
+    emulator = NvidiaEmulator(api_key=api_key)
     with serve_asgi(emulator.app) as url:
         emulator.url = url
         yield emulator
+
+
+@pytest.fixture(scope="module")
+def nvidia_a():
+    yield from _served_nvidia(KEY_A)
 
 
 @pytest.fixture(scope="module")
 def nvidia_b():
-    emulator = NvidiaEmulator(api_key=KEY_B)
-    with serve_asgi(emulator.app) as url:
-        emulator.url = url
-        yield emulator
+    yield from _served_nvidia(KEY_B)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from prefect.futures import PrefectFuture, wait
 from prefect.transactions import transaction
 
 from imagegen.brief import Brief
-from imagegen.catalog.base import CatalogRow
+from imagegen.catalog.base import CatalogRow, UpsertResult
 from imagegen.catalog.rows import rows_for_files
 from imagegen.errors import BudgetExhausted, ProviderError, QuotaExhausted, is_transient
 from imagegen.gallery import GalleryCards, write_gallery
@@ -582,7 +582,7 @@ class RunRecord:
     files_stored: int = 0
     files_written: int = 0
     table: list[dict[str, Any]] = field(default_factory=list)  # the assets artifact, a line per file
-    upserted: Any = None
+    upserted: UpsertResult = field(default_factory=UpsertResult)
 
     def add(self, rows: list[CatalogRow], stored: list[PublishedFile]) -> None:
         self.statuses.update((row.asset_id, row.status) for row in rows)
@@ -603,8 +603,6 @@ def publish_and_catalog(jobs: dict[str, PublishJob], catalog, logger, failed: li
     left without a row (and no row without a file, since rows are written only after their files).
     Earlier chunks stay published and cataloged; a rerun of the same brief completes the set.
     The gallery's cards for `gallery_page` are drawn chunk by chunk (None: the caller draws them)."""
-    from imagegen.catalog.base import UpsertResult
-
     record = RunRecord(GalleryCards(gallery_page) if gallery_page is not None else None)
 
     ids = list(jobs)

@@ -9,8 +9,10 @@ Lanczos-3 57 against 91 ms (mean absolute difference to Pillow's result 0.27 gre
 libvips is used for downscales of 8-bit "L" and "RGB" images with a BICUBIC or LANCZOS kernel.
 Everything else goes to Pillow: alpha (Pillow premultiplies it), BOX and the other filters, a
 missing or broken libvips, and upscales (libvips enlarges through an affine interpolator: luma SSIM
-0.93 against Pillow's LANCZOS at 1.25x on a grainy render, where downscales agree to >= 0.995). libvips runs single-threaded with its operation cache off: the flow already runs one pixel
-task per core (imagegen.pixelwork), and a cache would keep every master's pixels alive.
+0.93 against Pillow's LANCZOS at 1.25x on a grainy render, where downscales agree to >= 0.99).
+
+libvips runs single-threaded with its operation cache off: the flow already runs one pixel task per
+core (imagegen.pixelwork), and a cache would keep every master's pixels alive.
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ def watch_phases() -> dict[str, float]:
     """Peak RSS (MB, sampled every 50 ms) while each phase of the campaign flow runs."""
     import threading
 
-    import flows.campaign
+    import imagegen_flows.flows.campaign
 
     peaks: dict[str, float] = {}
     current: list[str] = ["flow start"]
@@ -74,7 +74,7 @@ def watch_phases() -> dict[str, float]:
             time.sleep(0.05)
 
     for phase in PHASES:
-        original = getattr(flows.campaign, phase)
+        original = getattr(imagegen_flows.flows.campaign, phase)
 
         def wrapper(*args, __original=original, __phase=phase, **kwargs):
             current.append(__phase)
@@ -83,7 +83,7 @@ def watch_phases() -> dict[str, float]:
             finally:
                 current.append("between phases")
 
-        setattr(flows.campaign, phase, wrapper)
+        setattr(imagegen_flows.flows.campaign, phase, wrapper)
     threading.Thread(target=sample, daemon=True).start()
     return peaks
 
@@ -92,7 +92,7 @@ def child(n: int, side: int, folder: Path, phases: bool = False) -> int:
     """One run in this process; prints {"n", "rss_after_imports_mb", "peak_rss_mb", ...} as JSON."""
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    from flows.campaign import campaign_flow
+    from imagegen_flows.flows.campaign import campaign_flow
 
     import great_expectations  # noqa: F401 - the gate imports it lazily; count it in the baseline
 

@@ -89,28 +89,28 @@ PHASES = ("providers_with_quota", "generate_all", "gate_and_edit", "publish_and_
 
 def instrument(recorder: Recorder) -> list[str]:
     """Wrap the leaf work (our code doing I/O or pixels) and the flow's phases; return what was not found."""
-    import flows.campaign
-    import flows.stages
+    import imagegen_flows.flows.campaign
+    import imagegen_flows.flows.stages
     import imagegen.catalog.sqlite
     import imagegen.providers.nvidia
     import imagegen.ratelimit
-    import tasks.gate
-    import tasks.providers
-    import tasks.publish
+    import imagegen_flows.tasks.gate
+    import imagegen_flows.tasks.providers
+    import imagegen_flows.tasks.publish
 
     points = [
-        (flows.campaign, "load_settings", "flow body"),  # the flow function's first call
-        (flows.campaign, "plan_masters" if hasattr(flows.campaign, "plan_masters") else "plan_specs", "plan"),
-        (tasks.providers.check_quota, "fn", "quota"),
+        (imagegen_flows.flows.campaign, "load_settings", "flow body"),  # the flow function's first call
+        (imagegen_flows.flows.campaign, "plan_masters" if hasattr(imagegen_flows.flows.campaign, "plan_masters") else "plan_specs", "plan"),
+        (imagegen_flows.tasks.providers.check_quota, "fn", "quota"),
         (imagegen.providers.nvidia.NvidiaGenerator, "generate", "provider"),  # HTTP + verify + save
         (imagegen.ratelimit.TokenBucket, "acquire", "limiter"),  # inside provider: waiting for a token
-        (tasks.gate, "measure_image", "measure"),
-        (tasks.gate, "validate_rows", "gx"),
-        (tasks.publish, "render_variants", "render"),
-        (tasks.publish, "store_variant", "store"),
+        (imagegen_flows.tasks.gate, "measure_image", "measure"),
+        (imagegen_flows.tasks.gate, "validate_rows", "gx"),
+        (imagegen_flows.tasks.publish, "render_variants", "render"),
+        (imagegen_flows.tasks.publish, "store_variant", "store"),
         (imagegen.catalog.sqlite.SqliteCatalog, "upsert", "catalog"),
-        (flows.stages, "write_gallery", "gallery"),
-        *[(flows.campaign, phase, phase) for phase in PHASES],
+        (imagegen_flows.flows.stages, "write_gallery", "gallery"),
+        *[(imagegen_flows.flows.campaign, phase, phase) for phase in PHASES],
     ]
     return [f"{getattr(o, '__name__', type(o).__name__)}.{n}" for o, n, k in points if not recorder.wrap(o, n, k)]
 
@@ -140,7 +140,7 @@ def write_brief(folder: Path, campaign: str, n: int, seed: int) -> Path:
 
 
 def measured_run(n: int, rate: float, latency: float, folder: Path, switch, recorder: Recorder, tag: str) -> dict:
-    from flows.campaign import campaign_flow
+    from imagegen_flows.flows.campaign import campaign_flow
     from tests.emulators.nvidia import NvidiaEmulator
 
     emulator = NvidiaEmulator(api_key=KEY)

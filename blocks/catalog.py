@@ -25,7 +25,7 @@ class SqliteCatalogBlock(CatalogBlock):
 
     Example:
         ```python
-        from blocks.catalog import SqliteCatalogBlock
+        from imagegen_flows.blocks.catalog import SqliteCatalogBlock
         catalog = SqliteCatalogBlock.load("BLOCK_NAME").get_catalog()
         ```
     """

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr
 
-from blocks.storage import AssetStoreBlock
+from imagegen_flows.blocks.storage import AssetStoreBlock
 from imagegen.stores.base import AssetStore
 
 
@@ -22,7 +22,7 @@ class GitLabCredentials(CredentialsBlock):
 
     Example:
         ```python
-        from blocks.gitlab import GitLabCredentials
+        from imagegen_flows.blocks.gitlab import GitLabCredentials
         gl = GitLabCredentials.load("BLOCK_NAME").get_client()
         ```
     """
@@ -49,7 +49,7 @@ class GitLabUploads(AssetStoreBlock):
 
     Example:
         ```python
-        from blocks.gitlab import GitLabUploads
+        from imagegen_flows.blocks.gitlab import GitLabUploads
         store = GitLabUploads.load("BLOCK_NAME").get_store()
         ```
     """

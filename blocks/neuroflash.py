@@ -12,7 +12,7 @@ from typing import Any, Literal
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr
 
-from blocks.providers import ImageProviderBlock
+from imagegen_flows.blocks.providers import ImageProviderBlock
 from imagegen.providers.base import ImageGenerator
 from imagegen.providers.neuroflash import (
     DEFAULT_API_URL,
@@ -29,7 +29,7 @@ class NeuroflashCredentials(CredentialsBlock):
 
     Example:
         ```python
-        from blocks.neuroflash import NeuroflashCredentials
+        from imagegen_flows.blocks.neuroflash import NeuroflashCredentials
         credentials = NeuroflashCredentials.load("BLOCK_NAME")
         client = credentials.get_client()
         print(client.quota().remaining())
@@ -72,7 +72,7 @@ class NeuroflashImageProvider(ImageProviderBlock):
 
     Example:
         ```python
-        from blocks.neuroflash import NeuroflashImageProvider
+        from imagegen_flows.blocks.neuroflash import NeuroflashImageProvider
         provider = NeuroflashImageProvider.load("BLOCK_NAME")
         generator = provider.get_generator()
         ```

@@ -9,7 +9,7 @@ from prefect.blocks.abstract import CredentialsBlock
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from blocks.providers import ImageProviderBlock
+from imagegen_flows.blocks.providers import ImageProviderBlock
 from imagegen.providers.nvidia import (
     DEFAULT_ASSETS_URL,
     DEFAULT_BASE_URL,
@@ -30,7 +30,7 @@ class NvidiaCredentials(CredentialsBlock):
 
     Example:
         ```python
-        from blocks.nvidia import NvidiaCredentials
+        from imagegen_flows.blocks.nvidia import NvidiaCredentials
         credentials = NvidiaCredentials.load("BLOCK_NAME")
         client = credentials.get_client()
         ```
@@ -64,7 +64,7 @@ class NvidiaImageProvider(ImageProviderBlock):
 
     Example:
         ```python
-        from blocks.nvidia import NvidiaImageProvider
+        from imagegen_flows.blocks.nvidia import NvidiaImageProvider
         provider = NvidiaImageProvider.load("BLOCK_NAME")
         generator = provider.get_generator()
         ```
@@ -115,7 +115,7 @@ class NvidiaVisionReviewer(Block):
 
     Example:
         ```python
-        from blocks.nvidia import NvidiaVisionReviewer
+        from imagegen_flows.blocks.nvidia import NvidiaVisionReviewer
         reviewer = NvidiaVisionReviewer.load("BLOCK_NAME").get_reviewer()
         ```
     """

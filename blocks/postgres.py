@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from blocks.catalog import CatalogBlock
+from imagegen_flows.blocks.catalog import CatalogBlock
 from imagegen.catalog.base import Catalog
 
 
@@ -13,7 +13,7 @@ class PostgresCatalogBlock(CatalogBlock):
 
     Example:
         ```python
-        from blocks.postgres import PostgresCatalogBlock
+        from imagegen_flows.blocks.postgres import PostgresCatalogBlock
         catalog = PostgresCatalogBlock.load("BLOCK_NAME").get_catalog()
         ```
     """

@@ -37,7 +37,7 @@ class LocalProvider(ImageProviderBlock):
 
     Example:
         ```python
-        from blocks.providers import LocalProvider
+        from imagegen_flows.blocks.providers import LocalProvider
         provider = LocalProvider.load("BLOCK_NAME")
         generator = provider.get_generator()
         ```

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from prefect.blocks.core import Block
 
-from blocks.catalog import CatalogBlock, SqliteCatalogBlock
-from blocks.gitlab import GitLabCredentials, GitLabUploads
-from blocks.postgres import PostgresCatalogBlock
-from blocks.providers import ImageProviderBlock, LocalProvider
-from blocks.storage import AssetStoreBlock, LocalAssetFolder
-from blocks.supabase import SupabaseCatalogBlock, SupabaseCredentials, SupabaseStorage
+from imagegen_flows.blocks.catalog import CatalogBlock, SqliteCatalogBlock
+from imagegen_flows.blocks.gitlab import GitLabCredentials, GitLabUploads
+from imagegen_flows.blocks.postgres import PostgresCatalogBlock
+from imagegen_flows.blocks.providers import ImageProviderBlock, LocalProvider
+from imagegen_flows.blocks.storage import AssetStoreBlock, LocalAssetFolder
+from imagegen_flows.blocks.supabase import SupabaseCatalogBlock, SupabaseCredentials, SupabaseStorage
 from imagegen.errors import BriefError
 from imagegen.settings import ImagegenSettings
 
@@ -42,11 +42,11 @@ def provider_block(name: str, settings: ImagegenSettings, model: str | None = No
     if name == "local":
         return LocalProvider(master_size=settings.local_master_size)
     if name in ("nvidia", "nim"):
-        from blocks.nvidia import nvidia_provider_from_settings
+        from imagegen_flows.blocks.nvidia import nvidia_provider_from_settings
 
         return nvidia_provider_from_settings(settings, model=model, self_hosted=name == "nim")
     if name == "neuroflash":
-        from blocks.neuroflash import neuroflash_provider_from_settings
+        from imagegen_flows.blocks.neuroflash import neuroflash_provider_from_settings
 
         return neuroflash_provider_from_settings(settings, model=model)
     raise BriefError([("provider.name", f"unknown provider {name!r}; known: {', '.join(PROVIDER_NAMES)} "

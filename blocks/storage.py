@@ -25,7 +25,7 @@ class LocalAssetFolder(AssetStoreBlock):
 
     Example:
         ```python
-        from blocks.storage import LocalAssetFolder
+        from imagegen_flows.blocks.storage import LocalAssetFolder
         store = LocalAssetFolder.load("BLOCK_NAME").get_store()
         ```
     """

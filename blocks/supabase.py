@@ -11,8 +11,8 @@ from typing import Any
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr
 
-from blocks.catalog import CatalogBlock
-from blocks.storage import AssetStoreBlock
+from imagegen_flows.blocks.catalog import CatalogBlock
+from imagegen_flows.blocks.storage import AssetStoreBlock
 from imagegen.catalog.base import Catalog
 from imagegen.stores.base import AssetStore
 
@@ -22,7 +22,7 @@ class SupabaseCredentials(CredentialsBlock):
 
     Example:
         ```python
-        from blocks.supabase import SupabaseCredentials
+        from imagegen_flows.blocks.supabase import SupabaseCredentials
         client = SupabaseCredentials.load("BLOCK_NAME").get_client()
         ```
     """
@@ -51,7 +51,7 @@ class SupabaseStorage(AssetStoreBlock):
 
     Example:
         ```python
-        from blocks.supabase import SupabaseStorage
+        from imagegen_flows.blocks.supabase import SupabaseStorage
         store = SupabaseStorage.load("BLOCK_NAME").get_store()
         ```
     """
@@ -80,7 +80,7 @@ class SupabaseCatalogBlock(CatalogBlock):
 
     Example:
         ```python
-        from blocks.supabase import SupabaseCatalogBlock
+        from imagegen_flows.blocks.supabase import SupabaseCatalogBlock
         catalog = SupabaseCatalogBlock.load("BLOCK_NAME").get_catalog()
         ```
     """

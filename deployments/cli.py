@@ -90,9 +90,9 @@ def validate(brief_path: str, provider: str | None, out: Path) -> None:
     Raises BriefError for the brief's own problems (exit 2) and PreflightProviderFailure when the
     primary provider cannot be used for a reason outside the brief (exit 1).
     """
-    from blocks.resolve import catalog_block, provider_chain, publish_stores
-    from flows.campaign import vlm_reviewer
-    from flows.stages import plan_masters
+    from imagegen_flows.blocks.resolve import catalog_block, provider_chain, publish_stores
+    from imagegen_flows.flows.campaign import vlm_reviewer
+    from imagegen_flows.flows.stages import plan_masters
     from imagegen.brief import load_brief
     from imagegen.errors import BriefError, ProviderError, ProviderRequestInvalid
     from imagegen.settings import load_settings
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INVALID
 
-    from flows.campaign import campaign_flow
+    from imagegen_flows.flows.campaign import campaign_flow
 
     try:
         summary = campaign_flow(brief=str(Path(args.brief).resolve()), out_dir=out, provider=args.provider,
@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def setup(args: argparse.Namespace) -> int:
-    from deployments.setup import run_setup
+    from imagegen_flows.deployments.setup import run_setup
     from imagegen.errors import ImagegenError
     from imagegen.settings import load_settings
 
@@ -167,7 +167,7 @@ def setup(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from deployments.serve import api_is_ephemeral, serve_all
+    from imagegen_flows.deployments.serve import api_is_ephemeral, serve_all
 
     if api_is_ephemeral():
         print("note: PREFECT_API_URL is not set, so this serves against a temporary API that lives only as long "
@@ -178,8 +178,8 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def emit(args: argparse.Namespace) -> int:
-    from deployments.emit import emit_brief_submitted
-    from deployments.serve import api_is_ephemeral
+    from imagegen_flows.deployments.emit import emit_brief_submitted
+    from imagegen_flows.deployments.serve import api_is_ephemeral
 
     if api_is_ephemeral():
         print("error: PREFECT_API_URL is not set: an event sent to a temporary API reaches no deployment",

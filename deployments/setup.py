@@ -33,14 +33,14 @@ class SetupReport:
 
 
 def block_types() -> list[type]:
-    from blocks.catalog import SqliteCatalogBlock
-    from blocks.gitlab import GitLabCredentials, GitLabUploads
-    from blocks.neuroflash import NeuroflashCredentials, NeuroflashImageProvider
-    from blocks.nvidia import NvidiaCredentials, NvidiaImageProvider, NvidiaVisionReviewer
-    from blocks.postgres import PostgresCatalogBlock
-    from blocks.providers import LocalProvider
-    from blocks.storage import LocalAssetFolder
-    from blocks.supabase import SupabaseCatalogBlock, SupabaseCredentials, SupabaseStorage
+    from imagegen_flows.blocks.catalog import SqliteCatalogBlock
+    from imagegen_flows.blocks.gitlab import GitLabCredentials, GitLabUploads
+    from imagegen_flows.blocks.neuroflash import NeuroflashCredentials, NeuroflashImageProvider
+    from imagegen_flows.blocks.nvidia import NvidiaCredentials, NvidiaImageProvider, NvidiaVisionReviewer
+    from imagegen_flows.blocks.postgres import PostgresCatalogBlock
+    from imagegen_flows.blocks.providers import LocalProvider
+    from imagegen_flows.blocks.storage import LocalAssetFolder
+    from imagegen_flows.blocks.supabase import SupabaseCatalogBlock, SupabaseCredentials, SupabaseStorage
 
     return [LocalProvider, NvidiaCredentials, NvidiaImageProvider, NvidiaVisionReviewer, NeuroflashCredentials,
             NeuroflashImageProvider, LocalAssetFolder, SupabaseCredentials, SupabaseStorage, SupabaseCatalogBlock,
@@ -49,14 +49,14 @@ def block_types() -> list[type]:
 
 def blocks_from_environment(settings: ImagegenSettings) -> dict[str, Any]:
     """Block document name -> block, for each service whose variables are set (and `local` always)."""
-    from blocks.providers import LocalProvider
-    from blocks.resolve import provider_block, store_block
+    from imagegen_flows.blocks.providers import LocalProvider
+    from imagegen_flows.blocks.resolve import provider_block, store_block
 
     found: dict[str, Any] = {"local": LocalProvider(master_size=settings.local_master_size)}
     if settings.nvidia_api_key or settings.nim_url:
         found["nvidia"] = provider_block("nim" if settings.nim_url and not settings.nvidia_api_key else "nvidia",
                                          settings)
-        from blocks.nvidia import vision_reviewer_from_settings
+        from imagegen_flows.blocks.nvidia import vision_reviewer_from_settings
 
         reviewer = vision_reviewer_from_settings(settings)
         if reviewer is not None:

@@ -16,8 +16,8 @@ from prefect.futures import PrefectFuture, wait
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.runtime import flow_run
 
-from blocks.resolve import catalog_block, provider_chain, publish_stores, quarantine_block
-from flows.stages import (TASK_THREADS, TaskStream, alt_text_for, content_credentials, future_exception,
+from imagegen_flows.blocks.resolve import catalog_block, provider_chain, publish_stores, quarantine_block
+from imagegen_flows.flows.stages import (TASK_THREADS, TaskStream, alt_text_for, content_credentials, future_exception,
                           gate_and_edit, generate_all, master_template, plan_masters, providers_with_quota,
                           publish_and_catalog, publish_job, record_run, render_arguments, usage_after)
 from imagegen.brief import Brief, brief_from_source
@@ -30,8 +30,8 @@ from imagegen.scratch import run_scratch
 from imagegen.settings import load_settings
 from imagegen.sizes import resolve_targets
 from imagegen.summary import FailedAsset, RunSummary
-from tasks.gate import measure_master
-from tasks.publish import render_master
+from imagegen_flows.tasks.gate import measure_master
+from imagegen_flows.tasks.publish import render_master
 
 
 @task(name="build-prompts", cache_result_in_memory=False)
@@ -41,7 +41,7 @@ def build_prompts(brief: Brief, providers: list, local_master_size: int) -> tupl
 
 def vlm_reviewer(brief: Brief, settings):
     """The VLM reviewer when the policy gates on it or IMAGEGEN_VLM_MODEL asks for reviewed alt text."""
-    from blocks.nvidia import vision_reviewer_from_settings
+    from imagegen_flows.blocks.nvidia import vision_reviewer_from_settings
     from imagegen.errors import BriefError
 
     if not (brief.quality.vlm_review or settings.vlm_model):

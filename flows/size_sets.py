@@ -17,9 +17,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.futures import wait
 from prefect.runtime import flow_run
 
-from blocks.resolve import catalog_block, publish_stores, quarantine_block
-from flows.campaign import campaign_flow
-from flows.stages import TASK_THREADS, content_credentials, publish_and_catalog, publish_job, record_run
+from imagegen_flows.blocks.resolve import catalog_block, publish_stores, quarantine_block
+from imagegen_flows.flows.campaign import campaign_flow
+from imagegen_flows.flows.stages import TASK_THREADS, content_credentials, publish_and_catalog, publish_job, record_run
 from imagegen.brief import brief_from_source
 from imagegen.catalog.base import CatalogRow
 from imagegen.catalog.rows import template_from_row
@@ -29,7 +29,7 @@ from imagegen.scratch import run_scratch
 from imagegen.settings import load_settings
 from imagegen.sizes import resolve_targets
 from imagegen.summary import FailedAsset, RunSummary
-from tasks.retrying import RETRY_OPTIONS
+from imagegen_flows.tasks.retrying import RETRY_OPTIONS
 
 MAX_MASTER_BYTES = 256 * 1024 * 1024
 

@@ -31,13 +31,13 @@ from imagegen.remediation import edit_instruction, plan_remediation
 from imagegen.sizes import (Target, aspect_groups, outpaint_groups, parse_ratio, resolve_targets,
                             size_for_ratio)
 from imagegen.summary import FailedAsset, RunSummary
-from tasks.catalog import write_catalog
-from tasks.edit import fix_master_locally
-from tasks.gate import gate_masters, measure_master
-from tasks.generate import (adopt_into, generate_master, outpaint_master, provider_edit_master,
+from imagegen_flows.tasks.catalog import write_catalog
+from imagegen_flows.tasks.edit import fix_master_locally
+from imagegen_flows.tasks.gate import gate_masters, measure_master
+from imagegen_flows.tasks.generate import (adopt_into, generate_master, outpaint_master, provider_edit_master,
                             regenerate_master)
-from tasks.providers import check_quota, read_usage, review_master
-from tasks.publish import publish_master, quarantine_master, render_master
+from imagegen_flows.tasks.providers import check_quota, read_usage, review_master
+from imagegen_flows.tasks.publish import publish_master, quarantine_master, render_master
 
 
 # Enough threads for ~30 provider calls in flight (40/min at 10-40 s each); pixel work is limited

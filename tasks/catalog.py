@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from prefect import task
 
-from blocks.catalog import CatalogBlock
+from imagegen_flows.blocks.catalog import CatalogBlock
 from imagegen.catalog.base import CatalogRow, UpsertResult
-from tasks.retrying import RETRY_OPTIONS
+from imagegen_flows.tasks.retrying import RETRY_OPTIONS
 
 
 @task(name="write-catalog", cache_result_in_memory=False, **RETRY_OPTIONS)

@@ -6,9 +6,9 @@ from typing import Any
 
 from prefect import task
 
-from blocks.providers import ImageProviderBlock
+from imagegen_flows.blocks.providers import ImageProviderBlock
 from imagegen.budget import budget_for_run
-from tasks.retrying import RETRY_OPTIONS
+from imagegen_flows.tasks.retrying import RETRY_OPTIONS
 
 
 @task(name="check-quota", task_run_name="check quota of {provider.provider_name}", **RETRY_OPTIONS)

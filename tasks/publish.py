@@ -10,7 +10,7 @@ from pathlib import Path
 from prefect import task
 from prefect.transactions import get_transaction
 
-from blocks.storage import AssetStoreBlock
+from imagegen_flows.blocks.storage import AssetStoreBlock
 from imagegen.imaging.c2pa_signing import SigningFiles
 from imagegen.models import FORMAT_CONTENT_TYPES, GeneratedImage
 from imagegen.pixelwork import PIXEL_SLOTS
@@ -19,7 +19,7 @@ from imagegen.publishing import (MASTER_VARIANT, PublishedFile, PublishResult, R
                                  sign_variants, store_variant, variant_key)
 from imagegen.sizes import Target
 from imagegen.stores.base import SizeRouter
-from tasks.retrying import RETRY_OPTIONS
+from imagegen_flows.tasks.retrying import RETRY_OPTIONS
 
 
 @task(name="render-master", task_run_name="render {asset_id}", cache_result_in_memory=False)

@@ -243,7 +243,7 @@ def test_serve_without_api_url_notes_the_temporary_api(prefect_server, tmp_path)
 def test_api_is_ephemeral_follows_prefect_api_url(prefect_server):
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from deployments.serve import api_is_ephemeral
+    from imagegen_flows.deployments.serve import api_is_ephemeral
 
     with temporary_settings(restore_defaults={PREFECT_API_URL}):
         assert api_is_ephemeral()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deployments.setup import block_types, rate_limits
+from imagegen_flows.deployments.setup import block_types, rate_limits
 from imagegen.settings import load_settings
 
 POOL = "imagegen-process"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.campaign import campaign_flow
-from flows.size_sets import size_set_flow
+from imagegen_flows.flows.campaign import campaign_flow
+from imagegen_flows.flows.size_sets import size_set_flow
 from tests.deployments.conftest import _write_brief
 from imagegen.providers.local import LocalGenerator
 

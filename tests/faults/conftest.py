@@ -141,10 +141,10 @@ def api_url(prefect_harness) -> str:
 @pytest.fixture
 def fast_retries(monkeypatch):
     """Task retries after 0.1 s instead of ~2/4/8 s: same number of attempts, same conditions."""
-    from tasks.catalog import write_catalog
-    from tasks.generate import generate_master, provider_edit_master, regenerate_master
-    from tasks.providers import check_quota, read_usage, review_master
-    from tasks.publish import publish_master, quarantine_master
+    from imagegen_flows.tasks.catalog import write_catalog
+    from imagegen_flows.tasks.generate import generate_master, provider_edit_master, regenerate_master
+    from imagegen_flows.tasks.providers import check_quota, read_usage, review_master
+    from imagegen_flows.tasks.publish import publish_master, quarantine_master
 
     for task in (generate_master, regenerate_master, provider_edit_master, check_quota, read_usage, review_master,
                  publish_master, quarantine_master, write_catalog):

@@ -16,7 +16,7 @@ import pytest
 # with the record's whole traceback, un-redacted exception causes included (test_fault_secrets sees a
 # store's echoed key there when an in-process CLI test runs first).
 import flows.campaign  # noqa: F401,E402  (see above)
-from deployments.cli import main as cli_main
+from imagegen_flows.deployments.cli import main as cli_main
 from tests.emulators.neuroflash import NeuroflashEmulator
 from tests.emulators.serve import _free_port, serve_asgi
 from tests.faults.conftest import BIN, REPO, write_brief

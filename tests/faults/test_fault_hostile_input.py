@@ -20,7 +20,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from deployments.cli import main as cli_main
+from imagegen_flows.deployments.cli import main as cli_main
 from tests.faults.conftest import catalog_rows, consistency_problems, master_files, write_brief
 
 pytestmark = pytest.mark.prefect

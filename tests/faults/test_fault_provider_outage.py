@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from deployments.cli import main as cli_main
+from imagegen_flows.deployments.cli import main as cli_main
 from tests.faults.conftest import catalog_rows, consistency_problems, write_brief
 
 pytestmark = pytest.mark.prefect

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from starlette.responses import JSONResponse
 
-from deployments.cli import main as cli_main
+from imagegen_flows.deployments.cli import main as cli_main
 from tests.emulators.gitlab import PROJECT_ID, GitLabEmulator
 from tests.emulators.neuroflash import NeuroflashEmulator
 from tests.emulators.serve import serve_asgi

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from deployments.cli import main as cli_main
+from imagegen_flows.deployments.cli import main as cli_main
 
 
 def run(capsys, brief: Path, out: Path, *extra: str) -> tuple[int, dict | None, str]:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from deployments.cli import main as cli_main
+from imagegen_flows.deployments.cli import main as cli_main
 from imagegen.imaging.encode import read_xmp
 from imagegen.imaging.metrics import sniff_format
 

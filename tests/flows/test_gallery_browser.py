@@ -11,7 +11,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from deployments.cli import main as cli_main
+from imagegen_flows.deployments.cli import main as cli_main
 
 pytestmark = pytest.mark.prefect
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from blocks.neuroflash import NeuroflashCredentials, NeuroflashImageProvider
+from imagegen_flows.blocks.neuroflash import NeuroflashCredentials, NeuroflashImageProvider
 from imagegen.errors import (
     ProviderAuthError,
     ProviderError,

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from blocks.nvidia import NvidiaCredentials, NvidiaImageProvider
+from imagegen_flows.blocks.nvidia import NvidiaCredentials, NvidiaImageProvider
 from imagegen.errors import (
     ContentFiltered,
     ProviderAuthError,
@@ -547,7 +547,7 @@ def test_poll_seconds_must_fit_in_the_read_timeout():
 
 
 def test_provider_from_settings(emu, tmp_path):
-    from blocks.nvidia import nvidia_provider_from_settings, vision_reviewer_from_settings
+    from imagegen_flows.blocks.nvidia import nvidia_provider_from_settings, vision_reviewer_from_settings
     from imagegen.errors import BriefError
     from imagegen.settings import ImagegenSettings
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from blocks.nvidia import NvidiaCredentials, NvidiaVisionReviewer
+from imagegen_flows.blocks.nvidia import NvidiaCredentials, NvidiaVisionReviewer
 from imagegen.errors import ProviderAuthError, ProviderError, ProviderRequestInvalid, TransientProviderError
 from imagegen.providers.nvidia import NvidiaClient
 from imagegen.providers.vlm import (

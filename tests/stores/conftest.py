@@ -56,7 +56,7 @@ def supabase_emu(supabase_emulator) -> Iterator[tuple[SupabaseEmulator, str]]:
 
 def make_supabase_client(base_url: str, key: str = SUPABASE_KEY, timeout: float = 5.0):
     """The client the SupabaseCredentials block hands out, pointed at the emulator."""
-    from blocks.supabase import SupabaseCredentials
+    from imagegen_flows.blocks.supabase import SupabaseCredentials
 
     return SupabaseCredentials(url=base_url, key=key, timeout_seconds=timeout).get_client()
 

@@ -215,7 +215,7 @@ def test_catalog_from_url_supabase_needs_the_env(tmp_path, monkeypatch):
 
 
 def test_postgres_block_builds_a_catalog_and_hides_the_dsn(postgres_dsn):
-    from blocks.postgres import PostgresCatalogBlock
+    from imagegen_flows.blocks.postgres import PostgresCatalogBlock
 
     block = PostgresCatalogBlock(dsn="postgresql://u:block-secret@127.0.0.1/db")
     assert "block-secret" not in repr(block)

@@ -271,7 +271,7 @@ def test_size_router_sends_large_files_to_gitlab_and_small_ones_to_supabase(gitl
 
 
 def test_block_builds_a_working_store_and_hides_the_token(gitlab_emu, png, tmp_path):
-    from blocks.gitlab import GitLabCredentials, GitLabUploads
+    from imagegen_flows.blocks.gitlab import GitLabCredentials, GitLabUploads
 
     _, base_url = gitlab_emu
     block = GitLabUploads(credentials=GitLabCredentials(url=base_url, token=GITLAB_TOKEN), project=PROJECT_PATH,

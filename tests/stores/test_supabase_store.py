@@ -196,7 +196,7 @@ def test_private_bucket_gets_signed_urls(supabase_emu, png):
 
 
 def test_block_builds_a_working_store_and_hides_the_key(supabase_emu, png):
-    from blocks.supabase import SupabaseCredentials, SupabaseStorage
+    from imagegen_flows.blocks.supabase import SupabaseCredentials, SupabaseStorage
 
     _, base_url = supabase_emu
     block = SupabaseStorage(credentials=SupabaseCredentials(url=base_url, key=SUPABASE_KEY), bucket=BUCKET)

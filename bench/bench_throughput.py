@@ -90,7 +90,7 @@ PHASES = ("providers_with_quota", "generate_all", "gate_and_edit", "publish_and_
 def instrument(recorder: Recorder) -> list[str]:
     """Wrap the leaf work (our code doing I/O or pixels) and the flow's phases; return what was not found."""
     import imagegen_flows.flows.campaign
-    import imagegen_flows.flows.stages
+    import imagegen_flows.flows.reporting
     import imagegen.catalog.sqlite
     import imagegen.providers.nvidia
     import imagegen.ratelimit
@@ -100,7 +100,7 @@ def instrument(recorder: Recorder) -> list[str]:
 
     points = [
         (imagegen_flows.flows.campaign, "load_settings", "flow body"),  # the flow function's first call
-        (imagegen_flows.flows.campaign, "plan_masters" if hasattr(imagegen_flows.flows.campaign, "plan_masters") else "plan_specs", "plan"),
+        (imagegen_flows.flows.campaign, "plan_for_providers", "plan"),
         (imagegen_flows.tasks.providers.check_quota, "fn", "quota"),
         (imagegen.providers.nvidia.NvidiaGenerator, "generate", "provider"),  # HTTP + verify + save
         (imagegen.ratelimit.TokenBucket, "acquire", "limiter"),  # inside provider: waiting for a token
@@ -109,7 +109,7 @@ def instrument(recorder: Recorder) -> list[str]:
         (imagegen_flows.tasks.publish, "render_variants", "render"),
         (imagegen_flows.tasks.publish, "store_variant", "store"),
         (imagegen.catalog.sqlite.SqliteCatalog, "upsert", "catalog"),
-        (imagegen_flows.flows.stages, "write_gallery", "gallery"),
+        (imagegen_flows.flows.reporting, "write_gallery", "gallery"),
         *[(imagegen_flows.flows.campaign, phase, phase) for phase in PHASES],
     ]
     return [f"{getattr(o, '__name__', type(o).__name__)}.{n}" for o, n, k in points if not recorder.wrap(o, n, k)]

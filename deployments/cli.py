@@ -92,7 +92,7 @@ def validate(brief_path: str, provider: str | None, out: Path) -> None:
     """
     from imagegen_flows.blocks.resolve import catalog_block, provider_chain, publish_stores
     from imagegen_flows.flows.campaign import vlm_reviewer
-    from imagegen_flows.flows.stages import plan_masters
+    from imagegen_flows.flows.generate_stage import plan_for_providers
     from imagegen.brief import load_brief
     from imagegen.errors import BriefError, ProviderError, ProviderRequestInvalid
     from imagegen.settings import load_settings
@@ -101,7 +101,7 @@ def validate(brief_path: str, provider: str | None, out: Path) -> None:
     brief = load_brief(brief_path)
     providers = provider_chain(brief.provider, settings, override=settings.provider)
     try:
-        plan_masters(brief, providers, settings.local_master_size)  # asks the primary provider for its models
+        plan_for_providers(brief, providers, settings.local_master_size)  # asks the primary provider for its models
     except ProviderRequestInvalid as err:
         if err.status is None and brief.provider.model:
             # the provider's own model list refused the model the brief names (no HTTP error involved)

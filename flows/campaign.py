@@ -13,36 +13,45 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.futures import PrefectFuture, wait
-from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
 
-from imagegen_flows.blocks.resolve import catalog_block, provider_chain, publish_stores, quarantine_block
-from imagegen_flows.flows.stages import (TASK_THREADS, TaskStream, alt_text_for, content_credentials, future_exception,
-                          gate_and_edit, generate_all, master_template, plan_masters, providers_with_quota,
-                          publish_and_catalog, publish_job, record_run, render_arguments, usage_after)
 from imagegen.brief import Brief, brief_from_source
+from imagegen.budget import budget_for_run, release_run
 from imagegen.models import GeneratedImage
 from imagegen.pixelwork import limit_malloc_arenas
-from imagegen.budget import budget_for_run, release_run
 from imagegen.prompts import PromptSpec
 from imagegen.quality import checks_for_policy, preload_in_background
 from imagegen.scratch import run_scratch
 from imagegen.settings import load_settings
 from imagegen.sizes import resolve_targets
 from imagegen.summary import FailedAsset, RunSummary
+from imagegen_flows.blocks.resolve import catalog_block, provider_chain, publish_stores, quarantine_block
+from imagegen_flows.flows.gate_stage import gate_and_edit
+from imagegen_flows.flows.generate_stage import generate_all, plan_for_providers, providers_with_quota, usage_after
+from imagegen_flows.flows.publish_stage import (
+    alt_text_for,
+    content_credentials,
+    master_template,
+    publish_and_catalog,
+    publish_job,
+    render_arguments,
+)
+from imagegen_flows.flows.reporting import record_run
+from imagegen_flows.flows.streaming import TASK_THREADS, TaskStream, future_exception
 from imagegen_flows.tasks.gate import measure_master
 from imagegen_flows.tasks.publish import render_master
 
 
 @task(name="build-prompts", cache_result_in_memory=False)
 def build_prompts(brief: Brief, providers: list, local_master_size: int) -> tuple[list[PromptSpec], dict]:
-    return plan_masters(brief, providers, local_master_size)
+    return plan_for_providers(brief, providers, local_master_size)
 
 
 def vlm_reviewer(brief: Brief, settings):
     """The VLM reviewer when the policy gates on it or IMAGEGEN_VLM_MODEL asks for reviewed alt text."""
-    from imagegen_flows.blocks.nvidia import vision_reviewer_from_settings
     from imagegen.errors import BriefError
+    from imagegen_flows.blocks.nvidia import vision_reviewer_from_settings
 
     if not (brief.quality.vlm_review or settings.vlm_model):
         return None

@@ -7,57 +7,27 @@ masters still cost nothing).
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
-import httpx
-from prefect import flow, get_run_logger, task
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect import flow, get_run_logger
 from prefect.futures import wait
 from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
 
-from imagegen_flows.blocks.resolve import catalog_block, publish_stores, quarantine_block
-from imagegen_flows.flows.campaign import campaign_flow
-from imagegen_flows.flows.stages import TASK_THREADS, content_credentials, publish_and_catalog, publish_job, record_run
 from imagegen.brief import brief_from_source
-from imagegen.catalog.base import CatalogRow
 from imagegen.catalog.rows import template_from_row
-from imagegen.models import GeneratedImage, ImageRef
 from imagegen.publishing import MASTER_VARIANT
 from imagegen.scratch import run_scratch
 from imagegen.settings import load_settings
 from imagegen.sizes import resolve_targets
 from imagegen.summary import FailedAsset, RunSummary
-from imagegen_flows.tasks.retrying import RETRY_OPTIONS
-
-MAX_MASTER_BYTES = 256 * 1024 * 1024
-
-
-@task(name="fetch-master", task_run_name="fetch {row.asset_id}", cache_result_in_memory=False, **RETRY_OPTIONS)
-def fetch_master(row: CatalogRow, masters_dir: str) -> GeneratedImage:
-    """The published master as a local file: a local store's file as is, a remote one downloaded once."""
-    target = Path(masters_dir) / f"{row.sha256}.{row.store_key.rsplit('.', 1)[-1]}"
-    if row.url.startswith("file://"):
-        source = Path(row.url.removeprefix("file://"))
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
-    elif not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with httpx.stream("GET", row.url, timeout=60, follow_redirects=True) as response:
-            response.raise_for_status()
-            with open(target.with_suffix(".part"), "wb") as fh:
-                for chunk in response.iter_bytes():
-                    fh.write(chunk)
-                    if fh.tell() > MAX_MASTER_BYTES:
-                        raise ValueError(f"master {row.asset_id} is over {MAX_MASTER_BYTES} bytes")
-        target.with_suffix(".part").replace(target)
-    image = ImageRef.from_file(target)
-    if image.sha256 != row.sha256:
-        raise ValueError(f"master {row.asset_id} changed since it was cataloged (sha256 mismatch)")
-    return GeneratedImage(image=image, provider=row.provider, model=row.model, seed=row.seed,
-                          generation_ms=row.generation_ms, metadata=row.metadata)
+from imagegen_flows.blocks.resolve import catalog_block, publish_stores, quarantine_block
+from imagegen_flows.flows.campaign import campaign_flow
+from imagegen_flows.flows.publish_stage import content_credentials, publish_and_catalog, publish_job
+from imagegen_flows.flows.reporting import record_run
+from imagegen_flows.flows.streaming import TASK_THREADS
+from imagegen_flows.tasks.fetch import fetch_master
 
 
 @flow(name="imagegen-size-set", log_prints=False, task_runner=ThreadPoolTaskRunner(max_workers=TASK_THREADS))

@@ -100,3 +100,17 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, httpx.HTTPStatusError):
         return is_transient_status(exc.response.status_code)
     return False
+
+
+def safe_reason(exc: BaseException | None) -> str:
+    """Our own exceptions carry no secrets by construction; anything else is reduced to its type."""
+    if exc is None:
+        return "unknown failure"
+    if isinstance(exc, ProviderError) or type(exc).__module__.startswith("imagegen"):
+        return f"{type(exc).__name__}: {exc}"
+    return type(exc).__name__
+
+
+def fallback_worthy(exc: BaseException | None) -> bool:
+    """Outages and exhausted quota move a master to the next provider; bad requests do not."""
+    return isinstance(exc, QuotaExhausted) or (exc is not None and is_transient(exc))

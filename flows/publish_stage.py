@@ -1,0 +1,193 @@
+"""Publish stage: each master is quarantined, or rendered and stored, and its files cataloged chunk by chunk.
+
+A chunk is one transaction: when the catalog refuses its rows, the publish tasks' rollback hooks delete
+the files they wrote, so no file is left without a row and no row without a file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefect.futures import PrefectFuture, wait
+from prefect.transactions import transaction
+
+from imagegen.brief import Brief
+from imagegen.catalog.base import CatalogRow, UpsertResult
+from imagegen.catalog.rows import rows_for_files
+from imagegen.errors import safe_reason
+from imagegen.gallery import GalleryCards
+from imagegen.imaging.c2pa_signing import signing_from_settings
+from imagegen.models import GeneratedImage
+from imagegen.prompts import PromptSpec
+from imagegen.providers.vlm import template_alt_text
+from imagegen.publishing import PublishedFile, WebOptions
+from imagegen.quality import GateResult
+from imagegen.summary import FailedAsset
+from imagegen_flows.flows.reporting import RunRecord
+from imagegen_flows.flows.streaming import forget_cancel_events, future_exception, release_memory
+from imagegen_flows.tasks.catalog import write_catalog
+from imagegen_flows.tasks.publish import publish_master, quarantine_master, render_master
+
+# Masters published and cataloged per transaction: a catalog outage rolls back one chunk's files,
+# and the rows of earlier chunks need not stay in memory until the end of the run.
+CATALOG_CHUNK = 64
+
+
+def content_credentials(settings, out: Path) -> dict[str, Any]:
+    """The C2PA signing identity from the settings (checked by signing a probe, before any spend) and
+    where signed files are kept for reruns; both None when signing is not configured."""
+    signing = signing_from_settings(settings.c2pa_cert, settings.c2pa_key, settings.c2pa_algorithm,
+                                    settings.c2pa_timestamp_url)
+    return {"signing": signing, "signed_cache": out / ".c2pa-signed" if signing else None}
+
+
+def master_template(spec: PromptSpec, master: GeneratedImage, result: GateResult, checked: list[str],
+                    history: list[dict], alt_text: str) -> dict[str, Any]:
+    """The catalog columns every file of one master shares."""
+    return dict(
+        campaign=spec.campaign, asset_id=spec.asset_id, phash=result.measurements.get("phash"), prompt=spec.prompt,
+        negative_prompt=spec.negative_prompt, provider=master.provider, model=master.model, seed=master.seed,
+        generation_ms=master.generation_ms, gates={**result.summary(), "checked": checked, "history": history},
+        status="published" if result.passed else "quarantined", alt_text=alt_text,
+        metadata={**master.metadata, "edits": master.metadata.get("edits", []),
+                  "negatives_handling": spec.negatives_handling, "master_sha256": master.image.sha256,
+                  "subject": spec.subject, "style": spec.style, "lighting": spec.lighting,
+                  "composition": spec.composition, "mood": spec.mood},
+    )
+
+
+def alt_text_for(spec: PromptSpec, review=None) -> str:
+    """The reviewer's alt text when a VLM reviewed the master, else a template from the prompt."""
+    if review is not None and review.alt_text:
+        return review.alt_text
+    return template_alt_text(spec.prompt, spec.brand_name)
+
+
+def render_options(brief: Brief) -> dict[str, Any]:
+    """The render_master arguments a brief decides: brand logo, grade, border, SSIM floor, responsive."""
+    logo = brief.brand.logo
+    responsive = brief.publish.responsive
+    border = brief.brand.border
+    web = WebOptions(grade=brief.brand.grade, border_width=border.width if border else None,
+                     border_colour=border.colour if border else "#ffffff", ssim_floor=brief.publish.ssim_floor,
+                     responsive=responsive.model_dump() if responsive.enabled else None)
+    return {"logo_path": str(brief.logo_path) if brief.logo_path else None,
+            "logo_options": {"position": logo.position, "opacity": logo.opacity, "scale": logo.scale,
+                             "margin": logo.margin} if logo else None,
+            "include_master": brief.publish.include_master, "web": web}
+
+
+@dataclass
+class PublishJob:
+    """What publishing one master takes: quarantine it, or render it (unless rendered ahead) and store it."""
+
+    template: dict[str, Any]
+    master: GeneratedImage
+    quarantine: dict[str, Any] | None = None  # quarantine_master arguments, for a master that failed its gates
+    render: dict[str, Any] = field(default_factory=dict)  # render_master arguments
+    store: dict[str, Any] = field(default_factory=dict)  # publish_master arguments besides `rendered`
+    rendered: Any = None  # a RenderedSet, or the future of a render made while the run was generating
+
+
+def render_arguments(master: GeneratedImage, *, campaign: str, asset_id: str, prompt: str, targets,
+                     brief: Brief, work_dir: Path, signing=None, signed_cache: Path | None = None) -> dict[str, Any]:
+    """render_master's arguments for one master (`signing`: c2pa_signing.SigningFiles, or None)."""
+    return {"master": master, "campaign": campaign, "asset_id": asset_id, "prompt": prompt, "targets": targets,
+            "work_dir": str(work_dir), **render_options(brief), "signing": signing,
+            "signed_cache": str(signed_cache) if signed_cache else None}
+
+
+def publish_job(master: GeneratedImage, template: dict[str, Any], *, targets, small, large, quarantine,
+                brief: Brief, work_dir: Path, rendered=None, signing=None, signed_cache: Path | None = None
+                ) -> PublishJob:
+    common = dict(campaign=template["campaign"], asset_id=template["asset_id"])
+    if template["status"] == "quarantined":
+        return PublishJob(template=template, master=master, quarantine={
+            **common, "master": master, "prompt": template["prompt"], "reasons": template["gates"]["failures"],
+            "store": quarantine})
+    responsive = brief.publish.responsive
+    return PublishJob(
+        template=template, master=master, rendered=rendered,
+        render=render_arguments(master, prompt=template["prompt"], targets=targets, brief=brief, work_dir=work_dir,
+                                signing=signing, signed_cache=signed_cache, **common),
+        store={**common, "small_store": small, "large_store": large,
+               "threshold_bytes": brief.publish.size_threshold_bytes, "alt_text": template["alt_text"],
+               "sizes": responsive.sizes if responsive.enabled else "100vw"})
+
+
+def publish_chunk(jobs: dict[str, PublishJob], logger, failed: list[FailedAsset], counter: list[int], total: int
+                  ) -> tuple[list[CatalogRow], list[PublishedFile]]:
+    """Publish or quarantine one chunk of masters; gather catalog rows for the files that were stored."""
+    futures = {}
+    for aid, job in jobs.items():
+        if job.quarantine is not None:
+            futures[aid] = quarantine_master.submit(**job.quarantine)
+        else:
+            futures[aid] = publish_master.submit(rendered=job.rendered, **job.store)
+    wait(list(futures.values()))
+    renders = [job.rendered for job in jobs.values() if isinstance(job.rendered, PrefectFuture)]
+    forget_cancel_events([f.task_run_id for f in [*futures.values(), *renders]])
+    rows: list[CatalogRow] = []
+    stored: list[PublishedFile] = []
+    for aid, future in futures.items():
+        counter[0] += 1
+        render = jobs[aid].rendered
+        render_exc = future_exception(render) if isinstance(render, PrefectFuture) else None
+        exc = render_exc or future_exception(future)
+        if exc is not None:
+            stage = "render" if render_exc is not None else "publish"
+            failed.append(FailedAsset(asset_id=aid, stage=stage, reason=safe_reason(exc)))
+            logger.warning(f"[{stage}] {aid} failed: {safe_reason(exc)}")
+            continue
+        result = future.result()
+        stored += result.files
+        extras = {k: v for k, v in (("picture", result.picture), ("blurhash", result.blurhash),
+                                    ("palette", result.palette)) if v}
+        rows += rows_for_files(jobs[aid].template, result.files, extras)
+        logger.info(f"[publish] {counter[0]}/{total} {aid}: {jobs[aid].template['status']}, "
+                    f"{len(result.files)} file(s), {sum(f.stored.written for f in result.files)} written")
+        for f in result.files:
+            if f.budget_note:
+                logger.warning(f"[publish] {aid} {f.variant}: {f.budget_note}")
+    return rows, stored
+
+
+def ensure_rendered(jobs: list[PublishJob]) -> None:
+    """Submit the renders that were not made ahead (renders of a master that an edit changed, or of a
+    size-set run), so they run while the chunk before them is being stored."""
+    for job in jobs:
+        if job.quarantine is None and job.rendered is None:
+            job.rendered = render_master.submit(**job.render)
+
+
+def publish_and_catalog(jobs: dict[str, PublishJob], catalog, logger, failed: list[FailedAsset],
+                        gallery_page: Path | None, chunk: int = CATALOG_CHUNK) -> RunRecord:
+    """Publish and catalog in chunks, each chunk one transaction: if the catalog refuses a chunk's rows,
+    every publish task of that chunk has its rollback hook delete the files it wrote, so no file is
+    left without a row (and no row without a file, since rows are written only after their files).
+    Earlier chunks stay published and cataloged; a rerun of the same brief completes the set.
+    The gallery's cards for `gallery_page` are drawn chunk by chunk (None: the caller draws them)."""
+    record = RunRecord(GalleryCards(gallery_page) if gallery_page is not None else None)
+
+    ids = list(jobs)
+    chunks = [ids[i:i + chunk] for i in range(0, len(ids), chunk)]
+    total = UpsertResult()
+    counter = [0]
+    for index, part in enumerate(chunks):
+        ensure_rendered([jobs[aid] for aid in part + (chunks[index + 1] if index + 1 < len(chunks) else [])])
+        with transaction():
+            part_rows, part_stored = publish_chunk({aid: jobs[aid] for aid in part}, logger, failed, counter,
+                                                   len(ids))
+            upserted = write_catalog(part_rows, catalog)
+        for aid in part:  # the chunk's masters and renders are done with: let them go
+            jobs[aid].rendered = jobs[aid].master = None
+        record.add(part_rows, part_stored)
+        del part_rows, part_stored
+        release_memory()
+        total = UpsertResult(inserted=total.inserted + upserted.inserted, updated=total.updated + upserted.updated,
+                             unchanged=total.unchanged + upserted.unchanged)
+    logger.info(f"[catalog] {total.inserted} new, {total.updated} updated, {total.unchanged} unchanged")
+    record.upserted = total
+    return record

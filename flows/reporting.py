@@ -1,0 +1,81 @@
+"""The run's record: what it published, its gallery page, run-summary.json and its Prefect artifacts."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from imagegen.catalog.base import CatalogRow, UpsertResult
+from imagegen.gallery import GalleryCards, write_gallery
+from imagegen.publishing import PublishedFile
+from imagegen.summary import RunSummary
+
+
+@dataclass
+class RunRecord:
+    """What the run's record (summary, gallery, table artifact) needs of its catalog rows, gathered
+    chunk by chunk so that a long run lets each chunk's rows (4-6 KB each) go once they are written."""
+
+    gallery: GalleryCards | None  # None: the page shows the whole campaign, drawn from the catalog
+    statuses: dict[str, str] = field(default_factory=dict)  # asset id -> published / quarantined
+    files_stored: int = 0
+    files_written: int = 0
+    table: list[dict[str, Any]] = field(default_factory=list)  # the assets artifact, a line per file
+    upserted: UpsertResult = field(default_factory=UpsertResult)
+
+    def add(self, rows: list[CatalogRow], stored: list[PublishedFile]) -> None:
+        self.statuses.update((row.asset_id, row.status) for row in rows)
+        self.files_stored += len(stored)
+        self.files_written += sum(1 for f in stored if f.stored.written)
+        self.table += [{"asset_id": r.asset_id, "variant": r.variant, "status": r.status, "store": r.store,
+                        "size": f"{r.width}x{r.height}", "format": r.format, "bytes": r.bytes,
+                        "gates": "pass" if r.gates.get("passed") else "; ".join(
+                            f["reason"] for f in r.gates.get("failures", [])), "url": r.url} for r in rows]
+        if self.gallery is not None:
+            self.gallery.add(rows)
+
+
+def record_run(summary: RunSummary, record: RunRecord, catalog, out: Path, started: float) -> RunSummary:
+    """The run's record: gallery page, summary file, Prefect artifacts.
+
+    The gallery shows this run's masters, or, when the record drew no cards, every master of the
+    campaign (a size-set run adds variants to masters published earlier, and the page should show
+    them together).
+    """
+    statuses = record.statuses.values()
+    summary = summary.model_copy(update=dict(
+        published=sum(1 for s in statuses if s == "published"),
+        quarantined=sum(1 for s in statuses if s == "quarantined"),
+        files_stored=record.files_stored, files_written=record.files_written,
+        catalog_inserted=record.upserted.inserted, catalog_updated=record.upserted.updated,
+        catalog_unchanged=record.upserted.unchanged,
+        catalog=getattr(catalog, "path", None) or catalog.get_block_type_slug(),
+        gallery=str(out / "gallery.html"), seconds=round(time.monotonic() - started, 2)))
+    cards = record.gallery
+    if cards is None:  # the whole campaign's masters, as the catalog holds them
+        cards = GalleryCards(out / "gallery.html")
+        cards.add(catalog.get_catalog().rows(summary.campaign))
+    try:
+        write_gallery(cards, out / "gallery.html", campaign=summary.campaign,
+                      summary={"masters": summary.masters, "published": summary.published,
+                               "quarantined": summary.quarantined, "files": summary.files_stored,
+                               "provider_calls": summary.provider_calls},
+                      gx_report=summary.gx_report)
+    finally:
+        cards.close()
+    (out / "run-summary.json").write_text(summary.model_dump_json(indent=2))
+    report_artifacts(summary, record.table)
+    return summary
+
+
+def report_artifacts(summary: RunSummary, table: list[dict[str, Any]]) -> None:
+    key = summary.campaign.lower()
+    create_table_artifact(key=f"{key}-assets", table=table, description=f"Assets of campaign {summary.campaign}")
+    create_markdown_artifact(
+        key=f"{key}-summary",
+        markdown="## imagegen run\n\n" + "\n".join(f"- {line}" for line in summary.lines()),
+        description=f"Run summary of campaign {summary.campaign}")

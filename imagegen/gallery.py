@@ -80,9 +80,10 @@ class GalleryCards:
         self.page_dir = page.parent
         self._spool = tempfile.TemporaryFile(dir=self.page_dir if self.page_dir.is_dir() else None)
         self._index: list[tuple[bool, str, int, int]] = []  # (quarantined, asset id, offset, length)
+        card_module = _env.get_template("gallery_card.html").module
         # A template module carries the template's macros as attributes set at run time, which jinja2's
         # TemplateModule type cannot name.
-        self._card: Callable[[dict], Markup] = _env.get_template("gallery_card.html").module.card  # type: ignore[attr-defined]
+        self._card: Callable[[dict], Markup] = card_module.card  # type: ignore[attr-defined]
 
     def add(self, rows: list[CatalogRow]) -> None:
         by_asset: dict[str, list[CatalogRow]] = {}

@@ -235,8 +235,8 @@ def main(argv=None) -> int:
                         samples[side].setdefault(stage, []).append(seconds)
         print(f"# local work per master: {masters_n} master(s) of {args.size}x{args.size} x {repeats} repeat(s), "
               f"{len(targets)} social targets + WebP srcset + hero; medians, seconds")
-        print(f"| stage | ours (s) | seed 000 (s) | ours/seed |")
-        print(f"|---|---:|---:|---:|")
+        print("| stage | ours (s) | seed 000 (s) | ours/seed |")
+        print("|---|---:|---:|---:|")
         totals = {"ours": 0.0, "seed": 0.0}
         for stage in STAGES:
             o, s = (statistics.median(samples[side][stage]) for side in ("ours", "seed"))

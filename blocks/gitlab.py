@@ -33,7 +33,8 @@ class GitLabCredentials(CredentialsBlock):
 
     url: str = Field("https://gitlab.com", title="GitLab URL", description="Instance base URL (env GITLAB_URL)")
     token: SecretStr = Field(..., title="Access token",
-                             description="Personal, project or group access token with the api scope (env GITLAB_TOKEN)")
+                             description="Personal, project or group access token with the api scope "
+                                         "(env GITLAB_TOKEN)")
     timeout_seconds: float = Field(60.0, gt=0, title="Timeout", description="HTTP timeout per request")
 
     def get_client(self) -> Any:

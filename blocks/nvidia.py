@@ -5,6 +5,8 @@ Thin wrappers: all behaviour lives in imagegen.providers.nvidia and imagegen.pro
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect.blocks.abstract import CredentialsBlock
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
@@ -49,7 +51,7 @@ class NvidiaCredentials(CredentialsBlock):
                             description="Upload endpoint for edit inputs too large to send inline")
 
     def get_client(self, *, rate_per_minute: float | None = DEFAULT_RATE_PER_MINUTE,
-                   nim_url: str | None = None, **kwargs) -> NvidiaClient:
+                   nim_url: str | None = None, **kwargs: Any) -> NvidiaClient:
         """An NvidiaClient; paced by the account's shared token bucket unless rate_per_minute is None."""
         settings = dict(base_url=self.base_url, status_url=self.status_url, assets_url=self.assets_url,
                         nim_url=nim_url, **kwargs)
@@ -92,8 +94,8 @@ class NvidiaImageProvider(ImageProviderBlock):
     poll_deadline_seconds: float = Field(600.0, gt=0, description="Give up polling a 202-accepted request after this")
 
     def _client(self) -> NvidiaClient:
-        options = dict(nim_url=self.nim_url, timeout=self.timeout_seconds, poll_seconds=self.poll_seconds,
-                       poll_deadline=self.poll_deadline_seconds)
+        options: dict[str, Any] = dict(nim_url=self.nim_url, timeout=self.timeout_seconds,
+                                       poll_seconds=self.poll_seconds, poll_deadline=self.poll_deadline_seconds)
         if self.credentials is not None:
             return self.credentials.get_client(rate_per_minute=self.rate_per_minute, **options)
         if not self.nim_url:

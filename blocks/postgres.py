@@ -25,7 +25,8 @@ class PostgresCatalogBlock(CatalogBlock):
     dsn: SecretStr = Field(..., title="Connection string",
                            description="postgresql://user:password@host:5432/dbname; a Supabase project's "
                                        "direct or pooler connection string works too")
-    connect_timeout_seconds: int = Field(10, ge=1, title="Connect timeout", description="Seconds to wait for a connection")
+    connect_timeout_seconds: int = Field(10, ge=1, title="Connect timeout",
+                                         description="Seconds to wait for a connection")
 
     def get_catalog(self) -> Catalog:
         from imagegen.catalog.postgres import PostgresCatalog

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TypeVar
 
 from prefect.blocks.core import Block
 
@@ -20,10 +21,16 @@ from imagegen.settings import ImagegenSettings
 
 PROVIDER_NAMES = ("local", "nvidia", "nim", "neuroflash")
 _SAVED_BLOCK = re.compile(r"^[a-z0-9][a-z0-9-]*/[A-Za-z0-9][A-Za-z0-9_-]*$")
+SavedBlock = TypeVar("SavedBlock", bound=Block)
 
 
-def load_saved_block(name: str, field: str, expected: type) -> Block:
-    """A saved block named `<block-type-slug>/<block-name>`, or a BriefError naming `field`."""
+def load_saved_block(name: str, field: str, expected: type[SavedBlock]) -> SavedBlock:
+    """A saved block named `<block-type-slug>/<block-name>`, or a BriefError naming `field`.
+
+    `expected` is only used for isinstance, so the abstract block bases are fine here; mypy rejects an
+    abstract class for type[T] all the same (it cannot know that nothing instantiates it), hence the
+    `type: ignore[type-abstract]` at the callers.
+    """
     if not _SAVED_BLOCK.match(name):
         raise BriefError([(field, f"{name!r} is not a saved block name like <block-type-slug>/<block-name>")])
     try:
@@ -38,7 +45,7 @@ def load_saved_block(name: str, field: str, expected: type) -> Block:
 def provider_block(name: str, settings: ImagegenSettings, model: str | None = None) -> ImageProviderBlock:
     """A provider block for `name`, configured from the environment."""
     if "/" in name:
-        return load_saved_block(name, "provider.block", ImageProviderBlock)
+        return load_saved_block(name, "provider.block", ImageProviderBlock)  # type: ignore[type-abstract]
     if name == "local":
         return LocalProvider(master_size=settings.local_master_size)
     if name in ("nvidia", "nim"):
@@ -64,7 +71,7 @@ def store_block(name: str, settings: ImagegenSettings, out_dir: Path,
                 field: str = "publish") -> AssetStoreBlock:
     """`local` (a folder in the output folder), `supabase`, `gitlab`, or a saved block slug/name."""
     if "/" in name:
-        return load_saved_block(name, field, AssetStoreBlock)
+        return load_saved_block(name, field, AssetStoreBlock)  # type: ignore[type-abstract]
     if name == "local":
         return LocalAssetFolder(path=str(out_dir / "assets"), store_name="local")
     if name == "supabase":
@@ -102,7 +109,7 @@ def catalog_block(settings: ImagegenSettings, out_dir: Path) -> CatalogBlock:
     if url.startswith(("postgres://", "postgresql://")):
         return PostgresCatalogBlock(dsn=url)
     if "/" in url and "://" not in url:
-        return load_saved_block(url, "IMAGEGEN_CATALOG_URL", CatalogBlock)
+        return load_saved_block(url, "IMAGEGEN_CATALOG_URL", CatalogBlock)  # type: ignore[type-abstract]
     from imagegen.catalog.remote import mask_url
 
     raise BriefError([("IMAGEGEN_CATALOG_URL", f"{mask_url(url)!r} is not a catalog; use sqlite:///path, "

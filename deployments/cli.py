@@ -100,15 +100,17 @@ def validate(brief_path: str, provider: str | None, out: Path) -> None:
     settings = load_settings(provider=provider)
     brief = load_brief(brief_path)
     providers = provider_chain(brief.provider, settings, override=settings.provider)
+    primary = settings.provider or brief.provider.block or brief.provider.name
+    assert primary is not None, "ProviderChoice names `local` when the brief gives neither name nor block"
     try:
         plan_for_providers(brief, providers, settings.local_master_size)  # asks the primary provider for its models
     except ProviderRequestInvalid as err:
         if err.status is None and brief.provider.model:
             # the provider's own model list refused the model the brief names (no HTTP error involved)
             raise BriefError([("provider.model", str(err))], brief_path) from None
-        raise _preflight_failure(settings.provider or brief.provider.block or brief.provider.name, err) from None
+        raise _preflight_failure(primary, err) from None
     except ProviderError as err:
-        raise _preflight_failure(settings.provider or brief.provider.block or brief.provider.name, err) from None
+        raise _preflight_failure(primary, err) from None
     vlm_reviewer(brief, settings)
     publish_stores(brief.publish, settings, out)
     catalog_block(settings, out)

@@ -11,9 +11,12 @@ Run twice, the second run changes nothing: each object is compared and written o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imagegen.settings import ImagegenSettings
+
+if TYPE_CHECKING:  # for annotations only: this module imports prefect inside the functions that use it
+    from prefect.blocks.core import Block
 
 WORK_POOL = "imagegen-process"
 
@@ -32,7 +35,7 @@ class SetupReport:
                 + [f"unchanged {w}" for w in self.unchanged])
 
 
-def block_types() -> list[type]:
+def block_types() -> list[type[Block]]:
     from imagegen_flows.blocks.catalog import SqliteCatalogBlock
     from imagegen_flows.blocks.gitlab import GitLabCredentials, GitLabUploads
     from imagegen_flows.blocks.neuroflash import NeuroflashCredentials, NeuroflashImageProvider

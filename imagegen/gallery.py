@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -80,7 +80,10 @@ class GalleryCards:
         self.page_dir = page.parent
         self._spool = tempfile.TemporaryFile(dir=self.page_dir if self.page_dir.is_dir() else None)
         self._index: list[tuple[bool, str, int, int]] = []  # (quarantined, asset id, offset, length)
-        self._card = _env.get_template("gallery_card.html").module.card
+        card_module = _env.get_template("gallery_card.html").module
+        # A template module carries the template's macros as attributes set at run time, which jinja2's
+        # TemplateModule type cannot name.
+        self._card: Callable[[dict], Markup] = card_module.card  # type: ignore[attr-defined]
 
     def add(self, rows: list[CatalogRow]) -> None:
         by_asset: dict[str, list[CatalogRow]] = {}
@@ -113,6 +116,7 @@ def write_gallery(cards: Iterable[Markup], page: Path, *, campaign: str, summary
     page.parent.mkdir(parents=True, exist_ok=True)
     tmp = page.with_suffix(".tmp")
     with tmp.open("w", encoding="utf-8") as fh:
-        stream.dump(fh)
+        # jinja2 types dump()'s file as str | IO[bytes], but writes str to a text file when no encoding is given.
+        stream.dump(fh)  # type: ignore[arg-type]
     tmp.replace(page)
     return page

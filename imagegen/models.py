@@ -46,7 +46,7 @@ class ImageRef(BaseModel):
     bytes: int
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "ImageRef":
+    def from_file(cls, path: str | Path) -> ImageRef:
         """Describe an image file without decoding its pixels (Pillow reads the header only)."""
         from PIL import Image
 

@@ -176,7 +176,7 @@ def validate_rows(rows: list[dict[str, Any]], checks: list[GateCheck], *, suite_
     """Run `checks` as a GX suite over `rows` (each has an `image_id`); build Data Docs in `docs_dir`."""
     import great_expectations as gx  # lazy: ~3-4 s import
     import pandas as pd
-    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.checkpoint import UpdateDataDocsAction, ValidationAction
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     frame = pd.DataFrame(rows)
@@ -186,7 +186,9 @@ def validate_rows(rows: list[dict[str, Any]], checks: list[GateCheck], *, suite_
     by_type_and_column = {}
     with _GX_LOCK:
         context = gx.get_context(mode="ephemeral")
-        context.variables.progress_bars = {"globally": False}
+        # GX types this as ProgressBarsConfig, yet reads it as a mapping (`"globally" in progress_bars`),
+        # the shape a context's YAML config gives it; the dict is that shape.
+        context.variables.progress_bars = {"globally": False}  # type: ignore[assignment]
         site_names = []
         if docs_dir is not None:
             context.add_data_docs_site(site_name="imagegen", site_config={
@@ -204,7 +206,8 @@ def validate_rows(rows: list[dict[str, Any]], checks: list[GateCheck], *, suite_
             by_type_and_column[(check.kind, check.column)] = check
         validation = context.validation_definitions.add(
             gx.ValidationDefinition(name=f"{suite_name}-validation", data=batch, suite=suite))
-        actions = [UpdateDataDocsAction(name="data-docs", site_names=site_names)] if site_names else []
+        actions: list[ValidationAction] = (
+            [UpdateDataDocsAction(name="data-docs", site_names=site_names)] if site_names else [])
         checkpoint = context.checkpoints.add(gx.Checkpoint(
             name=f"{suite_name}-checkpoint", validation_definitions=[validation], actions=actions,
             result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["image_id"]}))
@@ -221,6 +224,7 @@ def validate_rows(rows: list[dict[str, Any]], checks: list[GateCheck], *, suite_
             if outcome.success:
                 continue
             config = outcome.expectation_config
+            assert config is not None, "a checkpoint run attaches its expectation to every result"
             column = config.kwargs["column"]
             check = by_type_and_column[(kinds[config.type], column)]
             for unexpected in outcome.result.get("unexpected_index_list") or []:

@@ -27,7 +27,8 @@ class TokenBucket:
         self.rate_per_second = rate_per_minute / 60.0
         self.burst = max(1, burst)
         self.window_seconds = window_seconds
-        self._granted: deque[float] = deque(maxlen=max(1, math.floor(rate_per_minute)))
+        self._window_capacity = max(1, math.floor(rate_per_minute))
+        self._granted: deque[float] = deque(maxlen=self._window_capacity)
         self._tokens = float(self.burst)
         self._clock = clock
         self._sleep = sleep
@@ -37,7 +38,7 @@ class TokenBucket:
 
     def _window_delay(self, now: float) -> float:
         """How long until one more token fits in the sliding window (0 when it fits now)."""
-        if self.window_seconds is None or len(self._granted) < self._granted.maxlen:
+        if self.window_seconds is None or len(self._granted) < self._window_capacity:
             return 0.0
         return max(0.0, self._granted[0] + self.window_seconds - now)
 

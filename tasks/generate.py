@@ -104,6 +104,8 @@ def outpaint_master(base: GeneratedImage, spec: PromptSpec, provider: ImageProvi
     """Extend `base` to `spec.outpaint_ratio` through the provider's edit (FLUX.1 Kontext, neuroflash
     /edit): the base is placed on a canvas of the new aspect whose new area holds its own blurred,
     mirrored edges, and the provider is asked to paint the scene on into that area."""
+    if spec.outpaint_ratio is None:  # the flow outpaints only specs made with a ratio
+        raise ValueError(f"{spec.asset_id} is not an outpainted master: its spec has no outpaint_ratio")
     with PIXEL_SLOTS:
         with Image.open(base.image.path) as im:
             request = outpaint_canvas(im, parse_ratio(spec.outpaint_ratio), multiple_of=16, subject_hint=spec.subject)

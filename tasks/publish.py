@@ -15,8 +15,8 @@ from imagegen.imaging.c2pa_signing import SigningFiles
 from imagegen.models import FORMAT_CONTENT_TYPES, GeneratedImage
 from imagegen.pixelwork import PIXEL_SLOTS
 from imagegen.publishing import (MASTER_VARIANT, PublishedFile, PublishResult, RenderedSet, WebOptions,
-                                 blurhash_of, dominant_palette, edit_descriptions, picture_snippet, provenance_xmp, render_variants,
-                                 sign_variants, store_variant, variant_key)
+                                 blurhash_of, dominant_palette, edit_descriptions, picture_snippet, provenance_xmp,
+                                 render_variants, sign_variants, store_variant, variant_key)
 from imagegen.sizes import Target
 from imagegen.stores.base import SizeRouter
 from imagegen_flows.tasks.retrying import RETRY_OPTIONS

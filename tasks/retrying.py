@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypedDict
+
+from prefect import Task
+from prefect.client.schemas.objects import TaskRun
+from prefect.states import State
 from prefect.tasks import exponential_backoff
 
 from imagegen.errors import is_transient
@@ -13,7 +19,7 @@ RETRY_DELAYS = exponential_backoff(backoff_factor=2)
 RETRY_JITTER = 0.5
 
 
-def retry_if_transient(task, task_run, state) -> bool:
+def retry_if_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
     """Prefect retry_condition_fn: retry timeouts, transport errors and 408/425/429/5xx, nothing else.
 
     Retrying a 401, a 422, a content filter or an exhausted quota only burns time and quota.
@@ -22,7 +28,16 @@ def retry_if_transient(task, task_run, state) -> bool:
     return exc is not None and is_transient(exc)
 
 
-RETRY_OPTIONS = dict(
+class RetryOptions(TypedDict):
+    """The retry keywords of `@task`, typed so that `**RETRY_OPTIONS` is checked against its signature."""
+
+    retries: int
+    retry_delay_seconds: Callable[[int], list[float]]
+    retry_jitter_factor: float
+    retry_condition_fn: Callable[[Task[..., Any], TaskRun, State[Any]], bool]
+
+
+RETRY_OPTIONS = RetryOptions(
     retries=RETRIES,
     retry_delay_seconds=RETRY_DELAYS,
     retry_jitter_factor=RETRY_JITTER,

@@ -10,7 +10,8 @@ from imagegen.catalog.base import Catalog
 from imagegen.catalog.remote import mask_url
 from imagegen.errors import CatalogError
 
-ACCEPTED_FORMS = "unset (SQLite in the output folder), sqlite:///path, postgresql://... (or postgres://...), or 'supabase'"
+ACCEPTED_FORMS = ("unset (SQLite in the output folder), sqlite:///path, postgresql://... (or postgres://...), "
+                  "or 'supabase'")
 
 
 def default_supabase_client() -> Any:

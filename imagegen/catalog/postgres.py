@@ -17,9 +17,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 
 from imagegen.catalog.base import CONTENT_COLUMNS, NATURAL_KEY, Catalog, CatalogRow, UpsertResult, schema_sql
@@ -71,12 +72,14 @@ class PostgresCatalog(Catalog):
         diag = getattr(exc, "diag", None)
         detail = (diag.message_primary if diag is not None and diag.message_primary else str(exc)).strip()
         detail = scrub(detail, passwords_of(self._dsn))
-        message = f"{action} media_assets on {mask_url(self._dsn)}: {detail}" + (f" (SQLSTATE {state})" if state else "")
-        transient = isinstance(exc, psycopg.OperationalError) and (not state or state.startswith(_CONNECTION_FAILURE_STATES))
+        message = (f"{action} media_assets on {mask_url(self._dsn)}: {detail}"
+                   + (f" (SQLSTATE {state})" if state else ""))
+        transient = isinstance(exc, psycopg.OperationalError) and (
+            not state or state.startswith(_CONNECTION_FAILURE_STATES))
         return TransientCatalogError(message) if transient else CatalogError(message)
 
     @contextmanager
-    def _transaction(self, action: str) -> Iterator[psycopg.Cursor]:
+    def _transaction(self, action: str) -> Iterator[psycopg.Cursor[DictRow]]:
         """One connection and one transaction: commit on success, roll back on any error."""
         try:
             with psycopg.connect(self._dsn, connect_timeout=self.connect_timeout, prepare_threshold=None,
@@ -87,7 +90,7 @@ class PostgresCatalog(Catalog):
         except psycopg.Error as exc:
             raise self._error(exc, action) from exc
 
-    def _ensure_schema(self, conn: psycopg.Connection) -> None:
+    def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
         with self._schema_lock:
             if self._schema_ready:
                 return

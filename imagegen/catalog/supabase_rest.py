@@ -95,8 +95,11 @@ class SupabaseRestCatalog(Catalog):
             asset_ids[campaign].add(asset_id)
         found: dict[Key, CatalogRow] = {}
         for campaign, ids in asset_ids.items():
-            records = self._select_all(
-                "reading", lambda q, c=campaign, i=sorted(ids): q.eq("campaign", c).in_("asset_id", i))
+
+            def in_campaign(query: Any, campaign: str = campaign, ids: list[str] = sorted(ids)) -> Any:
+                return query.eq("campaign", campaign).in_("asset_id", ids)
+
+            records = self._select_all("reading", in_campaign)
             for record in records:
                 row = row_from_record(record)
                 if row.key in keys:
@@ -138,7 +141,11 @@ class SupabaseRestCatalog(Catalog):
             variants[(campaign, asset_id)].add(variant)
         deleted = 0
         for (campaign, asset_id), names in variants.items():
-            deleted += len(self._run("deleting from", lambda c=campaign, a=asset_id, n=sorted(names): (
-                self.client.table(self.table).delete().eq("campaign", c).eq("asset_id", a)
-                .in_("variant", n).execute())))
+
+            def delete_variants(campaign: str = campaign, asset_id: str = asset_id,
+                                names: list[str] = sorted(names)) -> Any:
+                return (self.client.table(self.table).delete().eq("campaign", campaign).eq("asset_id", asset_id)
+                        .in_("variant", names).execute())
+
+            deleted += len(self._run("deleting from", delete_variants))
         return deleted

@@ -16,7 +16,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
-import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]

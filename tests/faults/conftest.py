@@ -23,7 +23,7 @@ import threading
 import zlib
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 

@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_users_own_flows_and_tasks_packages_do_not_shadow_ours(tmp_path):
     for name in ("flows", "tasks", "blocks", "deployments"):
         (tmp_path / name).mkdir()
-        (tmp_path / name / "__init__.py").write_text(f"OWNER = 'user'\n")
+        (tmp_path / name / "__init__.py").write_text("OWNER = 'user'\n")
     script = textwrap.dedent("""
         import flows, tasks, blocks, deployments
         assert {flows.OWNER, tasks.OWNER, blocks.OWNER, deployments.OWNER} == {"user"}

@@ -3,8 +3,8 @@
 A brief is a YAML or JSON file that marketing writes by hand, so every model forbids unknown keys
 (a typo is an error, not a silently ignored setting) and every failure is reported as a
 `BriefError` listing (field path, reason) pairs such as ``subjects[0].subject: field required``.
-Prompt parts are checked for personal data, length and control or invisible characters here, before
-any provider sees them.
+Prompt parts are checked for personal data, length and control or invisible characters (the rules in
+imagegen.guards) as the brief is validated, before any provider sees them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import difflib
 import json
 import re
 import typing
-import unicodedata
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Annotated, Any, Literal
 
@@ -32,9 +31,9 @@ from pydantic import (
 )
 
 from imagegen.errors import BriefError
+from imagegen.guards import MAX_SEED, check_prompt_characters, find_personal_data, slugify
 from imagegen.models import FORMAT_EXTENSIONS
 from imagegen.presets import COMPOSITION_RULES, LIGHTING_PRESETS, STYLE_KEYWORDS
-from imagegen.prompts import MAX_SEED, find_personal_data, slugify
 from imagegen.sizes import BUILTIN_SIZE_SETS, Target, resolve_targets, unknown_size_set_reason
 
 PROVIDER_NAMES: tuple[str, ...] = ("local", "nvidia", "nim", "neuroflash")
@@ -79,111 +78,13 @@ def _reject_personal_data(value: str) -> str:
     return value
 
 
-# Invisible and control characters in prompt text.
-#
-# A prompt part must read the same to the person who wrote it, to the provider, and in the catalog and
-# XMP. Characters that render as nothing or reorder what is shown break that, so they are refused:
-#   - control characters (Unicode Cc) such as NUL or ESC, and lone surrogates (Cs, not valid text);
-#   - format characters (Cf): bidi controls (U+202A-202E, U+2066-2069, LRM/RLM, ALM), zero-width
-#     space U+200B, word joiner U+2060, BOM U+FEFF, soft hyphen U+00AD, ...;
-#   - the Hangul fillers, letters that render as blank and are a known way to fake "empty" text.
-# Exceptions, because real text needs them: the zero-width joiner and non-joiner (U+200D, U+200C)
-# between two letters, marks, digits or symbols (emoji ZWJ sequences such as woman + ZWJ + laptop,
-# Indic conjuncts, Persian words), and tag characters inside an emoji subdivision flag (black flag,
-# tags, cancel tag). Emoji variation selectors (U+FE0E/U+FE0F) and skin-tone modifiers are not format
-# characters and pass anyway.
-# Line breaks and tabs (a YAML block scalar carries them; so can a pasted subject) are not refused:
-# each one, with the spaces around it, becomes a single space, so what is stored is one line.
-_LINE_BREAK_RUN = re.compile(r"[ \u00a0]*[\t\n\v\f\r\x85\u2028\u2029][\t\n\v\f\r\x85\u2028\u2029 \u00a0]*")
-_HANGUL_FILLERS = frozenset("\u115f\u1160\u3164\uffa0")
-_JOINERS = frozenset("\u200c\u200d")
-_FLAG_TAG_SEQUENCE = re.compile("\U0001F3F4([\U000E0020-\U000E007E]+\U000E007F)")
-_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Mn", "Me", "Zs", "Zl", "Zp"})
-
-
-def _code_point(char: str) -> str:
-    """'U+202E RIGHT-TO-LEFT OVERRIDE' (control characters have no name: 'U+0000')."""
-    name = unicodedata.name(char, "")
-    return f"U+{ord(char):04X}" + (f" {name}" if name else "")
-
-
-def _invisible_kind(char: str) -> str | None:
-    """What kind of refused character `char` is, or None when it may appear in prompt text."""
-    category = unicodedata.category(char)
-    if category == "Cc":
-        return "a control character"
-    if category == "Cs":
-        return "a lone surrogate"
-    if char in _BIDI_CONTROLS:
-        return "a bidirectional-text control"
-    if category == "Cf":
-        return "an invisible formatting character"
-    if char in _HANGUL_FILLERS:
-        return "an invisible filler character"
-    return None
-
-
-def _is_visible(char: str) -> bool:
-    """False for spaces, marks without a base, format and control characters and blank fillers."""
-    return not (unicodedata.category(char) in _INVISIBLE_CATEGORIES or char in _HANGUL_FILLERS
-                or char == "\u2800" or char.isspace())
-
-
-def _joins_visible_characters(text: str, index: int) -> bool:
-    """A ZWJ/ZWNJ at `index` sits between two letters, marks, digits or symbols (an emoji ZWJ
-    sequence, an Indic conjunct, a Persian word), not at an edge, beside a space or another joiner."""
-    if index == 0 or index == len(text) - 1:
-        return False
-    before, after = unicodedata.category(text[index - 1]), unicodedata.category(text[index + 1])
-    return before[0] in "LMNS" and after[0] in "LMNS"
-
-
-def _check_prompt_characters(value: Any) -> Any:
-    """Refuse control and invisible characters in prompt text; turn line breaks and tabs into spaces.
-
-    Runs before pydantic's own checks, on the text as written, so positions in messages count from
-    the field's first character. Messages name the code point, never echo the text.
-    """
-    if not isinstance(value, str):
-        return value  # pydantic's type check reports it
-    allowed_tags = {i for match in _FLAG_TAG_SEQUENCE.finditer(value) for i in range(*match.span(1))}
-    refused: list[tuple[int, str, str]] = []
-    for index, char in enumerate(value):
-        if char in "\t\n\v\f\r\x85\u2028\u2029" or index in allowed_tags:
-            continue
-        if char in _JOINERS and _joins_visible_characters(value, index):
-            continue
-        kind = _invisible_kind(char)
-        if kind:
-            refused.append((index, char, kind))
-    if not any(_is_visible(c) for c in value):
-        if not refused and all(c.isspace() for c in value):
-            return value  # blank: strip + min_length decide ("must not be empty", or an allowed empty mood)
-        shown = ", ".join(dict.fromkeys(_code_point(c) for c in value if c not in " \t\n\r"))
-        raise ValueError(f"has no visible characters (only {shown})")
-    if refused:
-        index, char, kind = refused[0]
-        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
-        found = f"contains {kind} ({_code_point(char)}) at position {index + 1}{more}"
-        if char in _JOINERS:
-            raise ValueError(f"{found} that joins nothing; a joiner is allowed only between letters or inside "
-                             "an emoji sequence")
-        if unicodedata.category(char) == "Cs":
-            raise ValueError(f"{found}, which is not valid Unicode text; remove it")
-        if char in _BIDI_CONTROLS:
-            raise ValueError(f"{found}, which changes how the text is displayed, not what it says; remove it")
-        raise ValueError(f"{found}; remove it")
-    return _LINE_BREAK_RUN.sub(" ", value)
-
-
 def _prompt_text(max_length: int, min_length: int = 0) -> Any:
     """Text that reaches a provider: visible characters only (line breaks become spaces), length-limited
     and free of personal data."""
     # The BeforeValidator wraps the constrained str (so it runs first, on the text as written) and
     # comes after StringConstraints so pydantic keeps its string-length errors ("at most N characters").
     return Annotated[str, StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),
-                     BeforeValidator(_check_prompt_characters), AfterValidator(_reject_personal_data)]
+                     BeforeValidator(check_prompt_characters), AfterValidator(_reject_personal_data)]
 
 
 SubjectText = _prompt_text(200, min_length=1)

@@ -93,7 +93,7 @@ def validate(brief_path: str, provider: str | None, out: Path) -> None:
     from imagegen_flows.blocks.resolve import catalog_block, provider_chain, publish_stores
     from imagegen_flows.flows.campaign import vlm_reviewer
     from imagegen_flows.flows.stages import plan_masters
-    from imagegen.brief import load_brief
+    from imagegen.brief_source import load_brief
     from imagegen.errors import BriefError, ProviderError, ProviderRequestInvalid
     from imagegen.settings import load_settings
 

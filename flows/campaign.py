@@ -20,7 +20,8 @@ from imagegen_flows.blocks.resolve import catalog_block, provider_chain, publish
 from imagegen_flows.flows.stages import (TASK_THREADS, TaskStream, alt_text_for, content_credentials, future_exception,
                           gate_and_edit, generate_all, master_template, plan_masters, providers_with_quota,
                           publish_and_catalog, publish_job, record_run, render_arguments, usage_after)
-from imagegen.brief import Brief, brief_from_source
+from imagegen.brief import Brief
+from imagegen.brief_source import brief_from_source
 from imagegen.models import GeneratedImage
 from imagegen.pixelwork import limit_malloc_arenas
 from imagegen.budget import budget_for_run, release_run

@@ -20,7 +20,7 @@ from prefect.runtime import flow_run
 from imagegen_flows.blocks.resolve import catalog_block, publish_stores, quarantine_block
 from imagegen_flows.flows.campaign import campaign_flow
 from imagegen_flows.flows.stages import TASK_THREADS, content_credentials, publish_and_catalog, publish_job, record_run
-from imagegen.brief import brief_from_source
+from imagegen.brief_source import brief_from_source
 from imagegen.catalog.base import CatalogRow
 from imagegen.catalog.rows import template_from_row
 from imagegen.models import GeneratedImage, ImageRef

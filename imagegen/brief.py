@@ -2,21 +2,18 @@
 
 A brief is a YAML or JSON file that marketing writes by hand, so every model forbids unknown keys
 (a typo is an error, not a silently ignored setting) and every failure is reported as a
-`BriefError` listing (field path, reason) pairs such as ``subjects[0].subject: field required``.
+`BriefError` listing (field path, reason) pairs such as ``subjects[0].subject: field required``
+(worded by imagegen.brief_errors; imagegen.brief_source reads briefs from files, text and URLs).
 Prompt parts are checked for personal data, length and control or invisible characters (the rules in
 imagegen.guards) as the brief is validated, before any provider sees them.
 """
 
 from __future__ import annotations
 
-import difflib
-import json
 import re
-import typing
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -24,7 +21,6 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -45,7 +41,7 @@ _BLOCK_REF = re.compile(r"^[a-z0-9][a-z0-9-]*/[a-z0-9][a-z0-9-]*$")
 MAX_CAMPAIGN_CHARS = 64
 
 
-def _short_repr(value: Any, limit: int = 40) -> str:
+def short_repr(value: Any, limit: int = 40) -> str:
     """repr() of user input, cut short: error messages end up in logs."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 4] + "...'"
@@ -61,7 +57,7 @@ def _normalise_hex_colour(value: Any) -> Any:
         return value
     text = value.strip()
     if not _HEX_COLOUR.match(text):
-        raise ValueError(f"not a hex colour like #ff6b6b: {_short_repr(value, 24)}")
+        raise ValueError(f"not a hex colour like #ff6b6b: {short_repr(value, 24)}")
     digits = text[1:].lower()
     if len(digits) == 3:
         digits = "".join(char * 2 for char in digits)
@@ -99,7 +95,7 @@ def _key_of(table: dict[str, Any], what: str) -> Any:
     def check(value: str) -> str:
         key = re.sub(r"[\s-]+", "_", value.strip().lower())
         if key not in table:
-            raise ValueError(f"unknown {what} {_short_repr(value)}; known: {', '.join(sorted(table))}")
+            raise ValueError(f"unknown {what} {short_repr(value)}; known: {', '.join(sorted(table))}")
         return key
 
     return AfterValidator(check)
@@ -118,14 +114,14 @@ SizeSetName = Annotated[str, AfterValidator(_check_size_set)]
 def _check_image_format(value: str) -> str:
     fmt = {"JPG": "JPEG"}.get(value.strip().upper(), value.strip().upper())
     if fmt not in FORMAT_EXTENSIONS:
-        raise ValueError(f"unknown format {_short_repr(value)}; use one of {', '.join(FORMAT_EXTENSIONS)}")
+        raise ValueError(f"unknown format {short_repr(value)}; use one of {', '.join(FORMAT_EXTENSIONS)}")
     return fmt
 
 
 def _check_provider_name(value: str) -> str:
     name = value.strip().lower()
     if name not in PROVIDER_NAMES:
-        raise ValueError(f"unknown provider {_short_repr(value)}; known: {', '.join(PROVIDER_NAMES)}")
+        raise ValueError(f"unknown provider {short_repr(value)}; known: {', '.join(PROVIDER_NAMES)}")
     return name
 
 
@@ -328,7 +324,7 @@ class ProviderChoice(BaseModel):
     @classmethod
     def _check_block(cls, value: str | None) -> str | None:
         if value is not None and not _BLOCK_REF.match(value):
-            raise ValueError(f"not a block reference like 'nvidia-provider/prod': {_short_repr(value)}")
+            raise ValueError(f"not a block reference like 'nvidia-provider/prod': {short_repr(value)}")
         return value
 
     @model_validator(mode="after")
@@ -355,12 +351,12 @@ def _campaign_problem(value: str) -> str | None:
     if any(char.isspace() for char in value):
         return f"must not contain spaces: {why}{hint}"
     if not _CAMPAIGN.match(value):
-        return f"{_short_repr(value)} is not a slug: {why}{hint}"
+        return f"{short_repr(value)} is not a slug: {why}{hint}"
     return None
 
 
 class Brief(BaseModel):
-    """A whole campaign. Load one with `load_brief(path)`."""
+    """A whole campaign. Load one with `imagegen.brief_source.load_brief(path)`."""
 
     model_config = _STRICT
 
@@ -414,243 +410,3 @@ class Brief(BaseModel):
             return resolve_inside(base, self.brand.logo.path)
         except ValueError as exc:
             raise BriefError([("brand.logo.path", str(exc))]) from None
-
-
-# --------------------------------------------------------------------------------------------
-# Loading and error reporting
-# --------------------------------------------------------------------------------------------
-
-
-def load_brief(path: str | Path) -> Brief:
-    """Read a brief from a .yaml, .yml or .json file; relative paths in it start from its folder."""
-    path = Path(path)
-    source = str(path)
-    suffix = path.suffix.lower()
-    if suffix not in {".yaml", ".yml", ".json"}:
-        raise BriefError([("file", f"unsupported extension {suffix or '(none)'!r}; use .yaml, .yml or .json")],
-                         source)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BriefError([("file", "file not found")], source) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BriefError([("file", f"cannot read the file ({type(exc).__name__})")], source) from None
-    data = _parse_json(text, source) if suffix == ".json" else _parse_yaml(text, source)
-    return parse_brief(data, path.parent, source)
-
-
-def parse_brief(data: dict, base_dir: Path, source: str | None = None) -> Brief:
-    """Validate brief data; relative paths in it (the logo) start from `base_dir`.
-
-    Raises BriefError with every problem found, never a pydantic ValidationError: its text would
-    echo the input, which may hold the very personal data being rejected.
-    """
-    if data is None:
-        raise BriefError([("brief", "the brief is empty")], source)
-    if not isinstance(data, dict):
-        raise BriefError([("brief", f"expected a mapping of fields at the top level, got {_describe(data)}")],
-                         source)
-    if "base_dir" in data:
-        raise BriefError([("base_dir", _unknown_field_reason(Brief, "base_dir"))], source)
-    base = Path(base_dir).resolve()
-    try:
-        return Brief.model_validate({**data, "base_dir": str(base)}, context={"base_dir": base})
-    except ValidationError as exc:
-        raise BriefError(problems_from_validation_error(exc), source) from None
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys: YAML would otherwise keep the last one silently."""
-
-
-def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            continue
-        key = loader.construct_object(key_node, deep=deep)
-        if not isinstance(key, typing.Hashable):
-            continue  # construct_mapping below reports unhashable keys
-        if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {_short_repr(key)}",
-                                                    key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
-
-
-def _parse_yaml(text: str, source: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}" if mark else "file"
-        column = f" (column {mark.column + 1})" if mark else ""
-        raise BriefError([(where, f"YAML syntax error: {exc.problem or exc.context}{column}")], source) from None
-    except yaml.YAMLError as exc:
-        raise BriefError([("file", f"YAML syntax error: {type(exc).__name__}")], source) from None
-
-
-def _parse_json(text: str, source: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BriefError([(f"line {exc.lineno}", f"JSON syntax error: {exc.msg} (column {exc.colno})")],
-                         source) from None
-
-
-def problems_from_validation_error(exc: ValidationError) -> list[tuple[str, str]]:
-    """(field path, human reason) for each error, e.g. ('brand.palette[2]', 'not a hex colour ...')."""
-    problems: list[tuple[str, str]] = []
-    for error in exc.errors(include_url=False):
-        problem = (format_loc(error["loc"]), _human_reason(error))
-        if problem not in problems:
-            problems.append(problem)
-    return problems
-
-
-def format_loc(loc: tuple[int | str, ...]) -> str:
-    """('subjects', 0, 'subject') -> 'subjects[0].subject'."""
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else str(part)
-    return path or "brief"
-
-
-def _describe(value: Any) -> str:
-    """What kind of value the user wrote, without echoing it (it may be personal data)."""
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
-
-
-def _human_reason(error: dict[str, Any]) -> str:
-    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
-    if kind == "value_error":
-        return str(ctx.get("error", error["msg"]))
-    if kind == "missing":
-        return "field required"
-    if kind == "extra_forbidden":
-        return _unknown_field_reason(_model_at(error["loc"][:-1]), str(error["loc"][-1]))
-    fixed = _FIXED_REASONS.get(kind)
-    if fixed:
-        return fixed.format(got=_describe(value), **ctx)
-    if kind == "string_too_short":
-        return "must not be empty" if ctx.get("min_length") == 1 else f"at least {ctx['min_length']} characters"
-    if kind == "string_too_long":
-        return f"at most {ctx['max_length']} characters (got {len(value)})"
-    if kind == "too_short":
-        return f"needs at least {ctx['min_length']} item{'s' if ctx['min_length'] != 1 else ''}"
-    if kind == "too_long":
-        return f"at most {ctx['max_length']} items (got {ctx.get('actual_length', len(value))})"
-    if kind == "literal_error":
-        return f"must be {ctx['expected']}; got {_short_repr(value)}"
-    return error["msg"]
-
-
-_FIXED_REASONS: dict[str, str] = {
-    "int_parsing": "expected a whole number, got {got}",
-    "int_type": "expected a whole number, got {got}",
-    "int_from_float": "expected a whole number, got a fraction",
-    "float_parsing": "expected a number, got {got}",
-    "float_type": "expected a number, got {got}",
-    "bool_parsing": "expected true or false, got {got}",
-    "bool_type": "expected true or false, got {got}",
-    "string_type": "expected text, got {got}",
-    "list_type": "expected a list, got {got}",
-    "model_type": "expected a mapping, got {got}",
-    "model_attributes_type": "expected a mapping, got {got}",
-    "dict_type": "expected a mapping, got {got}",
-    "greater_than_equal": "must be at least {ge}",
-    "less_than_equal": "must be at most {le}",
-    "greater_than": "must be more than {gt}",
-    "less_than": "must be less than {lt}",
-}
-
-
-def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The model class that validates the mapping at `loc` inside a Brief (None when unknown)."""
-    model: type[BaseModel] | None = Brief
-    for part in loc:
-        if isinstance(part, int) or model is None:
-            continue
-        field = model.model_fields.get(part)
-        model = _model_in(field.annotation) if field else None
-    return model
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The BaseModel inside an annotation such as `list[Subject]` or `LogoSpec | None`."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_in(arg)
-        if found:
-            return found
-    return None
-
-
-def _unknown_field_reason(model: type[BaseModel] | None, key: str) -> str:
-    if model is None:
-        return "unknown field"
-    allowed = [name for name in model.model_fields if name != "base_dir"]
-    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-    if close:
-        return f"unknown field; did you mean {close[0]!r}?"
-    return f"unknown field; allowed: {', '.join(allowed)}"
-
-
-MAX_BRIEF_BYTES = 1_000_000
-
-
-def brief_from_source(source: "str | dict | Brief", base_dir: Path | None = None) -> Brief:
-    """A brief from whatever a deployment parameter or an event payload carries: a Brief, a mapping,
-    YAML/JSON text, an http(s) URL (fetched with a timeout and a size cap), or a file path."""
-    if isinstance(source, Brief):
-        return source
-    base = Path(base_dir or ".").resolve()
-    if isinstance(source, dict):
-        return parse_brief(source, base, "brief parameter")
-    text = str(source).strip()
-    if not text:
-        raise BriefError([("brief", "empty: give a path, a URL, or the brief itself")])
-    if text.startswith(("{", "campaign:")) or "\n" in text:
-        return parse_brief(_parse_yaml(text, "brief parameter"), base, "brief parameter")
-    if text.startswith(("http://", "https://")):
-        return parse_brief(_parse_yaml(_fetch_brief(text), text), base, text)
-    return load_brief(text if Path(text).is_absolute() else base / text)
-
-
-def _fetch_brief(url: str) -> str:
-    import httpx
-
-    try:
-        with httpx.stream("GET", url, timeout=30, follow_redirects=True) as response:
-            if response.status_code != 200:
-                raise BriefError([("brief", f"fetching the brief answered HTTP {response.status_code}")], url)
-            body = b""
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > MAX_BRIEF_BYTES:
-                    raise BriefError([("brief", f"the brief is over {MAX_BRIEF_BYTES} bytes")], url)
-    except httpx.HTTPError as exc:
-        raise BriefError([("brief", f"cannot fetch the brief ({type(exc).__name__})")], url) from None
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BriefError([("brief", "the brief is not UTF-8 text")], url) from None

@@ -74,19 +74,21 @@ def _reject_personal_data(value: str) -> str:
     return value
 
 
-def _prompt_text(max_length: int, min_length: int = 0) -> Any:
-    """Text that reaches a provider: visible characters only (line breaks become spaces), length-limited
-    and free of personal data."""
-    # The BeforeValidator wraps the constrained str (so it runs first, on the text as written) and
-    # comes after StringConstraints so pydantic keeps its string-length errors ("at most N characters").
-    return Annotated[str, StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),
-                     BeforeValidator(check_prompt_characters), AfterValidator(_reject_personal_data)]
-
-
-SubjectText = _prompt_text(200, min_length=1)
-MoodText = _prompt_text(120)
-PromptWord = _prompt_text(60, min_length=1)
-BrandName = _prompt_text(80, min_length=1)
+# Text that reaches a provider: visible characters only (line breaks become spaces), length-limited and
+# free of personal data. Written out as plain Annotated aliases (not built by a function) so type
+# checkers accept them as types. The BeforeValidator wraps the constrained str (so it runs first, on the
+# text as written) and comes after StringConstraints so pydantic keeps its string-length errors ("at most
+# N characters").
+_VISIBLE_TEXT = BeforeValidator(check_prompt_characters)
+_NO_PERSONAL_DATA = AfterValidator(_reject_personal_data)
+SubjectText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+                        _VISIBLE_TEXT, _NO_PERSONAL_DATA]
+MoodText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=0, max_length=120),
+                     _VISIBLE_TEXT, _NO_PERSONAL_DATA]
+PromptWord = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60),
+                       _VISIBLE_TEXT, _NO_PERSONAL_DATA]
+BrandName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80),
+                      _VISIBLE_TEXT, _NO_PERSONAL_DATA]
 
 
 def _key_of(table: dict[str, Any], what: str) -> Any:
@@ -263,7 +265,7 @@ class ResponsivePolicy(BaseModel):
     sizes: str = Field("100vw", max_length=200, description="The <picture>'s sizes attribute")
 
     @model_validator(mode="after")
-    def _needs_fallback(self) -> "ResponsivePolicy":
+    def _needs_fallback(self) -> ResponsivePolicy:
         if not {"JPEG", "PNG"} & set(self.formats):
             raise ValueError("formats need JPEG or PNG as the <picture> fallback")
         if self.min_width > self.max_width:
@@ -328,7 +330,7 @@ class ProviderChoice(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _name_or_block(self) -> "ProviderChoice":
+    def _name_or_block(self) -> ProviderChoice:
         if self.name and self.block:
             raise ValueError("give either name or block, not both")
         if not self.name and not self.block:

@@ -13,6 +13,7 @@ import typing
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from imagegen.brief import Brief, short_repr
 
@@ -55,7 +56,7 @@ def describe_value(value: Any) -> str:
     return type(value).__name__
 
 
-def _human_reason(error: dict[str, Any]) -> str:
+def _human_reason(error: ErrorDetails) -> str:
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))

@@ -246,7 +246,7 @@ class PromptRejected(BriefError):
 
 def derived_seed(campaign: str, subject_index: int) -> int:
     """A stable seed in 1..2**31-1 for a subject that sets none, so reruns repeat the same image."""
-    digest = hashlib.sha256(f"{campaign}\x00{subject_index}".encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(f"{campaign}\x00{subject_index}".encode()).hexdigest()
     return int(digest[:16], 16) % MAX_SEED + 1
 
 

@@ -90,12 +90,12 @@ def validate(brief_path: str, provider: str | None, out: Path) -> None:
     Raises BriefError for the brief's own problems (exit 2) and PreflightProviderFailure when the
     primary provider cannot be used for a reason outside the brief (exit 1).
     """
+    from imagegen.brief_source import load_brief
+    from imagegen.errors import BriefError, ProviderError, ProviderRequestInvalid
+    from imagegen.settings import load_settings
     from imagegen_flows.blocks.resolve import catalog_block, provider_chain, publish_stores
     from imagegen_flows.flows.campaign import vlm_reviewer
     from imagegen_flows.flows.generate_stage import plan_for_providers
-    from imagegen.brief import load_brief
-    from imagegen.errors import BriefError, ProviderError, ProviderRequestInvalid
-    from imagegen.settings import load_settings
 
     settings = load_settings(provider=provider)
     brief = load_brief(brief_path)
@@ -155,9 +155,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def setup(args: argparse.Namespace) -> int:
-    from imagegen_flows.deployments.setup import run_setup
     from imagegen.errors import ImagegenError
     from imagegen.settings import load_settings
+    from imagegen_flows.deployments.setup import run_setup
 
     try:
         report = run_setup(load_settings())

@@ -16,7 +16,8 @@ from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from imagegen.brief import Brief, brief_from_source
+from imagegen.brief import Brief
+from imagegen.brief_source import brief_from_source
 from imagegen.budget import budget_for_run, release_run
 from imagegen.models import GeneratedImage
 from imagegen.pixelwork import limit_malloc_arenas

@@ -15,7 +15,7 @@ from prefect.futures import wait
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from imagegen.brief import brief_from_source
+from imagegen.brief_source import brief_from_source
 from imagegen.catalog.rows import template_from_row
 from imagegen.publishing import MASTER_VARIANT
 from imagegen.scratch import run_scratch

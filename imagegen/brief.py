@@ -2,22 +2,18 @@
 
 A brief is a YAML or JSON file that marketing writes by hand, so every model forbids unknown keys
 (a typo is an error, not a silently ignored setting) and every failure is reported as a
-`BriefError` listing (field path, reason) pairs such as ``subjects[0].subject: field required``.
-Prompt parts are checked for personal data, length and control or invisible characters here, before
-any provider sees them.
+`BriefError` listing (field path, reason) pairs such as ``subjects[0].subject: field required``
+(worded by imagegen.brief_errors; imagegen.brief_source reads briefs from files, text and URLs).
+Prompt parts are checked for personal data, length and control or invisible characters (the rules in
+imagegen.guards) as the brief is validated, before any provider sees them.
 """
 
 from __future__ import annotations
 
-import difflib
-import json
 import re
-import typing
-import unicodedata
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -25,16 +21,15 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from imagegen.errors import BriefError
+from imagegen.guards import MAX_SEED, check_prompt_characters, find_personal_data, slugify
 from imagegen.models import FORMAT_EXTENSIONS
 from imagegen.presets import COMPOSITION_RULES, LIGHTING_PRESETS, STYLE_KEYWORDS
-from imagegen.prompts import MAX_SEED, find_personal_data, slugify
 from imagegen.sizes import BUILTIN_SIZE_SETS, Target, resolve_targets, unknown_size_set_reason
 
 PROVIDER_NAMES: tuple[str, ...] = ("local", "nvidia", "nim", "neuroflash")
@@ -46,7 +41,7 @@ _BLOCK_REF = re.compile(r"^[a-z0-9][a-z0-9-]*/[a-z0-9][a-z0-9-]*$")
 MAX_CAMPAIGN_CHARS = 64
 
 
-def _short_repr(value: Any, limit: int = 40) -> str:
+def short_repr(value: Any, limit: int = 40) -> str:
     """repr() of user input, cut short: error messages end up in logs."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 4] + "...'"
@@ -62,7 +57,7 @@ def _normalise_hex_colour(value: Any) -> Any:
         return value
     text = value.strip()
     if not _HEX_COLOUR.match(text):
-        raise ValueError(f"not a hex colour like #ff6b6b: {_short_repr(value, 24)}")
+        raise ValueError(f"not a hex colour like #ff6b6b: {short_repr(value, 24)}")
     digits = text[1:].lower()
     if len(digits) == 3:
         digits = "".join(char * 2 for char in digits)
@@ -79,117 +74,21 @@ def _reject_personal_data(value: str) -> str:
     return value
 
 
-# Invisible and control characters in prompt text.
-#
-# A prompt part must read the same to the person who wrote it, to the provider, and in the catalog and
-# XMP. Characters that render as nothing or reorder what is shown break that, so they are refused:
-#   - control characters (Unicode Cc) such as NUL or ESC, and lone surrogates (Cs, not valid text);
-#   - format characters (Cf): bidi controls (U+202A-202E, U+2066-2069, LRM/RLM, ALM), zero-width
-#     space U+200B, word joiner U+2060, BOM U+FEFF, soft hyphen U+00AD, ...;
-#   - the Hangul fillers, letters that render as blank and are a known way to fake "empty" text.
-# Exceptions, because real text needs them: the zero-width joiner and non-joiner (U+200D, U+200C)
-# between two letters, marks, digits or symbols (emoji ZWJ sequences such as woman + ZWJ + laptop,
-# Indic conjuncts, Persian words), and tag characters inside an emoji subdivision flag (black flag,
-# tags, cancel tag). Emoji variation selectors (U+FE0E/U+FE0F) and skin-tone modifiers are not format
-# characters and pass anyway.
-# Line breaks and tabs (a YAML block scalar carries them; so can a pasted subject) are not refused:
-# each one, with the spaces around it, becomes a single space, so what is stored is one line.
-_LINE_BREAK_RUN = re.compile(r"[ \u00a0]*[\t\n\v\f\r\x85\u2028\u2029][\t\n\v\f\r\x85\u2028\u2029 \u00a0]*")
-_HANGUL_FILLERS = frozenset("\u115f\u1160\u3164\uffa0")
-_JOINERS = frozenset("\u200c\u200d")
-_FLAG_TAG_SEQUENCE = re.compile("\U0001F3F4([\U000E0020-\U000E007E]+\U000E007F)")
-_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Mn", "Me", "Zs", "Zl", "Zp"})
-
-
-def _code_point(char: str) -> str:
-    """'U+202E RIGHT-TO-LEFT OVERRIDE' (control characters have no name: 'U+0000')."""
-    name = unicodedata.name(char, "")
-    return f"U+{ord(char):04X}" + (f" {name}" if name else "")
-
-
-def _invisible_kind(char: str) -> str | None:
-    """What kind of refused character `char` is, or None when it may appear in prompt text."""
-    category = unicodedata.category(char)
-    if category == "Cc":
-        return "a control character"
-    if category == "Cs":
-        return "a lone surrogate"
-    if char in _BIDI_CONTROLS:
-        return "a bidirectional-text control"
-    if category == "Cf":
-        return "an invisible formatting character"
-    if char in _HANGUL_FILLERS:
-        return "an invisible filler character"
-    return None
-
-
-def _is_visible(char: str) -> bool:
-    """False for spaces, marks without a base, format and control characters and blank fillers."""
-    return not (unicodedata.category(char) in _INVISIBLE_CATEGORIES or char in _HANGUL_FILLERS
-                or char == "\u2800" or char.isspace())
-
-
-def _joins_visible_characters(text: str, index: int) -> bool:
-    """A ZWJ/ZWNJ at `index` sits between two letters, marks, digits or symbols (an emoji ZWJ
-    sequence, an Indic conjunct, a Persian word), not at an edge, beside a space or another joiner."""
-    if index == 0 or index == len(text) - 1:
-        return False
-    before, after = unicodedata.category(text[index - 1]), unicodedata.category(text[index + 1])
-    return before[0] in "LMNS" and after[0] in "LMNS"
-
-
-def _check_prompt_characters(value: Any) -> Any:
-    """Refuse control and invisible characters in prompt text; turn line breaks and tabs into spaces.
-
-    Runs before pydantic's own checks, on the text as written, so positions in messages count from
-    the field's first character. Messages name the code point, never echo the text.
-    """
-    if not isinstance(value, str):
-        return value  # pydantic's type check reports it
-    allowed_tags = {i for match in _FLAG_TAG_SEQUENCE.finditer(value) for i in range(*match.span(1))}
-    refused: list[tuple[int, str, str]] = []
-    for index, char in enumerate(value):
-        if char in "\t\n\v\f\r\x85\u2028\u2029" or index in allowed_tags:
-            continue
-        if char in _JOINERS and _joins_visible_characters(value, index):
-            continue
-        kind = _invisible_kind(char)
-        if kind:
-            refused.append((index, char, kind))
-    if not any(_is_visible(c) for c in value):
-        if not refused and all(c.isspace() for c in value):
-            return value  # blank: strip + min_length decide ("must not be empty", or an allowed empty mood)
-        shown = ", ".join(dict.fromkeys(_code_point(c) for c in value if c not in " \t\n\r"))
-        raise ValueError(f"has no visible characters (only {shown})")
-    if refused:
-        index, char, kind = refused[0]
-        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
-        found = f"contains {kind} ({_code_point(char)}) at position {index + 1}{more}"
-        if char in _JOINERS:
-            raise ValueError(f"{found} that joins nothing; a joiner is allowed only between letters or inside "
-                             "an emoji sequence")
-        if unicodedata.category(char) == "Cs":
-            raise ValueError(f"{found}, which is not valid Unicode text; remove it")
-        if char in _BIDI_CONTROLS:
-            raise ValueError(f"{found}, which changes how the text is displayed, not what it says; remove it")
-        raise ValueError(f"{found}; remove it")
-    return _LINE_BREAK_RUN.sub(" ", value)
-
-
-def _prompt_text(max_length: int, min_length: int = 0) -> Any:
-    """Text that reaches a provider: visible characters only (line breaks become spaces), length-limited
-    and free of personal data."""
-    # The BeforeValidator wraps the constrained str (so it runs first, on the text as written) and
-    # comes after StringConstraints so pydantic keeps its string-length errors ("at most N characters").
-    return Annotated[str, StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),
-                     BeforeValidator(_check_prompt_characters), AfterValidator(_reject_personal_data)]
-
-
-SubjectText = _prompt_text(200, min_length=1)
-MoodText = _prompt_text(120)
-PromptWord = _prompt_text(60, min_length=1)
-BrandName = _prompt_text(80, min_length=1)
+# Text that reaches a provider: visible characters only (line breaks become spaces), length-limited and
+# free of personal data. Written out as plain Annotated aliases (not built by a function) so type
+# checkers accept them as types. The BeforeValidator wraps the constrained str (so it runs first, on the
+# text as written) and comes after StringConstraints so pydantic keeps its string-length errors ("at most
+# N characters").
+_VISIBLE_TEXT = BeforeValidator(check_prompt_characters)
+_NO_PERSONAL_DATA = AfterValidator(_reject_personal_data)
+SubjectText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+                        _VISIBLE_TEXT, _NO_PERSONAL_DATA]
+MoodText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=0, max_length=120),
+                     _VISIBLE_TEXT, _NO_PERSONAL_DATA]
+PromptWord = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60),
+                       _VISIBLE_TEXT, _NO_PERSONAL_DATA]
+BrandName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80),
+                      _VISIBLE_TEXT, _NO_PERSONAL_DATA]
 
 
 def _key_of(table: dict[str, Any], what: str) -> Any:
@@ -198,7 +97,7 @@ def _key_of(table: dict[str, Any], what: str) -> Any:
     def check(value: str) -> str:
         key = re.sub(r"[\s-]+", "_", value.strip().lower())
         if key not in table:
-            raise ValueError(f"unknown {what} {_short_repr(value)}; known: {', '.join(sorted(table))}")
+            raise ValueError(f"unknown {what} {short_repr(value)}; known: {', '.join(sorted(table))}")
         return key
 
     return AfterValidator(check)
@@ -217,14 +116,14 @@ SizeSetName = Annotated[str, AfterValidator(_check_size_set)]
 def _check_image_format(value: str) -> str:
     fmt = {"JPG": "JPEG"}.get(value.strip().upper(), value.strip().upper())
     if fmt not in FORMAT_EXTENSIONS:
-        raise ValueError(f"unknown format {_short_repr(value)}; use one of {', '.join(FORMAT_EXTENSIONS)}")
+        raise ValueError(f"unknown format {short_repr(value)}; use one of {', '.join(FORMAT_EXTENSIONS)}")
     return fmt
 
 
 def _check_provider_name(value: str) -> str:
     name = value.strip().lower()
     if name not in PROVIDER_NAMES:
-        raise ValueError(f"unknown provider {_short_repr(value)}; known: {', '.join(PROVIDER_NAMES)}")
+        raise ValueError(f"unknown provider {short_repr(value)}; known: {', '.join(PROVIDER_NAMES)}")
     return name
 
 
@@ -366,7 +265,7 @@ class ResponsivePolicy(BaseModel):
     sizes: str = Field("100vw", max_length=200, description="The <picture>'s sizes attribute")
 
     @model_validator(mode="after")
-    def _needs_fallback(self) -> "ResponsivePolicy":
+    def _needs_fallback(self) -> ResponsivePolicy:
         if not {"JPEG", "PNG"} & set(self.formats):
             raise ValueError("formats need JPEG or PNG as the <picture> fallback")
         if self.min_width > self.max_width:
@@ -427,11 +326,11 @@ class ProviderChoice(BaseModel):
     @classmethod
     def _check_block(cls, value: str | None) -> str | None:
         if value is not None and not _BLOCK_REF.match(value):
-            raise ValueError(f"not a block reference like 'nvidia-provider/prod': {_short_repr(value)}")
+            raise ValueError(f"not a block reference like 'nvidia-provider/prod': {short_repr(value)}")
         return value
 
     @model_validator(mode="after")
-    def _name_or_block(self) -> "ProviderChoice":
+    def _name_or_block(self) -> ProviderChoice:
         if self.name and self.block:
             raise ValueError("give either name or block, not both")
         if not self.name and not self.block:
@@ -454,12 +353,12 @@ def _campaign_problem(value: str) -> str | None:
     if any(char.isspace() for char in value):
         return f"must not contain spaces: {why}{hint}"
     if not _CAMPAIGN.match(value):
-        return f"{_short_repr(value)} is not a slug: {why}{hint}"
+        return f"{short_repr(value)} is not a slug: {why}{hint}"
     return None
 
 
 class Brief(BaseModel):
-    """A whole campaign. Load one with `load_brief(path)`."""
+    """A whole campaign. Load one with `imagegen.brief_source.load_brief(path)`."""
 
     model_config = _STRICT
 
@@ -513,243 +412,3 @@ class Brief(BaseModel):
             return resolve_inside(base, self.brand.logo.path)
         except ValueError as exc:
             raise BriefError([("brand.logo.path", str(exc))]) from None
-
-
-# --------------------------------------------------------------------------------------------
-# Loading and error reporting
-# --------------------------------------------------------------------------------------------
-
-
-def load_brief(path: str | Path) -> Brief:
-    """Read a brief from a .yaml, .yml or .json file; relative paths in it start from its folder."""
-    path = Path(path)
-    source = str(path)
-    suffix = path.suffix.lower()
-    if suffix not in {".yaml", ".yml", ".json"}:
-        raise BriefError([("file", f"unsupported extension {suffix or '(none)'!r}; use .yaml, .yml or .json")],
-                         source)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BriefError([("file", "file not found")], source) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BriefError([("file", f"cannot read the file ({type(exc).__name__})")], source) from None
-    data = _parse_json(text, source) if suffix == ".json" else _parse_yaml(text, source)
-    return parse_brief(data, path.parent, source)
-
-
-def parse_brief(data: dict, base_dir: Path, source: str | None = None) -> Brief:
-    """Validate brief data; relative paths in it (the logo) start from `base_dir`.
-
-    Raises BriefError with every problem found, never a pydantic ValidationError: its text would
-    echo the input, which may hold the very personal data being rejected.
-    """
-    if data is None:
-        raise BriefError([("brief", "the brief is empty")], source)
-    if not isinstance(data, dict):
-        raise BriefError([("brief", f"expected a mapping of fields at the top level, got {_describe(data)}")],
-                         source)
-    if "base_dir" in data:
-        raise BriefError([("base_dir", _unknown_field_reason(Brief, "base_dir"))], source)
-    base = Path(base_dir).resolve()
-    try:
-        return Brief.model_validate({**data, "base_dir": str(base)}, context={"base_dir": base})
-    except ValidationError as exc:
-        raise BriefError(problems_from_validation_error(exc), source) from None
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys: YAML would otherwise keep the last one silently."""
-
-
-def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            continue
-        key = loader.construct_object(key_node, deep=deep)
-        if not isinstance(key, typing.Hashable):
-            continue  # construct_mapping below reports unhashable keys
-        if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {_short_repr(key)}",
-                                                    key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
-
-
-def _parse_yaml(text: str, source: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}" if mark else "file"
-        column = f" (column {mark.column + 1})" if mark else ""
-        raise BriefError([(where, f"YAML syntax error: {exc.problem or exc.context}{column}")], source) from None
-    except yaml.YAMLError as exc:
-        raise BriefError([("file", f"YAML syntax error: {type(exc).__name__}")], source) from None
-
-
-def _parse_json(text: str, source: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BriefError([(f"line {exc.lineno}", f"JSON syntax error: {exc.msg} (column {exc.colno})")],
-                         source) from None
-
-
-def problems_from_validation_error(exc: ValidationError) -> list[tuple[str, str]]:
-    """(field path, human reason) for each error, e.g. ('brand.palette[2]', 'not a hex colour ...')."""
-    problems: list[tuple[str, str]] = []
-    for error in exc.errors(include_url=False):
-        problem = (format_loc(error["loc"]), _human_reason(error))
-        if problem not in problems:
-            problems.append(problem)
-    return problems
-
-
-def format_loc(loc: tuple[int | str, ...]) -> str:
-    """('subjects', 0, 'subject') -> 'subjects[0].subject'."""
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else str(part)
-    return path or "brief"
-
-
-def _describe(value: Any) -> str:
-    """What kind of value the user wrote, without echoing it (it may be personal data)."""
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
-
-
-def _human_reason(error: dict[str, Any]) -> str:
-    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
-    if kind == "value_error":
-        return str(ctx.get("error", error["msg"]))
-    if kind == "missing":
-        return "field required"
-    if kind == "extra_forbidden":
-        return _unknown_field_reason(_model_at(error["loc"][:-1]), str(error["loc"][-1]))
-    fixed = _FIXED_REASONS.get(kind)
-    if fixed:
-        return fixed.format(got=_describe(value), **ctx)
-    if kind == "string_too_short":
-        return "must not be empty" if ctx.get("min_length") == 1 else f"at least {ctx['min_length']} characters"
-    if kind == "string_too_long":
-        return f"at most {ctx['max_length']} characters (got {len(value)})"
-    if kind == "too_short":
-        return f"needs at least {ctx['min_length']} item{'s' if ctx['min_length'] != 1 else ''}"
-    if kind == "too_long":
-        return f"at most {ctx['max_length']} items (got {ctx.get('actual_length', len(value))})"
-    if kind == "literal_error":
-        return f"must be {ctx['expected']}; got {_short_repr(value)}"
-    return error["msg"]
-
-
-_FIXED_REASONS: dict[str, str] = {
-    "int_parsing": "expected a whole number, got {got}",
-    "int_type": "expected a whole number, got {got}",
-    "int_from_float": "expected a whole number, got a fraction",
-    "float_parsing": "expected a number, got {got}",
-    "float_type": "expected a number, got {got}",
-    "bool_parsing": "expected true or false, got {got}",
-    "bool_type": "expected true or false, got {got}",
-    "string_type": "expected text, got {got}",
-    "list_type": "expected a list, got {got}",
-    "model_type": "expected a mapping, got {got}",
-    "model_attributes_type": "expected a mapping, got {got}",
-    "dict_type": "expected a mapping, got {got}",
-    "greater_than_equal": "must be at least {ge}",
-    "less_than_equal": "must be at most {le}",
-    "greater_than": "must be more than {gt}",
-    "less_than": "must be less than {lt}",
-}
-
-
-def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The model class that validates the mapping at `loc` inside a Brief (None when unknown)."""
-    model: type[BaseModel] | None = Brief
-    for part in loc:
-        if isinstance(part, int) or model is None:
-            continue
-        field = model.model_fields.get(part)
-        model = _model_in(field.annotation) if field else None
-    return model
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The BaseModel inside an annotation such as `list[Subject]` or `LogoSpec | None`."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_in(arg)
-        if found:
-            return found
-    return None
-
-
-def _unknown_field_reason(model: type[BaseModel] | None, key: str) -> str:
-    if model is None:
-        return "unknown field"
-    allowed = [name for name in model.model_fields if name != "base_dir"]
-    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-    if close:
-        return f"unknown field; did you mean {close[0]!r}?"
-    return f"unknown field; allowed: {', '.join(allowed)}"
-
-
-MAX_BRIEF_BYTES = 1_000_000
-
-
-def brief_from_source(source: "str | dict | Brief", base_dir: Path | None = None) -> Brief:
-    """A brief from whatever a deployment parameter or an event payload carries: a Brief, a mapping,
-    YAML/JSON text, an http(s) URL (fetched with a timeout and a size cap), or a file path."""
-    if isinstance(source, Brief):
-        return source
-    base = Path(base_dir or ".").resolve()
-    if isinstance(source, dict):
-        return parse_brief(source, base, "brief parameter")
-    text = str(source).strip()
-    if not text:
-        raise BriefError([("brief", "empty: give a path, a URL, or the brief itself")])
-    if text.startswith(("{", "campaign:")) or "\n" in text:
-        return parse_brief(_parse_yaml(text, "brief parameter"), base, "brief parameter")
-    if text.startswith(("http://", "https://")):
-        return parse_brief(_parse_yaml(_fetch_brief(text), text), base, text)
-    return load_brief(text if Path(text).is_absolute() else base / text)
-
-
-def _fetch_brief(url: str) -> str:
-    import httpx
-
-    try:
-        with httpx.stream("GET", url, timeout=30, follow_redirects=True) as response:
-            if response.status_code != 200:
-                raise BriefError([("brief", f"fetching the brief answered HTTP {response.status_code}")], url)
-            body = b""
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > MAX_BRIEF_BYTES:
-                    raise BriefError([("brief", f"the brief is over {MAX_BRIEF_BYTES} bytes")], url)
-    except httpx.HTTPError as exc:
-        raise BriefError([("brief", f"cannot fetch the brief ({type(exc).__name__})")], url) from None
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BriefError([("brief", "the brief is not UTF-8 text")], url) from None

@@ -6,8 +6,8 @@ as the provider allows. `build_prompt_specs` turns a validated brief into one `P
 subject and variation; a spec's `cache_key` identifies the pixels it asks for, so a rerun of the
 same brief spends nothing.
 
-`find_personal_data` is here because personal data must never reach a provider ("NIEMALS sensitive
-info in Prompts"); the brief validator uses it on every prompt part, this module on the final text.
+The final text is checked again for personal data (imagegen.guards) before any spec goes out: the
+brief checks each part, but a provider sees the whole.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import unicodedata
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
+from imagegen.brief import Brand, Brief, Subject
 from imagegen.errors import BriefError
+from imagegen.guards import MAX_SEED, find_personal_data, slugify
 from imagegen.models import ProviderCapabilities
 from imagegen.presets import (
     DEFAULT_NEGATIVES,
@@ -30,162 +31,10 @@ from imagegen.presets import (
     style_phrase,
 )
 
-if TYPE_CHECKING:  # brief.py imports this module; the types are only needed for annotations
-    from imagegen.brief import Brand, Brief, Subject
-
 NegativesHandling = Literal["native", "folded", "dropped"]
 
-MAX_SEED = 2**31 - 1
 # Diffusion models honour a handful of colours at most; more names only cost prompt characters.
 MAX_PALETTE_WORDS = 5
-
-# --------------------------------------------------------------------------------------------
-# Personal data
-# --------------------------------------------------------------------------------------------
-
-EMAIL = "email address"
-PHONE = "phone number"
-STREET = "street address"
-CARD = "payment card number"
-IBAN = "IBAN"
-PERSONAL_DATA_KINDS = (EMAIL, PHONE, STREET, CARD, IBAN)
-
-_EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-
-# Digits in groups separated by single spaces or hyphens; windows of 13-19 digits are tried.
-_CARD_RE = re.compile(r"(?<![\w.+])(?:\d+(?:[ -]\d+)+|\d{13,19})(?!\w|\.\d)")
-
-# Two letters, two check digits, then the account part in groups of up to four (spaces optional).
-_IBAN_RE = re.compile(r"\b[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]{1,4}){3,8}\b")
-_IBAN_LENGTH = range(15, 35)
-
-# A run of digits, spaces and the separators phone numbers use, optionally led by '+'. It may not
-# touch a letter, '#' or '.' on either side, so sizes (1080x1350), hex colours and "4K" never match.
-_PHONE_CANDIDATE_RE = re.compile(r"(?<![\w#.+])\+?[(\d][\d ()./-]{5,}\d(?![\w])")
-_NANP_RE = re.compile(r"(?:1[ .-]?)?(?:\(\d{3}\)|\d{3})[ .-]?\d{3}[ .-]\d{4}|\d{3}-\d{4}")
-_DATE_RE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}")
-
-_EN_STREET_TYPES = (r"Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl"
-                    r"|Terrace|Square|Sq|Highway|Hwy|Parkway|Pkwy")
-# "123 Main St", "42 Baker Street": a house number, one to three capitalised name words, a street
-# word. Street words are capitalised, except the unambiguous ones ("123 Main street"): "a 2 Tone
-# place" is not an address.
-_EN_STREET_RE = re.compile(
-    rf"\b\d{{1,5}}[A-Za-z]?\s+(?:[A-Z][A-Za-z'-]*\s+){{1,3}}(?:{_EN_STREET_TYPES}|street|avenue|road|boulevard)\b")
-# Lower-case "12 main st" is caught only with the abbreviations: "4 lane road" is not an address.
-_EN_STREET_ABBREV_RE = re.compile(r"\b\d{1,5}\s+[a-z]+\s+(?:st|ave|rd|blvd)\b")
-_DE_NAME = r"[A-ZÄÖÜ][a-zäöüß]+(?:-[A-ZÄÖÜ]?[a-zäöüß]+)*"
-# German street words, glued to the name ("Hauptstraße 5", "Kurfürstendamm 21", "Kaiser-Wilhelm-
-# Straße 3") or separate ("Berliner Str. 12"). "Ring" is left out: "Wedding Ring 2", "earring 2".
-_DE_STREET_WORDS = r"(?:straße|strasse|str\.|weg|allee|platz|gasse|damm|ufer|chaussee)"
-_DE_STREET_RE = re.compile(
-    rf"(?<![\w-]){_DE_NAME}(?:-?|\s+)(?i:{_DE_STREET_WORDS})\s*\d{{1,4}}\s?[a-zA-Z]?(?!\w)")
-_STREET_PATTERNS = (_EN_STREET_RE, _EN_STREET_ABBREV_RE, _DE_STREET_RE)
-
-
-def find_personal_data(text: str) -> list[str]:
-    """The kinds of personal data in `text`, in a fixed order; empty when there is none.
-
-    Kinds: "email address", "phone number", "street address", "payment card number" (Luhn-valid)
-    and "IBAN" (mod-97 valid). Check digits keep long numbers that are not cards or IBANs out;
-    the phone rules skip years, dates, sizes like 1080x1350, hex colours and "4K"/"8K".
-    """
-    found: set[str] = set()
-    # Each finding is blanked before the next kind is looked for: an email's digits or a card's
-    # digit groups would otherwise also read as a phone number.
-    for kind, pattern, accept in (
-        (EMAIL, _EMAIL_RE, lambda match: True),
-        (IBAN, _IBAN_RE, lambda match: _is_iban(match.group())),
-        (CARD, _CARD_RE, lambda match: _has_card_number(match.group())),
-    ):
-        text, hit = _blank_matches(text, pattern, accept)
-        if hit:
-            found.add(kind)
-    if any(_is_phone_number(match.group()) for match in _PHONE_CANDIDATE_RE.finditer(text)):
-        found.add(PHONE)
-    if any(pattern.search(text) for pattern in _STREET_PATTERNS):
-        found.add(STREET)
-    return [kind for kind in PERSONAL_DATA_KINDS if kind in found]
-
-
-def _blank_matches(text: str, pattern: re.Pattern[str], accept) -> tuple[str, bool]:
-    """Replace accepted matches with spaces (keeping offsets) and say whether any was accepted."""
-    hit = False
-
-    def blank(match: re.Match[str]) -> str:
-        nonlocal hit
-        if accept(match):
-            hit = True
-            return " " * len(match.group())
-        return match.group()
-
-    return pattern.sub(blank, text), hit
-
-
-def _luhn_valid(digits: str) -> bool:
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        value = int(char)
-        if position % 2:
-            value = value * 2 - 9 if value > 4 else value * 2
-        total += value
-    return total % 10 == 0
-
-
-def _has_card_number(candidate: str) -> bool:
-    """True when some run of whole digit groups holds 13-19 digits and passes the Luhn check.
-
-    Trying windows of groups finds a card number even when a year or a count sits next to it.
-    """
-    groups = re.split(r"[ -]", candidate)
-    for start in range(len(groups)):
-        digits = ""
-        for group in groups[start:]:
-            digits += group
-            if len(digits) > 19:
-                break
-            if len(digits) >= 13 and len(set(digits)) > 1 and _luhn_valid(digits):
-                return True
-    return False
-
-
-def _is_iban(candidate: str) -> bool:
-    """True when a prefix of the candidate (ending at a group boundary) is a mod-97-valid IBAN."""
-    groups = candidate.upper().split(" ")
-    compact = ""
-    for group in groups:
-        compact += group
-        if len(compact) in _IBAN_LENGTH and _iban_checksum_ok(compact):
-            return True
-    # Written without spaces the whole run is one group: try every length.
-    if len(groups) == 1:
-        return any(_iban_checksum_ok(compact[:n]) for n in _IBAN_LENGTH if n <= len(compact))
-    return False
-
-
-def _iban_checksum_ok(iban: str) -> bool:
-    if not (iban.isascii() and iban[:2].isalpha() and iban[2:4].isdigit() and iban[4:].isalnum()):
-        return False
-    rearranged = iban[4:] + iban[:4]
-    number = "".join(str(int(char, 36)) for char in rearranged)
-    return int(number) % 97 == 1
-
-
-def _is_phone_number(candidate: str) -> bool:
-    candidate = candidate.strip()
-    digits = re.sub(r"\D", "", candidate)
-    if candidate.startswith("+"):
-        return 8 <= len(digits) <= 15
-    if digits.startswith("00"):  # international prefix written as 00
-        return 8 <= len(digits) - 2 <= 15
-    if _DATE_RE.fullmatch(candidate):
-        return False
-    if _NANP_RE.fullmatch(candidate):
-        return True
-    # National numbers with a trunk prefix: 030 1234567, 0171-1234567, 01 23 45 67 89. Dots are
-    # left out here so a run of decimals ("0.5 0.75 0.9") is not a number.
-    return digits.startswith("0") and "." not in candidate and 7 <= len(digits) <= 13
-
 
 # --------------------------------------------------------------------------------------------
 # Colour words
@@ -298,15 +147,15 @@ def _join_terms(terms: list[str]) -> str:
     return ", ".join(kept)
 
 
-def subject_negatives(subject: "Subject") -> list[str]:
+def subject_negatives(subject: Subject) -> list[str]:
     return list(DEFAULT_NEGATIVES if subject.negatives is None else subject.negatives)
 
 
-def subject_quality_words(subject: "Subject") -> list[str]:
+def subject_quality_words(subject: Subject) -> list[str]:
     return list(DEFAULT_QUALITY_WORDS if subject.quality is None else subject.quality)
 
 
-def build_prompt(subject: "Subject", brand: "Brand", caps: ProviderCapabilities) -> BuiltPrompt:
+def build_prompt(subject: Subject, brand: Brand, caps: ProviderCapabilities) -> BuiltPrompt:
     """The prompt for one subject, in the guide's order, and its negatives as the provider takes them.
 
     native: negatives go in `negative_prompt`; fold: the prompt ends with "avoid: ..." and
@@ -395,15 +244,9 @@ class PromptRejected(BriefError):
     """A brief is valid field by field, but a prompt built from it must not be sent."""
 
 
-def slugify(text: str) -> str:
-    """Lowercase ASCII letters, digits and single hyphens ('Café Crème!' -> 'cafe-creme')."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
-
-
 def derived_seed(campaign: str, subject_index: int) -> int:
     """A stable seed in 1..2**31-1 for a subject that sets none, so reruns repeat the same image."""
-    digest = hashlib.sha256(f"{campaign}\x00{subject_index}".encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(f"{campaign}\x00{subject_index}".encode()).hexdigest()
     return int(digest[:16], 16) % MAX_SEED + 1
 
 
@@ -445,7 +288,7 @@ def prompt_problems(index: int, built: BuiltPrompt, caps: ProviderCapabilities) 
     return problems
 
 
-def build_prompt_specs(brief: "Brief", caps: ProviderCapabilities, provider: str, model: str | None,
+def build_prompt_specs(brief: Brief, caps: ProviderCapabilities, provider: str, model: str | None,
                        width: int, height: int) -> list[PromptSpec]:
     """One spec per subject and variation, or PromptRejected listing every prompt that must not go out.
 
@@ -468,7 +311,7 @@ def build_prompt_specs(brief: "Brief", caps: ProviderCapabilities, provider: str
     return specs
 
 
-def _spec(brief: "Brief", index: int, variation: int, built: BuiltPrompt, seed: int, provider: str,
+def _spec(brief: Brief, index: int, variation: int, built: BuiltPrompt, seed: int, provider: str,
           model: str | None, width: int, height: int) -> PromptSpec:
     subject = brief.subjects[index]
     spec = PromptSpec(

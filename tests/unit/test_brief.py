@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from imagegen.brief import Brief, load_brief, parse_brief
+from imagegen.brief import Brief
+from imagegen.brief_source import load_brief, parse_brief
 from imagegen.errors import BriefError
 from imagegen.models import ProviderCapabilities
 from imagegen.prompts import build_prompt_specs

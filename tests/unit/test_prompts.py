@@ -6,17 +6,16 @@ import pytest
 
 from imagegen.brief import Brand, Brief, Subject
 from imagegen.errors import BriefError
+from imagegen.guards import MAX_SEED, find_personal_data
 from imagegen.models import ProviderCapabilities
 from imagegen.presets import DEFAULT_NEGATIVES, DEFAULT_QUALITY_WORDS, lighting_phrase
 from imagegen.prompts import (
-    MAX_SEED,
     PromptRejected,
     PromptSpec,
     build_prompt,
     build_prompt_specs,
     colour_name,
     derived_seed,
-    find_personal_data,
     palette_phrase,
     variation_seed,
 )

@@ -14,7 +14,6 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from imagegen.brief import Brief
 from imagegen.brief_source import brief_from_source
@@ -39,7 +38,7 @@ from imagegen_flows.flows.publish_stage import (
     render_arguments,
 )
 from imagegen_flows.flows.reporting import record_run
-from imagegen_flows.flows.streaming import TASK_THREADS, TaskStream, future_exception
+from imagegen_flows.flows.streaming import TaskStream, future_exception, thread_pool
 from imagegen_flows.tasks.gate import measure_master
 from imagegen_flows.tasks.publish import render_master
 
@@ -63,7 +62,7 @@ def vlm_reviewer(brief: Brief, settings):
     return reviewer
 
 
-@flow(name="imagegen-campaign", log_prints=False, task_runner=ThreadPoolTaskRunner(max_workers=TASK_THREADS))
+@flow(name="imagegen-campaign", log_prints=False, task_runner=thread_pool())
 def campaign_flow(brief: str | dict, out_dir: str = "imagegen-output", provider: str | None = None,
                   max_provider_calls: int | None = None, brief_dir: str | None = None) -> RunSummary:
     """Turn a campaign brief into published, quality-gated image sets.
@@ -144,9 +143,10 @@ def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_a
         checked = sorted({c.gate for c in checks_for_policy(the_brief.quality,
                                                              has_palette=bool(the_brief.brand.palette),
                                                              with_vlm=the_brief.quality.vlm_review)})
+        results = report.results if report else {}
         jobs = {}
         for aid, master in masters.items():
-            template = master_template(spec_by_id[aid], master, report.results[aid], checked, history[aid],
+            template = master_template(spec_by_id[aid], master, results[aid], checked, history[aid],
                                        alt_text_for(spec_by_id[aid], reviews.get(aid)))
             sha, ahead = rendered.pop(aid, (None, None))
             usable = sha == master.image.sha256 and template["status"] == "published"  # not if edited or failed

@@ -96,7 +96,7 @@ def gate_and_edit(masters: dict[str, GeneratedImage], specs: dict[str, PromptSpe
             reviews = review_all(masters, specs, reviewer, run_id, reviewed, logger)
         verdicts = {aid: r.verdict for aid, r in reviews.items()} if policy.vlm_review else None
         report = gate_masters(measurements, filtered, policy, bool(palette), str(docs_dir), round_no, verdicts,
-                              {aid: specs[aid].outpaint_from for aid in masters if specs[aid].outpaint_from})
+                              {aid: parent for aid in masters if (parent := specs[aid].outpaint_from)})
         if verdicts:
             for aid, result in report.results.items():  # the model's own reasons, not just "verdict is 'fail'"
                 for failure in result.failures:

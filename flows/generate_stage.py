@@ -116,9 +116,12 @@ def generate_all(specs: list[PromptSpec], brief: Brief, providers: list, masters
             if exc is None:
                 result = future.result()
                 if not Path(result.image.path).exists():  # a cache hit whose file is gone: make it again
-                    again = outpaint_master if spec.outpaint_from else generate_master
-                    args = (generated[spec.outpaint_from], spec) if spec.outpaint_from else (spec,)
-                    result = again.with_options(refresh_cache=True)(*args, provider, str(masters_dir), run_id)
+                    if spec.outpaint_from:
+                        result = outpaint_master.with_options(refresh_cache=True)(
+                            generated[spec.outpaint_from], spec, provider, str(masters_dir), run_id)
+                    else:
+                        result = generate_master.with_options(refresh_cache=True)(
+                            spec, provider, str(masters_dir), run_id)
                 generated[aid] = adopt_into(result, masters_dir)
                 logger.info(f"[generate] {done}/{total} {aid}: {result.provider} {result.model} seed {result.seed}"
                             + (f" (outpainted to {spec.outpaint_ratio})" if spec.outpaint_from else ""))

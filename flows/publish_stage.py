@@ -84,7 +84,7 @@ class PublishJob:
     """What publishing one master takes: quarantine it, or render it (unless rendered ahead) and store it."""
 
     template: dict[str, Any]
-    master: GeneratedImage
+    master: GeneratedImage | None  # None once the master is published and let go
     quarantine: dict[str, Any] | None = None  # quarantine_master arguments, for a master that failed its gates
     render: dict[str, Any] = field(default_factory=dict)  # render_master arguments
     store: dict[str, Any] = field(default_factory=dict)  # publish_master arguments besides `rendered`

@@ -13,7 +13,6 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.futures import wait
 from prefect.runtime import flow_run
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from imagegen.brief_source import brief_from_source
 from imagegen.catalog.rows import template_from_row
@@ -26,11 +25,11 @@ from imagegen_flows.blocks.resolve import catalog_block, publish_stores, quarant
 from imagegen_flows.flows.campaign import campaign_flow
 from imagegen_flows.flows.publish_stage import content_credentials, publish_and_catalog, publish_job
 from imagegen_flows.flows.reporting import record_run
-from imagegen_flows.flows.streaming import TASK_THREADS
+from imagegen_flows.flows.streaming import thread_pool
 from imagegen_flows.tasks.fetch import fetch_master
 
 
-@flow(name="imagegen-size-set", log_prints=False, task_runner=ThreadPoolTaskRunner(max_workers=TASK_THREADS))
+@flow(name="imagegen-size-set", log_prints=False, task_runner=thread_pool())
 def size_set_flow(brief: str | dict, size_sets: list[str], out_dir: str = "imagegen-output",
                   from_catalog: bool = True, brief_dir: str | None = None) -> RunSummary:
     """Publish `size_sets` for the brief's campaign; re-render published masters when there are any."""

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import queue
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from prefect.futures import PrefectFuture
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from imagegen.pixelwork import return_free_memory
 
@@ -21,6 +22,14 @@ TASK_THREADS = 48
 # Submitted-but-unstarted tasks cost ~90 KB each (future, task run, copied context): keep at most this
 # many in flight, so a 1000-master batch holds no more of them than a 100-master one.
 STREAM_WINDOW = 2 * TASK_THREADS
+
+
+
+def thread_pool() -> TaskRunner[PrefectFuture[Any]]:
+    """The flows' task runner: TASK_THREADS threads in this process."""
+    # Prefect types TaskRunner as invariant in its future type, so its own documented
+    # `task_runner=ThreadPoolTaskRunner(...)` fails a type check although the runner is one.
+    return cast("TaskRunner[PrefectFuture[Any]]", ThreadPoolTaskRunner(max_workers=TASK_THREADS))
 
 
 def future_exception(future: PrefectFuture) -> BaseException | None:

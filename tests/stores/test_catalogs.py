@@ -1,5 +1,5 @@
 """One contract suite for every catalog backend: SQLite, PostgreSQL (a real server) and Supabase REST
-(the real supabase-py client against the emulator), plus `catalog_from_url`."""
+(the real supabase-py client against the emulator), plus how IMAGEGEN_CATALOG_URL picks one."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from imagegen.catalog.base import Catalog, CatalogRow
-from imagegen.catalog.factory import catalog_from_url
 from imagegen.catalog.postgres import PostgresCatalog
 from imagegen.catalog.sqlite import SqliteCatalog
 from imagegen.catalog.supabase_rest import SupabaseRestCatalog
-from imagegen.errors import CatalogError, is_transient
+from imagegen.errors import BriefError, CatalogError, is_transient
+from imagegen.settings import ImagegenSettings
+from imagegen_flows.blocks.resolve import catalog_block
 from tests.stores.conftest import SECRETS, SUPABASE_KEY, make_supabase_client
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
@@ -177,40 +178,43 @@ def test_supabase_rest_pages_through_the_row_cap(supabase_emu):
     assert [r.key for r in catalog.rows()] == sorted(r.key for r in rows)
 
 
-# -- catalog_from_url ------------------------------------------------------------------------------
+# -- IMAGEGEN_CATALOG_URL -> catalog (blocks.resolve.catalog_block) -------------------------------
 
-def test_catalog_from_url_forms(tmp_path, postgres_dsn, supabase_emu):
+def catalog_for(url: str | None, out: Path, **env) -> Catalog:
+    return catalog_block(ImagegenSettings(catalog_url=url, **env), out).get_catalog()
+
+
+def test_catalog_url_forms(tmp_path, postgres_dsn, supabase_emu):
     _, base_url = supabase_emu
-    default = catalog_from_url(None, tmp_path / "default.db")
-    assert isinstance(default, SqliteCatalog) and default.path == tmp_path / "default.db"
-    explicit = catalog_from_url(f"sqlite:///{tmp_path}/explicit.db", tmp_path / "unused.db")
+    default = catalog_for(None, tmp_path)
+    assert isinstance(default, SqliteCatalog) and default.path == tmp_path / "catalog.db"
+    explicit = catalog_for(f"sqlite:///{tmp_path}/explicit.db", tmp_path)
     assert isinstance(explicit, SqliteCatalog) and explicit.path == Path(f"{tmp_path}/explicit.db")
 
-    postgres = catalog_from_url(postgres_dsn, tmp_path / "unused.db")
+    postgres = catalog_for(postgres_dsn, tmp_path)
     assert isinstance(postgres, PostgresCatalog)
     assert postgres.upsert(batch()).inserted == 3
-    assert isinstance(catalog_from_url("postgres://u@h/db", tmp_path / "unused.db"), PostgresCatalog)
+    assert isinstance(catalog_for("postgres://u@h/db", tmp_path), PostgresCatalog)
 
-    supabase = catalog_from_url("supabase", tmp_path / "unused.db",
-                                supabase_client_factory=lambda: make_supabase_client(base_url))
+    supabase = catalog_for("supabase", tmp_path, supabase_url=base_url, supabase_key=SUPABASE_KEY)
     assert isinstance(supabase, SupabaseRestCatalog)
     assert supabase.upsert(batch()).inserted == 3
 
 
-def test_catalog_from_url_refuses_other_forms_without_echoing_the_password(tmp_path):
-    with pytest.raises(CatalogError) as caught:
-        catalog_from_url("mysql://root:hunter2@db.internal/assets", tmp_path / "x.db")
+def test_catalog_url_refuses_other_forms_without_echoing_the_password(tmp_path):
+    with pytest.raises(BriefError) as caught:
+        catalog_for("mysql://root:hunter2@db.internal/assets", tmp_path)
     message = str(caught.value)
     assert "IMAGEGEN_CATALOG_URL" in message and "hunter2" not in message and "root:***@" in message
     for form in ("sqlite:///", "postgresql://", "supabase"):
         assert form in message
 
 
-def test_catalog_from_url_supabase_needs_the_env(tmp_path, monkeypatch):
+def test_catalog_url_supabase_needs_the_env(tmp_path, monkeypatch):
     monkeypatch.delenv("SUPABASE_URL", raising=False)
     monkeypatch.delenv("SUPABASE_KEY", raising=False)
-    with pytest.raises(CatalogError, match="SUPABASE_URL"):
-        catalog_from_url("supabase", tmp_path / "x.db")
+    with pytest.raises(BriefError, match="SUPABASE_URL"):
+        catalog_for("supabase", tmp_path)
 
 
 def test_postgres_block_builds_a_catalog_and_hides_the_dsn(postgres_dsn):

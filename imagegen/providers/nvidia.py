@@ -6,8 +6,8 @@ or `POST {nim_url}/v1/infer` (NIM) with the model's JSON fields; the answer is
 endpoint. Requests are checked against the model rules below before any HTTP call, so a bad size or
 step count costs neither quota nor a rate-limit token.
 
-The client never retries by itself (Prefect task retries do, see imagegen.retry for scripts); it
-raises imagegen.errors types whose `transient` flag says whether a retry can help.
+The client never retries by itself (Prefect task retries do); it raises imagegen.errors types
+whose `transient` flag says whether a retry can help.
 """
 
 from __future__ import annotations

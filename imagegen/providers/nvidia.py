@@ -29,18 +29,9 @@ import httpx
 from imagegen.errors import ContentFiltered, ProviderError, ProviderRequestInvalid
 from imagegen.models import GeneratedImage, GenerationRequest, ImageRef, ProviderCapabilities
 from imagegen.providers.base import save_image_bytes
-from imagegen.providers.http import (
-    INLINE_DATA_URL_LIMIT,
-    NvcfPolling,
-    encode_jpeg,
-    encode_png,
-    jpeg_data_url,
-    raise_for_provider_status,
-    resolve_nvcf,
-    send_request,
-    shared_client,
-    strip_auth,
-)
+from imagegen.providers.http import raise_for_provider_status, send_request, shared_client
+from imagegen.providers.nvcf import NvcfPolling, resolve_nvcf, strip_auth
+from imagegen.providers.payloads import INLINE_DATA_URL_LIMIT, encode_jpeg, encode_png, jpeg_data_url
 from imagegen.ratelimit import TokenBucket, shared_limiter
 
 logger = logging.getLogger(__name__)
@@ -387,7 +378,7 @@ class NvidiaClient:
 
     @classmethod
     def for_account(cls, api_key: str, *, rate_per_minute: float = DEFAULT_RATE_PER_MINUTE,
-                    **kwargs: Any) -> "NvidiaClient":
+                    **kwargs: Any) -> NvidiaClient:
         """A client paced by the process-wide token bucket of this API key (or NIM server)."""
         limiter = shared_limiter(nvidia_account_key(api_key, kwargs.get("nim_url")), rate_per_minute)
         return cls(api_key, limiter=limiter, **kwargs)
@@ -395,7 +386,7 @@ class NvidiaClient:
     def __repr__(self) -> str:
         return f"NvidiaClient(endpoint={self.endpoint!r}, url={self.nim_url or self.base_url!r})"
 
-    def __enter__(self) -> "NvidiaClient":
+    def __enter__(self) -> NvidiaClient:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -25,16 +25,14 @@ from imagegen.errors import (
 )
 from imagegen.models import GenerationRequest, ImageRef
 from imagegen.providers.base import ImageGenerator
-from imagegen.providers.nvidia import (
+from imagegen.providers.nvidia import NvidiaClient, NvidiaGenerator, nvidia_account_key
+from imagegen.providers.nvidia_models import (
     FLUX_DEV,
     FLUX_KONTEXT,
     FLUX_SCHNELL,
     KONTEXT_SIZES,
     SD35_LARGE,
-    NvidiaClient,
-    NvidiaGenerator,
     model_capabilities,
-    nvidia_account_key,
     snap_kontext_size,
     validate_request,
 )

@@ -1,8 +1,11 @@
 """HTTP plumbing shared by the provider clients: shared httpx clients, sending, and one error mapping.
 
-Nothing here knows a particular provider. Every message built here names the provider, the HTTP
-status and the endpoint (without query string: presigned URLs carry signatures) and passes through
-`redact()`, so an API key a server echoes back never reaches an exception or a log line.
+Nothing here knows a particular provider. `raise_for_provider_status` is the one place an HTTP
+status becomes an imagegen error (and so decides what is transient); providers with rules of their
+own (neuroflash's quota answers) check those first and hand everything else to it. Every message
+built here names the provider, the HTTP status and the endpoint (without query string: presigned URLs
+carry signatures) and passes through `redact()`, so an API key a server echoes back never reaches an
+exception or a log line.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 import secrets as _secrets
 import ssl
@@ -20,7 +24,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -31,12 +35,21 @@ from imagegen.errors import (
     TransientProviderError,
     is_transient_status,
 )
-from imagegen.ratelimit import TokenBucket
 
 logger = logging.getLogger(__name__)
 
 REDACTED = "***"
 _MAX_DETAIL_CHARS = 300
+# A Retry-After longer than this is a server's mistake or a ban; waiting longer helps no run.
+MAX_RETRY_AFTER_S = 3600.0
+
+
+class RateLimiter(Protocol):
+    """What the clients need of an account's pacer (imagegen.ratelimit.TokenBucket; tests pass their own)."""
+
+    def acquire(self) -> float: ...
+
+    def pause_for(self, seconds: float) -> None: ...
 
 
 # --------------------------------------------------------------------------- secrets
@@ -157,29 +170,33 @@ def endpoint_label(request: httpx.Request) -> str:
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date); None when absent or garbled."""
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date), at most MAX_RETRY_AFTER_S;
+    None when absent or garbled."""
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - time.time()
+    if math.isnan(seconds):
         return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    return min(MAX_RETRY_AFTER_S, max(0.0, seconds))
 
 
 def _detail_from_json(body: Any) -> str:
-    """The human part of the error shapes our providers use (problem+json, FastAPI, {error}, {errors})."""
+    """The human part of the error shapes our providers use (problem+json, FastAPI, {error, code},
+    OAuth2 {error, error_description}, {errors: [{field, message}]})."""
     if not isinstance(body, dict):
         return json.dumps(body)[:_MAX_DETAIL_CHARS]
     parts: list[str] = []
-    for key in ("title", "detail", "error", "message", "msg"):
+    for key in ("title", "detail", "error", "error_description", "message", "msg"):
         value = body.get(key)
         if isinstance(value, str) and value and value not in parts:
             parts.append(value)
@@ -194,8 +211,14 @@ def _detail_from_json(body: Any) -> str:
         for item in errors:
             if isinstance(item, dict):
                 where = item.get("field") or item.get("loc") or ""
-                parts.append(f"{where}: {item.get('message', '')}" if where else str(item.get("message", "")))
-    return "; ".join(parts) if parts else json.dumps(body)[:_MAX_DETAIL_CHARS]
+                message = item.get("message") or item.get("msg") or ""
+                parts.append(f"{where}: {message}" if where else str(message))
+            elif isinstance(item, str):
+                parts.append(item)
+    if not parts:
+        return json.dumps(body)[:_MAX_DETAIL_CHARS]
+    code = body.get("code")
+    return "; ".join(parts) + (f" (code {code})" if code not in (None, "") else "")
 
 
 def problem_detail(response: httpx.Response, secrets: Iterable[str | None] = ()) -> str:
@@ -213,19 +236,32 @@ def problem_detail(response: httpx.Response, secrets: Iterable[str | None] = ())
 
 # --------------------------------------------------------------------------- status mapping
 
+def status_message(response: httpx.Response, provider: str, lead: str, secrets: Iterable[str | None] = ()) -> str:
+    """'{provider}: {lead} (HTTP {status} from {endpoint}): {body detail}', redacted: how every error
+    about an HTTP answer reads."""
+    secrets = tuple(secrets)
+    detail = problem_detail(response, secrets)
+    message = f"{provider}: {lead} (HTTP {response.status_code} from {endpoint_label(response.request)})"
+    if detail:
+        message += f": {detail}"
+    return redact(message, secrets)
+
+
 def raise_for_provider_status(
     response: httpx.Response,
     provider: str,
     *,
-    limiter: TokenBucket | None = None,
+    limiter: RateLimiter | None = None,
     secrets: Iterable[str | None] = (),
     messages: Mapping[int, str] | None = None,
+    rate_limit_pause: float | None = None,
 ) -> None:
     """Raise the imagegen error a non-2xx answer means; return quietly for 2xx.
 
     401/403 -> ProviderAuthError; 400/404/413/422 and other 4xx -> ProviderRequestInvalid (with the
-    body's detail); 429 -> TransientProviderError with `retry_after`, which also pauses `limiter` so
-    every caller sharing the account waits; 408/425/5xx -> TransientProviderError.
+    body's detail); 408/425/429/5xx -> TransientProviderError with the answer's Retry-After as
+    `retry_after`. A 429 also pauses `limiter`, so every caller sharing the account waits: for the
+    Retry-After, or for `rate_limit_pause` seconds when the answer names none (None: no pause).
     `messages` replaces the lead text for a status (e.g. 404 -> "model not enabled ...").
     Providers whose quota answers look like 403/429 should check for those before calling this.
     """
@@ -233,23 +269,18 @@ def raise_for_provider_status(
     if 200 <= status < 300:
         return
     secrets = tuple(secrets)
-    detail = problem_detail(response, secrets)
     lead = (messages or {}).get(status) or _default_lead(status)
-    message = f"{provider}: {lead} (HTTP {status} from {endpoint_label(response.request)})"
-    if detail:
-        message += f": {detail}"
-    message = redact(message, secrets)
-    if status == 429:
+    message = status_message(response, provider, lead, secrets)
+    if is_transient_status(status):
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if retry_after is not None:
             message += f"; retry after {retry_after:g}s"
-            if limiter is not None:
-                limiter.pause_for(retry_after)
+        pause = retry_after if retry_after is not None else rate_limit_pause
+        if status == 429 and limiter is not None and pause is not None:
+            limiter.pause_for(pause)
         raise TransientProviderError(message, provider=provider, status=status, retry_after=retry_after)
     if status in (401, 403):
         raise ProviderAuthError(message, provider=provider, status=status)
-    if is_transient_status(status):
-        raise TransientProviderError(message, provider=provider, status=status)
     if 400 <= status < 500:
         raise ProviderRequestInvalid(message, provider=provider, status=status)
     raise ProviderError(message, provider=provider, status=status)

@@ -14,13 +14,12 @@ from pydantic import Field, SecretStr
 
 from imagegen_flows.blocks.providers import ImageProviderBlock
 from imagegen.providers.base import ImageGenerator
-from imagegen.providers.neuroflash import (
+from imagegen.providers.neuroflash import DEFAULT_MODEL, NeuroflashGenerator
+from imagegen.providers.neuroflash_client import (
     DEFAULT_API_URL,
-    DEFAULT_MODEL,
     DEFAULT_RATE_PER_MINUTE,
     DEFAULT_TOKEN_URL,
     NeuroflashClient,
-    NeuroflashGenerator,
 )
 
 

@@ -18,12 +18,11 @@ from imagegen.providers.nvidia import (
     DEFAULT_POLL_SECONDS,
     DEFAULT_RATE_PER_MINUTE,
     DEFAULT_STATUS_URL,
-    FLUX_DEV,
-    FLUX_KONTEXT,
     NvidiaClient,
     NvidiaGenerator,
     nvidia_account_key,
 )
+from imagegen.providers.nvidia_models import FLUX_DEV, FLUX_KONTEXT
 from imagegen.providers.vlm import DEFAULT_VLM_BASE_URL, DEFAULT_VLM_MODEL, VisionReviewer
 
 

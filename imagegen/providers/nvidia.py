@@ -1,13 +1,14 @@
-"""NVIDIA image generation: hosted API (ai.api.nvidia.com, NVCF) and self-hosted NIM containers.
+"""NVIDIA image generation client and ImageGenerator: hosted API (ai.api.nvidia.com, NVCF) and NIM containers.
 
 Contract: shared/docs/provider-contracts.md section 1. `POST {base_url}/{publisher}/{model}` (hosted)
 or `POST {nim_url}/v1/infer` (NIM) with the model's JSON fields; the answer is
 `{"artifacts": [{"base64", "finishReason", "seed"}]}`, or a 202 that is polled on NVCF's status
-endpoint. Requests are checked against the model rules below before any HTTP call, so a bad size or
-step count costs neither quota nor a rate-limit token.
+endpoint (imagegen.providers.nvcf). Requests are checked against the model rules
+(imagegen.providers.nvidia_models) before any HTTP call, so a bad size or step count costs neither
+quota nor a rate-limit token.
 
-The client never retries by itself (Prefect task retries do, see imagegen.retry for scripts); it
-raises imagegen.errors types whose `transient` flag says whether a retry can help.
+The client never retries by itself (Prefect task retries do); it raises imagegen.errors types whose
+`transient` flag says whether a retry can help.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import binascii
 import hashlib
 import json
 import logging
-import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,28 +29,26 @@ import httpx
 from imagegen.errors import ContentFiltered, ProviderError, ProviderRequestInvalid
 from imagegen.models import GeneratedImage, GenerationRequest, ImageRef, ProviderCapabilities
 from imagegen.providers.base import save_image_bytes
-from imagegen.providers.http import (
-    INLINE_DATA_URL_LIMIT,
-    NvcfPolling,
-    encode_jpeg,
-    encode_png,
-    jpeg_data_url,
-    raise_for_provider_status,
-    resolve_nvcf,
-    send_request,
-    shared_client,
-    strip_auth,
+from imagegen.providers.http import raise_for_provider_status, send_request, shared_client
+from imagegen.providers.nvcf import NvcfPolling, resolve_nvcf, strip_auth
+from imagegen.providers.nvidia_models import (
+    FLUX_DEV,
+    FLUX_KONTEXT,
+    KONTEXT_MAX_SIDE,
+    PROVIDER,
+    fold_negatives,
+    generation_payload,
+    invalid_field,
+    kontext_payload,
+    model_capabilities,
+    rules_for,
+    snap_kontext_size,
+    validate_request,
 )
+from imagegen.providers.payloads import INLINE_DATA_URL_LIMIT, encode_jpeg, encode_png, jpeg_data_url
 from imagegen.ratelimit import TokenBucket, shared_limiter
 
 logger = logging.getLogger(__name__)
-
-PROVIDER = "nvidia"
-
-FLUX_DEV = "black-forest-labs/flux.1-dev"
-FLUX_SCHNELL = "black-forest-labs/flux.1-schnell"
-FLUX_KONTEXT = "black-forest-labs/flux.1-kontext-dev"
-SD35_LARGE = "stabilityai/stable-diffusion-3_5-large"
 
 DEFAULT_BASE_URL = "https://ai.api.nvidia.com/v1/genai"
 DEFAULT_STATUS_URL = "https://api.nvcf.nvidia.com/v2/nvcf/pexec/status"
@@ -63,232 +61,7 @@ DEFAULT_POLL_SECONDS = 30
 DEFAULT_RATE_PER_MINUTE = 40.0  # free tier, widely reported
 
 NVCF_BODY_LIMIT = 5_000_000  # bytes; NVCF's request body limit
-MAX_PROMPT_CHARS = 10_000  # documented hard limit
-ADVERTISED_PROMPT_CHARS = 500  # seed 000 reports 400 answers above ~500 characters: keep prompts short
-KONTEXT_MAX_SIDE = 1568
 ASSET_DESCRIPTION = "imagegen-edit-source"
-
-# Kontext's allowed sides; paired smallest-with-largest they are its ~1 MP preferred resolutions.
-KONTEXT_SIDES: tuple[int, ...] = (672, 688, 720, 752, 800, 832, 880, 944, 1024, 1104, 1184, 1248, 1328,
-                                  1392, 1456, 1504, 1568)
-KONTEXT_SIZES: tuple[tuple[int, int], ...] = tuple(zip(KONTEXT_SIDES, reversed(KONTEXT_SIDES)))
-
-
-# --------------------------------------------------------------------------- model rules
-
-@dataclass(frozen=True)
-class ModelRules:
-    """What one NVIDIA model accepts (contract section 1). Ranges are inclusive."""
-
-    model: str
-    task: Literal["generate", "edit"]
-    fields: frozenset[str]
-    steps: tuple[int, int]
-    default_steps: int
-    cfg_scale: tuple[float, float]
-    default_cfg_scale: float
-    # exact sizes for generation models; None when the model takes no width/height
-    sizes: tuple[tuple[int, int], ...] | None
-    # per-side allowed values (Kontext), checked instead of `sizes`
-    sides: frozenset[int] | None = None
-    modes: tuple[str, ...] = ()
-    # "unconfirmed": nobody knows whether the model takes negative_prompt; sent only when asked to
-    negative_prompt: Literal["never", "unconfirmed"] = "never"
-    confirmed: bool = True
-
-    @property
-    def short_name(self) -> str:
-        return self.model.split("/", 1)[-1]
-
-
-_FLUX_FIELDS = frozenset({"prompt", "mode", "image", "width", "height", "cfg_scale", "samples", "seed", "steps"})
-
-MODEL_RULES: dict[str, ModelRules] = {
-    FLUX_DEV: ModelRules(
-        model=FLUX_DEV, task="generate", fields=_FLUX_FIELDS, steps=(5, 100), default_steps=50,
-        cfg_scale=(0.0, 9.0), default_cfg_scale=5.0, sizes=((1024, 1024),), modes=("base", "canny", "depth")),
-    FLUX_SCHNELL: ModelRules(
-        model=FLUX_SCHNELL, task="generate", fields=_FLUX_FIELDS, steps=(1, 4), default_steps=4,
-        cfg_scale=(0.0, 0.0), default_cfg_scale=0.0, sizes=((1024, 1024),), modes=("base", "canny", "depth")),
-    FLUX_KONTEXT: ModelRules(
-        model=FLUX_KONTEXT, task="edit",
-        fields=frozenset({"prompt", "image", "width", "height", "cfg_scale", "aspect_ratio", "samples", "seed",
-                          "steps"}),
-        steps=(20, 50), default_steps=30, cfg_scale=(0.0, 9.0), default_cfg_scale=3.5, sizes=KONTEXT_SIZES,
-        sides=frozenset(KONTEXT_SIDES)),
-    # UNCONFIRMED: community code sends prompt, mode "base", cfg_scale ~4.5, steps 30-40, seed. We send
-    # exactly that; ranges are deliberately loose; no width/height/aspect_ratio (unknown fields risk 422).
-    SD35_LARGE: ModelRules(
-        model=SD35_LARGE, task="generate",
-        fields=frozenset({"prompt", "mode", "cfg_scale", "seed", "steps", "negative_prompt"}),
-        steps=(1, 100), default_steps=35, cfg_scale=(0.0, 20.0), default_cfg_scale=4.5, sizes=None,
-        modes=("base",), negative_prompt="unconfirmed", confirmed=False),
-}
-
-
-def rules_for(model: str) -> ModelRules:
-    try:
-        return MODEL_RULES[model]
-    except KeyError:
-        raise _invalid("model", f"must be one of {', '.join(sorted(MODEL_RULES))}", model) from None
-
-
-def _invalid(field_name: str, rule: str, value: Any, model: str | None = None) -> ProviderRequestInvalid:
-    where = f" for {model}" if model else ""
-    shown = value if not isinstance(value, str) or len(value) <= 60 else value[:57] + "..."
-    exc = ProviderRequestInvalid(f"{PROVIDER}: {field_name}: {rule}{where} (got {shown!r})", provider=PROVIDER)
-    exc.field = field_name  # type: ignore[attr-defined]  # lets callers point at the offending field
-    return exc
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def validate_request(model: str, params: Mapping[str, Any], *, allow_negative_prompt: bool = False) -> None:
-    """Raise ProviderRequestInvalid naming the field and the rule when `params` breaks `model`'s rules.
-
-    `allow_negative_prompt` opts in to sending negative_prompt to a model whose support for it is
-    unconfirmed (SD 3.5); FLUX models never take one.
-    """
-    rules = rules_for(model)
-    name = rules.short_name
-    for key in params:
-        if key == "negative_prompt" and not (rules.negative_prompt == "unconfirmed" and allow_negative_prompt):
-            raise _invalid(key, "not accepted (fold negatives into the prompt)", params[key], name)
-        if key not in rules.fields:
-            raise _invalid(key, "not a field this model accepts", params[key], name)
-
-    prompt = params.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise _invalid("prompt", "required, a non-empty string", prompt, name)
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise _invalid("prompt", f"must be <= {MAX_PROMPT_CHARS} characters", f"{len(prompt)} characters", name)
-
-    mode = params.get("mode")
-    if mode is not None and mode not in rules.modes:
-        raise _invalid("mode", f"must be one of {', '.join(rules.modes)}", mode, name)
-    image = params.get("image")
-    if rules.task == "edit" and image is None:
-        raise _invalid("image", "required (the image to edit)", image, name)
-    if rules.task == "generate" and image is not None and mode not in ("canny", "depth"):
-        raise _invalid("image", "only accepted with mode canny or depth", "<image>", name)
-    if rules.task == "generate" and mode in ("canny", "depth") and image is None:
-        raise _invalid("image", f"required with mode {mode}", image, name)
-    if image is not None and (not isinstance(image, str) or not image.startswith("data:image/")):
-        raise _invalid("image", "must be a data:image/... URL (base64 or asset_id)", "<image>", name)
-
-    _validate_size(rules, params)
-    _validate_range(rules, params, "cfg_scale", rules.cfg_scale, number=float)
-    _validate_range(rules, params, "steps", rules.steps, number=int)
-    if "seed" in params:
-        seed = params["seed"]
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise _invalid("seed", "must be an integer >= 0 (0 = random)", seed, name)
-    if "samples" in params and params["samples"] != 1:
-        raise _invalid("samples", "must be 1", params["samples"], name)
-    if "aspect_ratio" in params and not isinstance(params["aspect_ratio"], str):
-        raise _invalid("aspect_ratio", "must be a string such as match_input_image", params["aspect_ratio"], name)
-
-
-def _validate_size(rules: ModelRules, params: Mapping[str, Any]) -> None:
-    name = rules.short_name
-    for side in ("width", "height"):
-        if side not in params:
-            continue
-        value = params[side]
-        if rules.sides is not None:
-            if value not in rules.sides:
-                raise _invalid(side, f"must be one of {', '.join(map(str, KONTEXT_SIDES))}", value, name)
-        elif rules.sizes is not None and value not in {size[0 if side == "width" else 1] for size in rules.sizes}:
-            allowed = " or ".join(f"{w}x{h}" for w, h in rules.sizes)
-            values = sorted({size[0 if side == "width" else 1] for size in rules.sizes})
-            raise _invalid(side, f"must be {' or '.join(map(str, values))} ({allowed} only)", value, name)
-
-
-def _validate_range(rules: ModelRules, params: Mapping[str, Any], key: str, bounds: tuple[float, float],
-                    *, number: type) -> None:
-    if key not in params:
-        return
-    value = params[key]
-    low, high = bounds
-    if number is int and (not isinstance(value, int) or isinstance(value, bool)):
-        raise _invalid(key, "must be an integer", value, rules.short_name)
-    if not _is_number(value):
-        raise _invalid(key, "must be a number", value, rules.short_name)
-    if low == high and value != low:
-        raise _invalid(key, f"must be {low:g}", value, rules.short_name)
-    if not low <= value <= high:
-        unconfirmed = " (loose, unconfirmed range)" if not rules.confirmed else ""
-        raise _invalid(key, f"must be between {low:g} and {high:g}{unconfirmed}", value, rules.short_name)
-
-
-def model_capabilities(model: str, *, native_negative_prompt: bool = False) -> ProviderCapabilities:
-    """What the prompt builder and aspect planner may ask of `model`."""
-    rules = rules_for(model)
-    negative = "native" if (native_negative_prompt and rules.negative_prompt == "unconfirmed") else "fold"
-    if rules.task == "edit":
-        return ProviderCapabilities(max_prompt_chars=ADVERTISED_PROMPT_CHARS, negative_prompt=negative,
-                                    native_sizes=list(KONTEXT_SIZES), max_side=KONTEXT_MAX_SIDE,
-                                    supports_edit=True)
-    # SD 3.5 takes no size field: we assume its 1024x1024 default (UNCONFIRMED)
-    sizes = list(rules.sizes) if rules.sizes else [(1024, 1024)]
-    return ProviderCapabilities(max_prompt_chars=ADVERTISED_PROMPT_CHARS, negative_prompt=negative,
-                                native_sizes=sizes, max_side=max(max(s) for s in sizes), supports_edit=False)
-
-
-# --------------------------------------------------------------------------- payloads
-
-def fold_negatives(prompt: str, negative: str, *, max_chars: int = ADVERTISED_PROMPT_CHARS) -> tuple[str, str]:
-    """(prompt text, what happened to the negatives): "none", "folded", or "dropped" when folding
-    would push the prompt over `max_chars`."""
-    negative = negative.strip()
-    if not negative:
-        return prompt, "none"
-    folded = f"{prompt.rstrip().rstrip('.')}. Avoid: {negative}."
-    if len(folded) <= max_chars:
-        return folded, "folded"
-    return prompt, "dropped"
-
-
-def generation_payload(rules: ModelRules, prompt: str, *, width: int, height: int, seed: int,
-                       steps: int | None = None, cfg_scale: float | None = None,
-                       negative_prompt: str | None = None) -> dict[str, Any]:
-    """The request JSON for a text-to-image call of `rules.model`."""
-    payload: dict[str, Any] = {"prompt": prompt, "mode": "base"}
-    if rules.sizes is not None:
-        payload.update(width=width, height=height)
-    payload["cfg_scale"] = rules.default_cfg_scale if cfg_scale is None else cfg_scale
-    if rules.confirmed:
-        payload["samples"] = 1
-    payload["seed"] = seed
-    payload["steps"] = rules.default_steps if steps is None else steps
-    if negative_prompt:
-        payload["negative_prompt"] = negative_prompt
-    return payload
-
-
-def snap_kontext_size(width: int, height: int) -> tuple[int, int]:
-    """The Kontext size whose aspect ratio is nearest to width:height."""
-    aspect = math.log(width / height)
-    return min(KONTEXT_SIZES, key=lambda size: abs(math.log(size[0] / size[1]) - aspect))
-
-
-def kontext_payload(prompt: str, image: str, *, width: int, height: int, seed: int, steps: int | None = None,
-                    cfg_scale: float | None = None) -> dict[str, Any]:
-    rules = MODEL_RULES[FLUX_KONTEXT]
-    return {
-        "prompt": prompt,
-        "image": image,
-        "width": width,
-        "height": height,
-        "cfg_scale": rules.default_cfg_scale if cfg_scale is None else cfg_scale,
-        # width/height are snapped to the source aspect, so both readings of aspect_ratio agree
-        "aspect_ratio": "match_input_image",
-        "samples": 1,
-        "seed": seed,
-        "steps": rules.default_steps if steps is None else steps,
-    }
 
 
 @dataclass(frozen=True)
@@ -387,7 +160,7 @@ class NvidiaClient:
 
     @classmethod
     def for_account(cls, api_key: str, *, rate_per_minute: float = DEFAULT_RATE_PER_MINUTE,
-                    **kwargs: Any) -> "NvidiaClient":
+                    **kwargs: Any) -> NvidiaClient:
         """A client paced by the process-wide token bucket of this API key (or NIM server)."""
         limiter = shared_limiter(nvidia_account_key(api_key, kwargs.get("nim_url")), rate_per_minute)
         return cls(api_key, limiter=limiter, **kwargs)
@@ -395,7 +168,7 @@ class NvidiaClient:
     def __repr__(self) -> str:
         return f"NvidiaClient(endpoint={self.endpoint!r}, url={self.nim_url or self.base_url!r})"
 
-    def __enter__(self) -> "NvidiaClient":
+    def __enter__(self) -> NvidiaClient:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -435,7 +208,7 @@ class NvidiaClient:
         validate_request(model, payload, allow_negative_prompt=allow_negative_prompt)
         body = json.dumps(payload).encode()
         if len(body) > NVCF_BODY_LIMIT:
-            raise _invalid("image", f"request body must be <= {NVCF_BODY_LIMIT} bytes (use an NVCF asset)",
+            raise invalid_field("image", f"request body must be <= {NVCF_BODY_LIMIT} bytes (use an NVCF asset)",
                            f"{len(body)} bytes", rules_for(model).short_name)
         waited = self.limiter.acquire() if self.limiter is not None else 0.0
         started = time.monotonic()
@@ -471,7 +244,7 @@ class NvidiaClient:
         """
         rules = rules_for(model)
         if rules.task != "edit":
-            raise _invalid("model", "must be an editing model such as " + FLUX_KONTEXT, model)
+            raise invalid_field("model", "must be an editing model such as " + FLUX_KONTEXT, model)
         jpeg, (width, height) = encode_jpeg(image_path, max_side=KONTEXT_MAX_SIDE, quality=90)
         out_width, out_height = snap_kontext_size(width, height)
         data_url = jpeg_data_url(jpeg)
@@ -546,7 +319,7 @@ class NvidiaGenerator:
         model = request.model or self.model
         rules = rules_for(model)
         if rules.task != "generate":
-            raise _invalid("model", "is an editing model; use edit()", model)
+            raise invalid_field("model", "is an editing model; use edit()", model)
         native = self.native_negative_prompt and rules.negative_prompt == "unconfirmed"
         if native and request.negative_prompt.strip():
             prompt, negatives, negative_field = request.prompt, "native", request.negative_prompt.strip()

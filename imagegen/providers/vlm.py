@@ -4,7 +4,7 @@ Contract: shared/docs/provider-contracts.md section 2. `POST {base_url}/chat/com
 first (a JPEG data URL kept under ~180 KB) and the instruction second. The model is asked for strict
 JSON; answers are parsed leniently (code fences, prose around the object) and anything unreadable
 becomes a failing review rather than a pass. Error mapping, 202 polling and pacing are the same as
-the image client's (imagegen.providers.http).
+the image client's (imagegen.providers.http and .nvcf).
 """
 
 from __future__ import annotations
@@ -20,16 +20,10 @@ import httpx
 from pydantic import BaseModel, Field
 
 from imagegen.errors import ProviderError
-from imagegen.providers.http import (
-    INLINE_DATA_URL_LIMIT,
-    NvcfPolling,
-    fitted_jpeg_data_url,
-    raise_for_provider_status,
-    resolve_nvcf,
-    send_request,
-    shared_client,
-)
+from imagegen.providers.http import raise_for_provider_status, send_request, shared_client
+from imagegen.providers.nvcf import NvcfPolling, resolve_nvcf
 from imagegen.providers.nvidia import DEFAULT_RATE_PER_MINUTE, DEFAULT_STATUS_URL, nvidia_account_key
+from imagegen.providers.payloads import INLINE_DATA_URL_LIMIT, fitted_jpeg_data_url
 from imagegen.ratelimit import TokenBucket, shared_limiter
 
 logger = logging.getLogger(__name__)
@@ -188,14 +182,14 @@ class VisionReviewer:
 
     @classmethod
     def for_account(cls, api_key: str, *, rate_per_minute: float = DEFAULT_RATE_PER_MINUTE,
-                    **kwargs: Any) -> "VisionReviewer":
+                    **kwargs: Any) -> VisionReviewer:
         """A reviewer sharing the account's token bucket with image generation (one per-account limit)."""
         return cls(api_key, limiter=shared_limiter(nvidia_account_key(api_key), rate_per_minute), **kwargs)
 
     def __repr__(self) -> str:
         return f"VisionReviewer(model={self.model!r}, url={self.base_url!r})"
 
-    def __enter__(self) -> "VisionReviewer":
+    def __enter__(self) -> VisionReviewer:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

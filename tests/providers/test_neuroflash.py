@@ -20,13 +20,9 @@ from imagegen.errors import (
 )
 from imagegen.models import GenerationRequest, ImageRef
 from imagegen.providers.base import ImageGenerator
-from imagegen.providers.neuroflash import (
-    NeuroflashClient,
-    NeuroflashGenerator,
-    Quota,
-    nearest_aspect_ratio,
-    relative_image_path,
-)
+from imagegen.providers.neuroflash import NeuroflashGenerator
+from imagegen.providers.neuroflash_api import Quota, nearest_aspect_ratio, relative_image_path
+from imagegen.providers.neuroflash_client import NeuroflashClient
 from tests.emulators.neuroflash import WORKSPACE_ID, NeuroflashEmulator
 from tests.emulators.serve import serve_asgi
 

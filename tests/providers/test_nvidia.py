@@ -25,23 +25,21 @@ from imagegen.errors import (
 )
 from imagegen.models import GenerationRequest, ImageRef
 from imagegen.providers.base import ImageGenerator
-from imagegen.providers.nvidia import (
+from imagegen.providers.nvidia import NvidiaClient, NvidiaGenerator, nvidia_account_key
+from imagegen.providers.nvidia_models import (
     FLUX_DEV,
     FLUX_KONTEXT,
     FLUX_SCHNELL,
     KONTEXT_SIZES,
     SD35_LARGE,
-    NvidiaClient,
-    NvidiaGenerator,
     model_capabilities,
-    nvidia_account_key,
     snap_kontext_size,
     validate_request,
 )
 from imagegen.ratelimit import TokenBucket
-from imagegen.retry import backoff_delay, call_with_retries
 from tests.emulators.nvidia import NvidiaEmulator, endpoints
 from tests.emulators.serve import serve_asgi
+from tests.providers.task_retries import retry_while_transient
 
 SENTINEL = "nvapi-SENTINEL-4b1d9e07c2a8f3-never-print-me"
 FAST_TIMEOUT = httpx.Timeout(5.0)
@@ -208,7 +206,7 @@ def test_generate_refuses_an_edit_only_model(generator, tmp_path):
 def test_expired_key_is_an_auth_error_with_the_echoed_key_redacted(emu, generator, tmp_path):
     emu.faults.expired_key = True
     with pytest.raises(ProviderAuthError) as info:
-        call_with_retries(lambda: generator.generate(request(), tmp_path), attempts=3, base_delay=0.01)
+        retry_while_transient(lambda: generator.generate(request(), tmp_path), attempts=3)
     message = str(info.value)
     assert "HTTP 401" in message and "***" in message and SENTINEL not in message
     assert not is_transient(info.value) and emu.calls["genai"] == 1
@@ -233,20 +231,12 @@ def test_429_with_retry_after_pauses_the_shared_limiter(emu, tmp_path):
     assert time.monotonic() - started >= 0.25
 
 
-def test_retry_after_is_honoured_by_call_with_retries(emu, generator, tmp_path):
-    emu.faults.storm_429, emu.faults.retry_after = 2, 0.2
-    started = time.monotonic()
-    result = call_with_retries(lambda: generator.generate(request(), tmp_path), attempts=4, base_delay=0.001)
-    assert time.monotonic() - started >= 0.4
-    assert Path(result.image.path).exists() and emu.statuses[429] == 2 and emu.spent == 1
-
-
-def test_429_storm_without_retry_after_backs_off_with_jitter(emu, generator, tmp_path):
+def test_429_storm_without_retry_after_recovers_on_retry(emu, generator, tmp_path):
     emu.faults.storm_429 = 2
     with pytest.raises(TransientProviderError) as info:
         generator.generate(request(), tmp_path)
     assert info.value.retry_after is None
-    result = call_with_retries(lambda: generator.generate(request(), tmp_path), attempts=3, base_delay=0.01)
+    result = retry_while_transient(lambda: generator.generate(request(), tmp_path), attempts=3)
     assert result.image and emu.calls["genai"] == 3 and emu.spent == 1
 
 
@@ -255,7 +245,7 @@ def test_5xx_is_transient_and_recovers_on_retry(emu, generator, tmp_path):
     with pytest.raises(TransientProviderError, match="HTTP 503") as info:
         generator.generate(request(), tmp_path)
     assert is_transient(info.value)
-    call_with_retries(lambda: generator.generate(request(), tmp_path), attempts=3, base_delay=0.01)
+    retry_while_transient(lambda: generator.generate(request(), tmp_path), attempts=3)
     assert emu.spent == 1
 
 
@@ -289,7 +279,7 @@ def test_malformed_json_is_transient_once_and_then_succeeds(emu, generator, tmp_
 def test_bad_artifacts_produce_no_image_and_are_not_retried(emu, generator, tmp_path, fault, expected):
     setattr(emu.faults, fault, 1)
     with pytest.raises(expected) as info:
-        call_with_retries(lambda: generator.generate(request(), tmp_path), attempts=3, base_delay=0.01)
+        retry_while_transient(lambda: generator.generate(request(), tmp_path), attempts=3)
     assert type(info.value) is expected and not is_transient(info.value)
     assert files_in(tmp_path) == []  # nothing unverified is stored
     assert emu.calls["genai"] == 1 and emu.spent == 1  # nothing spent twice
@@ -322,7 +312,7 @@ def test_302_downloads_the_presigned_zip_without_credentials(emu, generator, tmp
 def test_poll_404_is_a_clear_non_transient_error(emu, generator, tmp_path):
     emu.faults.accept_202, emu.faults.poll_404 = True, True
     with pytest.raises(ProviderError, match=r"NVCF request [0-9a-f-]{36} unknown or expired") as info:
-        call_with_retries(lambda: generator.generate(request(), tmp_path), attempts=3, base_delay=0.01)
+        retry_while_transient(lambda: generator.generate(request(), tmp_path), attempts=3)
     assert not is_transient(info.value) and emu.spent == 1 and files_in(tmp_path) == []
 
 
@@ -520,25 +510,6 @@ def test_nim_block_needs_no_credentials(emu, tmp_path):
     assert provider.get_generator().generate(request(), tmp_path).provider == "nim"
     with pytest.raises(ValueError, match="credentials"):
         NvidiaImageProvider().get_generator()
-
-
-# ----------------------------------------------------------------------------- retry helper
-
-def test_backoff_is_jittered_exponential_and_respects_retry_after():
-    assert backoff_delay(3, 1.0, 60.0, rng=lambda: 1.0) == 4.0
-    assert backoff_delay(10, 1.0, 60.0, rng=lambda: 1.0) == 60.0
-    assert backoff_delay(1, 1.0, 60.0, rng=lambda: 0.0, retry_after=7.5) == 7.5
-
-
-def test_call_with_retries_gives_up_on_non_transient_at_once():
-    attempts = []
-
-    def fail():
-        attempts.append(1)
-        raise ProviderRequestInvalid("bad")
-    with pytest.raises(ProviderRequestInvalid):
-        call_with_retries(fail, attempts=5, base_delay=0)
-    assert len(attempts) == 1
 
 
 def test_poll_seconds_must_fit_in_the_read_timeout():

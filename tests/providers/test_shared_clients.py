@@ -15,7 +15,7 @@ import pytest
 from imagegen_flows.blocks.neuroflash import NeuroflashCredentials, NeuroflashImageProvider
 from imagegen_flows.blocks.nvidia import NvidiaCredentials, NvidiaImageProvider, NvidiaVisionReviewer
 from imagegen.providers import http as shared_http
-from imagegen.providers.neuroflash import NeuroflashClient
+from imagegen.providers.neuroflash_client import NeuroflashClient
 from imagegen.providers.nvidia import NvidiaClient
 from tests.emulators.neuroflash import NeuroflashEmulator
 from tests.emulators.nvidia import NvidiaEmulator, endpoints

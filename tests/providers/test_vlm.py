@@ -21,9 +21,9 @@ from imagegen.providers.vlm import (
     template_alt_text,
 )
 from imagegen.ratelimit import TokenBucket
-from imagegen.retry import call_with_retries
 from tests.emulators.nvidia import NvidiaEmulator, endpoints
 from tests.emulators.serve import serve_asgi
+from tests.providers.task_retries import retry_while_transient
 
 SENTINEL = "nvapi-SENTINEL-vlm-93e1c0d7aa-never-print-me"
 MODEL = "meta/llama-3.2-90b-vision-instruct"
@@ -175,7 +175,7 @@ def test_429_retry_after_pauses_limiter_and_retries_succeed(emu, image):
             r.review(image, "brief")
         assert info.value.retry_after == pytest.approx(0.2)
         emu.faults.storm_429 = 1
-        assert call_with_retries(lambda: r.review(image, "brief"), attempts=3, base_delay=0.001).verdict == "pass"
+        assert retry_while_transient(lambda: r.review(image, "brief"), attempts=3).verdict == "pass"
     assert emu.spent == 1
 
 

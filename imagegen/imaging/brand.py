@@ -1,4 +1,4 @@
-"""Brand operations on finished images: border, thumbnails, palette swatch, grading, outpaint canvas.
+"""Brand operations on finished images: border, thumbnails, logo, palette swatch, grading, outpaint canvas.
 
 The seed listed these as ImageMagick one-liners and sketches; here each is a small pure
 function (PIL image in, new image or small result out) that never modifies its input:
@@ -8,6 +8,8 @@ function (PIL image in, new image or small result out) that never modifies its i
 * `make_thumbnails`: ``-thumbnail`` done right: `contain` fits inside the box keeping the aspect;
   `cover` fills the box exactly through the content-aware crop, never a stretch or a blind
   centre crop. (The seed's ``img.copy().thumbnail(...).save(...)`` saved None.)
+* `overlay_logo`: the logo watermark (the seed's add_watermark, done right): scaled to a share
+  of the image width, its own alpha times `opacity`, a margin in from the chosen corner.
 * `palette_swatch`: the dominant colours (``-colors 5 -unique-colors``) as a hex list with shares
   and as a swatch image whose bars are as wide as each colour's share.
 * `grade`: colour-grading presets that are real operations, not prompt words: warm/cool are a
@@ -18,8 +20,6 @@ function (PIL image in, new image or small result out) that never modifies its i
   the original in place, the new area filled with mirrored and heavily blurred edges so the
   model sees plausible colour and no duplicated detail, a mask of what to generate, and the
   instruction text.
-
-The logo watermark with margin is `imagegen.imaging.encode.overlay_logo`, re-exported here.
 
 Background removal is deliberately absent: the PyPI libraries for it that were checked (rembg,
 backgroundremover, transparent-background, carvekit) fetch their model weights on first use
@@ -34,12 +34,11 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from imagegen.imaging.encode import overlay_logo
 from imagegen.imaging.metrics import dominant_colors, hex_to_rgb, rgb_to_hex
 
 __all__ = [
-    "GRADING_PRESETS", "OutpaintRequest", "PaletteSwatch", "add_border", "grade", "make_thumbnails",
-    "outpaint_canvas", "overlay_logo", "palette_swatch", "white_balance",
+    "GRADING_PRESETS", "OutpaintRequest", "PaletteSwatch", "add_border", "grade", "make_thumbnails", "outpaint_canvas",
+    "overlay_logo", "palette_swatch", "white_balance",
 ]
 
 Colour = str | tuple[int, int, int]
@@ -100,6 +99,45 @@ def make_thumbnails(img: Image.Image, sizes: list[tuple[int, int]],
         else:
             out[(w, h)] = render_variant(img.convert("RGB"), w, h, saliency)
     return out
+
+
+# --------------------------------------------------------------------------- logo
+
+_POSITIONS = ("se", "sw", "ne", "nw", "center")
+
+
+def overlay_logo(img: Image.Image, logo: Image.Image, position: str = "se", opacity: float = 0.5,
+                 scale: float = 0.15, margin: float = 0.03) -> Image.Image:
+    """Composite `logo` onto a copy of `img` (the seed's add_watermark, done right).
+
+    The logo is resized to `scale` of the image width (aspect kept, LANCZOS), its own alpha is
+    multiplied by `opacity` (the seed assigned an attribute Pillow never reads), and it sits
+    `margin` of the shorter image side in from the chosen corner. Returns the input's mode.
+    """
+    if position not in _POSITIONS:
+        raise ValueError(f"logo position {position!r} is not one of {_POSITIONS}")
+    if not 0.0 <= opacity <= 1.0 or not 0.0 < scale <= 1.0 or not 0.0 <= margin < 0.5:
+        raise ValueError("opacity must be 0..1, scale 0..1 (exclusive of 0), margin 0..0.5")
+    mark = logo.convert("RGBA")
+    width = max(1, round(img.width * scale))
+    height = max(1, round(mark.height * width / mark.width))
+    mark = mark.resize((width, height), Image.Resampling.LANCZOS)
+    alpha = mark.getchannel("A").point(lambda a: round(a * opacity))
+    mark.putalpha(alpha)
+    x, y = _logo_origin(img.size, mark.size, position, round(min(img.size) * margin))
+    base = img.convert("RGBA")
+    base.alpha_composite(mark, (x, y))
+    return base if img.mode == "RGBA" else base.convert(img.mode if img.mode in ("RGB", "L") else "RGB")
+
+
+def _logo_origin(size: tuple[int, int], mark: tuple[int, int], position: str, pad: int) -> tuple[int, int]:
+    (w, h), (mw, mh) = size, mark
+    if position == "center":
+        return (w - mw) // 2, (h - mh) // 2
+    x = pad if position.endswith("w") else w - mw - pad
+    y = pad if position.startswith("n") else h - mh - pad
+    # alpha_composite refuses negative offsets: a logo larger than the image pins to the corner
+    return max(0, x), max(0, y)
 
 
 # --------------------------------------------------------------------------- palette

@@ -52,7 +52,7 @@ _MAX_CANDIDATES = 512
 # (grainy, JPEG q88: 0.9477 vs 0.9496 at 1.07, 0.9752 vs 0.9760 at 1.9; smooth looks equal to 4
 # digits), a tenth of what the encode itself costs, and the file is 1-4 % smaller (9 % for the
 # grainy hero as WebP). Beyond 2x LANCZOS stays (reducing_gap makes those cheap already, and fewer
-# taps alias more as the factor grows), and so do upscales. The srcset (webdelivery.WidthCascade)
+# taps alias more as the factor grows), and so do upscales. The srcset (responsive.WidthCascade)
 # keeps LANCZOS at every width: its widths are chosen on the bytes-by-width curve, and a filter
 # switch at 2x would put a ~3 % step in that curve for ~25 ms a master.
 BICUBIC_MAX_FACTOR = 2.0

@@ -1,13 +1,10 @@
-"""Brand operations on finished images: border, thumbnails, logo, palette swatch, grading, outpaint canvas.
+"""Brand operations on finished images: border, logo, palette swatch, grading, outpaint canvas.
 
 The seed listed these as ImageMagick one-liners and sketches; here each is a small pure
 function (PIL image in, new image or small result out) that never modifies its input:
 
 * `add_border`: a solid frame (``-border 10 -bordercolor white``), width in pixels or as a
   share of the shorter side so it looks the same on every size of a set.
-* `make_thumbnails`: ``-thumbnail`` done right: `contain` fits inside the box keeping the aspect;
-  `cover` fills the box exactly through the content-aware crop, never a stretch or a blind
-  centre crop. (The seed's ``img.copy().thumbnail(...).save(...)`` saved None.)
 * `overlay_logo`: the logo watermark (the seed's add_watermark, done right): scaled to a share
   of the image width, its own alpha times `opacity`, a margin in from the chosen corner.
 * `palette_swatch`: the dominant colours (``-colors 5 -unique-colors``) as a hex list with shares
@@ -37,7 +34,7 @@ from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 from imagegen.imaging.metrics import dominant_colors, hex_to_rgb, rgb_to_hex
 
 __all__ = [
-    "GRADING_PRESETS", "OutpaintRequest", "PaletteSwatch", "add_border", "grade", "make_thumbnails", "outpaint_canvas",
+    "GRADING_PRESETS", "OutpaintRequest", "PaletteSwatch", "add_border", "grade", "outpaint_canvas",
     "overlay_logo", "palette_swatch", "white_balance",
 ]
 
@@ -54,7 +51,7 @@ def _rgb(colour: Colour) -> tuple[int, int, int]:
     return r, g, b
 
 
-# --------------------------------------------------------------------------- border, thumbnails
+# --------------------------------------------------------------------------- border
 
 
 def add_border(img: Image.Image, width: int | float = 0.02, colour: Colour = "#ffffff") -> Image.Image:
@@ -76,29 +73,6 @@ def add_border(img: Image.Image, width: int | float = 0.02, colour: Colour = "#f
     else:
         img, fill = img.convert("RGB"), rgb
     return ImageOps.expand(img, border=px, fill=fill)
-
-
-def make_thumbnails(img: Image.Image, sizes: list[tuple[int, int]],
-                    mode: Literal["contain", "cover"] = "contain") -> dict[tuple[int, int], Image.Image]:
-    """One thumbnail per (width, height) box, LANCZOS.
-
-    `contain` fits inside the box (aspect kept, like ``-thumbnail``) and never upscales; `cover`
-    fills the box exactly, cropping where the content-aware crop keeps the subject (a source
-    smaller than the box is upscaled to fill it).
-    """
-    from imagegen.imaging.crop import render_variant, saliency_map
-
-    saliency = saliency_map(img.convert("RGB")) if mode == "cover" else None
-    out: dict[tuple[int, int], Image.Image] = {}
-    for box in sizes:
-        w, h = int(box[0]), int(box[1])
-        if w < 1 or h < 1:
-            raise ValueError(f"thumbnail box must be positive, got {box}")
-        if mode == "contain":  # capping the box at the source size is what prevents upscaling
-            out[(w, h)] = ImageOps.contain(img, (min(w, img.width), min(h, img.height)), Image.Resampling.LANCZOS)
-        else:
-            out[(w, h)] = render_variant(img.convert("RGB"), w, h, saliency)
-    return out
 
 
 # --------------------------------------------------------------------------- logo

@@ -1,4 +1,4 @@
-"""Brand operations: border, thumbnails, logo overlay, palette swatch, grading presets, outpaint canvas."""
+"""Brand operations: border, logo overlay, palette swatch, grading presets, outpaint canvas."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _saturation(img: Image.Image) -> float:
     return float(np.asarray(img.convert("HSV"), dtype=np.float64)[..., 1].mean())
 
 
-# --------------------------------------------------------------------------- border, thumbnails
+# --------------------------------------------------------------------------- border
 
 
 def test_border_in_pixels_and_as_share() -> None:
@@ -41,16 +41,6 @@ def test_border_in_pixels_and_as_share() -> None:
     rgba = brand.add_border(img.convert("RGBA"), 4, (0, 0, 255))
     assert rgba.mode == "RGBA" and rgba.getpixel((0, 0)) == (0, 0, 255, 255)
     assert img.size == (320, 240)  # input untouched
-
-
-def test_thumbnails_contain_and_cover() -> None:
-    img = _scene(800, 600)
-    thumbs = brand.make_thumbnails(img, [(150, 150), (300, 300), (1000, 1000)])
-    assert thumbs[(150, 150)].size == (150, 112)
-    assert thumbs[(300, 300)].size == (300, 225)
-    assert thumbs[(1000, 1000)].size == (800, 600)  # never upscaled
-    covered = brand.make_thumbnails(img, [(150, 150), (200, 100)], mode="cover")
-    assert covered[(150, 150)].size == (150, 150) and covered[(200, 100)].size == (200, 100)
 
 
 # --------------------------------------------------------------------------- logo

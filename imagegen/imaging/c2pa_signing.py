@@ -21,8 +21,9 @@ import hashlib
 import io
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretBytes
 
@@ -50,7 +51,7 @@ class C2paSigningConfig(BaseModel):
     embed_thumbnail: bool = Field(False, description="c2pa-rs adds a JPEG thumbnail (~20 KB) when True")
 
     @classmethod
-    def from_files(cls, certificate_chain: str | Path, private_key: str | Path, **options: Any) -> "C2paSigningConfig":
+    def from_files(cls, certificate_chain: str | Path, private_key: str | Path, **options: Any) -> C2paSigningConfig:
         return cls(certificate_chain_pem=Path(certificate_chain).read_bytes(),
                    private_key_pem=SecretBytes(Path(private_key).read_bytes()), **options)
 

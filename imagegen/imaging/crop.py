@@ -209,8 +209,8 @@ def _window_masses(table: np.ndarray, left: np.ndarray, right: np.ndarray, top: 
     """Saliency mass inside each source-pixel window (vectorised over candidates)."""
     sx = (table.shape[1] - 1) / src_w
     sy = (table.shape[0] - 1) / src_h
-    l, r, t, b = left * sx, right * sx, top * sy, bottom * sy
-    return _sample(table, r, b) - _sample(table, l, b) - _sample(table, r, t) + _sample(table, l, t)
+    x0, x1, y0, y1 = left * sx, right * sx, top * sy, bottom * sy
+    return _sample(table, x1, y1) - _sample(table, x0, y1) - _sample(table, x1, y0) + _sample(table, x0, y0)
 
 
 def _plateau_centre(masses: np.ndarray, offsets: np.ndarray) -> int:

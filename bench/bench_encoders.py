@@ -2,7 +2,7 @@
 
 Run:  python bench/bench_encoders.py  [--quick]
 
-Images: three local-provider renders (imagegen.render.render_local, long side 2048 px) and one
+Images: three local-provider renders (imagegen.render.renderer.render_local, long side 2048 px) and one
 photo-like noisy gradient. Every number comes from one run on this machine.
 
 1. Byte budget, WebP. Seed: quality 95, 90, ... until the file is under the target (it stops
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from imagegen.imaging.codec import decode, encode_bytes, encode_to_budget, luma_ssim  # noqa: E402
 from imagegen.imaging.responsive import resize_to_width, responsive_breakpoints  # noqa: E402
-from imagegen.render import render_local  # noqa: E402
+from imagegen.render.renderer import render_local  # noqa: E402
 
 SEED_WIDTHS = [320, 640, 1024, 1920]
 BUDGETS_KB = (100, 40)

@@ -13,7 +13,7 @@ from imagegen.imaging.encode import (
     encode_image,
     read_xmp,
 )
-from imagegen.render import render_local
+from imagegen.render.renderer import render_local
 
 PROMPT = 'A luxury watch & "bold" <minimal> style'
 FORMATS = ["PNG", "JPEG", "WEBP"] + (["AVIF"] if features.check("avif") else [])

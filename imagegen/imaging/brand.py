@@ -162,7 +162,8 @@ def white_balance_gains(temperature: float, tint: float = 0.0) -> tuple[float, f
     # At +-1 the red/blue gains are roughly those of a 2000 K move around daylight (6500 K).
     gains = np.array([1.0 + 0.35 * temperature, 1.0 - 0.15 * tint, 1.0 - 0.35 * temperature])
     gains /= float(_REC709 @ gains)
-    return tuple(float(g) for g in gains)  # type: ignore[return-value]
+    red, green, blue = (float(g) for g in gains)
+    return red, green, blue
 
 
 def white_balance(img: Image.Image, temperature: float, tint: float = 0.0) -> Image.Image:

@@ -179,7 +179,7 @@ def test_luma_ssim_ranks_damage() -> None:
 def test_breakpoints_obey_step_bounds_and_count(fmt: str, step: int, max_images: int) -> None:
     img = _photo(1600, 1000)
     result = responsive.responsive_breakpoints(img, fmt, min_width=240, max_width=1400, bytes_step=step,
-                                       max_images=max_images)
+                                               max_images=max_images)
     widths, sizes = result.widths, [r.bytes for r in result.renditions]
     assert widths[0] == 240 and widths[-1] == 1400
     assert widths == sorted(set(widths)) and 2 <= len(widths) <= max_images
@@ -211,7 +211,7 @@ def test_breakpoints_publish_only_real_encodes_and_probe_the_curve_cheaply() -> 
     """Probes (baseline JPEG) sample the curve; every delivered rendition is a real, progressive
     encode whose reported bytes are its own, and the byte steps hold on those real bytes."""
     result = responsive.responsive_breakpoints(_photo(1600, 1000), "JPEG", min_width=240, max_width=1400,
-                                       bytes_step=8_000, max_images=10)
+                                               bytes_step=8_000, max_images=10)
     assert result.probe_encodes >= 3 and len(result.widths) >= 4
     sizes = [r.bytes for r in result.renditions]
     assert all(b - a >= 8_000 for a, b in zip(sizes, sizes[1:])), sizes
@@ -330,7 +330,7 @@ def test_picture_snippet_order_srcsets_and_escaping() -> None:
         "WEBP": [("/a/hero-320.webp", 320), ("/a/hero,1 640.webp", 640)],
     }
     html = picture.picture_html(srcsets, alt='Watch "Nova" <limited> & co', width=640, height=400,
-                           sizes="(max-width: 600px) 100vw, 50vw")
+                                sizes="(max-width: 600px) 100vw, 50vw")
     assert html.startswith("<picture>") and html.endswith("</picture>")
     avif, webp, img = html.index('type="image/avif"'), html.index('type="image/webp"'), html.index("<img ")
     assert avif < webp < img

@@ -4,7 +4,7 @@ with provenance (XMP, IPTC DigitalSourceType) and stored through a size-routed a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from PIL import Image
 from pydantic import BaseModel
@@ -74,7 +74,8 @@ class RenderedSet(BaseModel):
 class WebOptions(BaseModel):
     """How variants look and are encoded: brand grading/border, SSIM floor, responsive renditions."""
 
-    grade: str | None = None
+    # brand.GRADING_PRESETS, spelled out: importing brand here would load scikit-image with this module
+    grade: Literal["warm", "cool", "vintage", "dramatic"] | None = None
     border_width: float | None = None
     border_colour: str = "#ffffff"
     ssim_floor: float | None = None

@@ -23,7 +23,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretBytes
 
@@ -196,9 +196,9 @@ def signing_from_settings(cert: Path | None, key: Path | None, algorithm: str = 
     if cert is None or key is None:
         missing = "IMAGEGEN_C2PA_CERT" if cert is None else "IMAGEGEN_C2PA_KEY"
         raise SigningConfigError(f"{missing}: C2PA signing needs both IMAGEGEN_C2PA_CERT and IMAGEGEN_C2PA_KEY")
-    if algorithm not in SigningAlgorithm.__args__:
+    if algorithm not in get_args(SigningAlgorithm):
         raise SigningConfigError(f"IMAGEGEN_C2PA_ALGORITHM: {algorithm!r} is not one of "
-                                 f"{', '.join(SigningAlgorithm.__args__)}")
+                                 f"{', '.join(get_args(SigningAlgorithm))}")
     files = SigningFiles(certificate_chain=str(cert), private_key=str(key), algorithm=algorithm,
                          timestamp_url=timestamp_url)
     check_signer(files)

@@ -129,7 +129,8 @@ def has_transparency(img: Image.Image) -> bool:
         img = img.convert("RGBA")
     if "A" not in img.getbands():
         return False
-    return img.getchannel("A").getextrema()[0] < 255
+    lowest = img.getchannel("A").getextrema()[0]  # one band: (min, max)
+    return isinstance(lowest, (int, float)) and lowest < 255
 
 
 def prepare_for_format(img: Image.Image, fmt: str) -> Image.Image:

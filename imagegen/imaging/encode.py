@@ -212,12 +212,14 @@ def encode_image(img: Image.Image, path: str | Path, fmt: str, *, xmp: bytes, qu
         data, used_quality, attempts, fits = _fit_quality(
             prepared, fmt, xmp, start, min(QUALITY_RANGE[fmt][0], start), max_bytes)
     ssim, reason = None, None if fits else f"{len(data)} bytes is over the {max_bytes} byte budget"
+    floor_violated = False
     if ssim_floor is not None and (attempts > 1 or palette):  # the untouched default encode is the reference
         ssim = luma_ssim(prepared, decode(data))
-        if ssim < ssim_floor:
+        floor_violated = ssim < ssim_floor
+        if floor_violated:
             reason = f"the byte budget pushed SSIM to {ssim:.3f}, under the floor {ssim_floor}"
     write_atomically(path, data)
     return EncodeResult(path=str(path.resolve()), format=fmt, bytes=len(data), quality=used_quality,
                         width=prepared.width, height=prepared.height, sha256=hashlib.sha256(data).hexdigest(),
                         attempts=attempts, within_budget=fits, palette=palette, ssim=ssim,
-                        floor_violated=ssim is not None and ssim < ssim_floor, reason=reason)
+                        floor_violated=floor_violated, reason=reason)

@@ -37,7 +37,8 @@ def is_flat_graphic(img: Image.Image, top_colours: int = 32, coverage: float = 0
     if scale < 1:
         small = small.resize((max(1, round(small.width * scale)), max(1, round(small.height * scale))),
                              Image.Resampling.NEAREST)
-    counts = sorted((c for c, _ in small.getcolors(maxcolors=small.width * small.height)), reverse=True)
+    # never None: maxcolors is the pixel count
+    counts = sorted((c for c, _ in small.getcolors(maxcolors=small.width * small.height) or []), reverse=True)
     return sum(counts[:top_colours]) >= coverage * small.width * small.height
 
 

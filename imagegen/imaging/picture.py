@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, Mapping, Sequence
-from typing import Literal
+from typing import Literal, TypedDict, Unpack
 
 from imagegen.imaging.codec import MIME_TYPES, normalise_format
 from imagegen.imaging.responsive import Rendition, ResponsiveSet
 
 # <picture> source order: the browser takes the first type it supports, so best compression first.
 PICTURE_ORDER: tuple[str, ...] = ("AVIF", "WEBP", "JPEG", "PNG")
+
+
+class ImgOptions(TypedDict, total=False):
+    """The <img> attributes `picture_for_sets` passes on to `picture_html`."""
+
+    loading: Literal["lazy", "eager"]
+    decoding: Literal["async", "sync", "auto"]
+    css_class: str | None
 
 
 def _srcset_url(url: str) -> str:
@@ -58,7 +66,7 @@ def picture_html(srcsets: Mapping[str, Sequence[tuple[str, int]]], *, alt: str, 
 
 
 def picture_for_sets(sets: Sequence[ResponsiveSet], url_for: Callable[[Rendition], str], *, alt: str,
-                     sizes: str = "100vw", **options: str) -> str:
+                     sizes: str = "100vw", **options: Unpack[ImgOptions]) -> str:
     """`picture_html` for responsive sets, with `url_for` naming each rendition's published URL."""
     srcsets = {s.format: [(url_for(r), r.width) for r in s.renditions] for s in sets}
     fallback = next((s for s in sets if s.format in ("JPEG", "PNG")), None)

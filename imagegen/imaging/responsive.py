@@ -10,6 +10,7 @@ delivered. `WidthCascade` shares the downscales between the formats of one set.
 
 from __future__ import annotations
 
+import builtins
 import math
 from collections.abc import Callable, Mapping
 
@@ -30,7 +31,7 @@ class Rendition(BaseModel):
     height: int
     bytes: int
     quality: int | None
-    data: bytes = Field(repr=False)
+    data: builtins.bytes = Field(repr=False)  # `bytes` in this class body is the field above
 
 
 class ResponsiveSet(BaseModel):

@@ -99,6 +99,16 @@ def test_palette_swatch_finds_colours_and_shares() -> None:
 # --------------------------------------------------------------------------- grading
 
 
+def test_publishing_web_options_accept_exactly_the_grading_presets() -> None:
+    """publishing.WebOptions spells the presets out (importing brand there would load scikit-image)."""
+    from typing import get_args
+
+    from imagegen.publishing import WebOptions
+
+    literal, none = get_args(WebOptions.model_fields["grade"].annotation)
+    assert get_args(literal) == brand.GRADING_PRESETS and none is type(None)
+
+
 def test_white_balance_gains_keep_luminance() -> None:
     for temperature, tint in ((0.4, 0.05), (-0.7, 0.2), (1.0, -1.0)):
         r, g, b = brand.white_balance_gains(temperature, tint)

@@ -1,8 +1,8 @@
 """The one image codec: format normalisation, encode/decode, luma SSIM, quality bisection, budgets.
 
-Every encoder in the project goes through `encode_bytes` (PNG, JPEG, WEBP, AVIF; XMP embedded when
-given), so a format is always written with the same settings and identical input gives identical
-bytes (no timestamps). On top of it:
+Every file the project publishes or delivers is encoded by `encode_bytes` (PNG, JPEG, WEBP, AVIF;
+XMP embedded when given), so a format is always written with the same settings and identical input
+gives identical bytes (no timestamps). On top of it:
 
 * `bisect_quality` finds the HIGHEST quality whose file fits a byte budget in at most
   `MAX_ENCODES` encodes: the top quality first (most targets fit there, one encode), then a

@@ -1,8 +1,8 @@
-"""Benchmark: imagegen.imaging.webdelivery against the seed's optimize_for_web / generate_srcset.
+"""Benchmark: imagegen.imaging.codec and .responsive against the seed's optimize_for_web / generate_srcset.
 
 Run:  python bench/bench_encoders.py  [--quick]
 
-Images: three local-provider renders (imagegen.render.render_local, long side 2048 px) and one
+Images: three local-provider renders (imagegen.render.renderer.render_local, long side 2048 px) and one
 photo-like noisy gradient. Every number comes from one run on this machine.
 
 1. Byte budget, WebP. Seed: quality 95, 90, ... until the file is under the target (it stops
@@ -33,8 +33,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from imagegen.imaging import webdelivery as wd  # noqa: E402
-from imagegen.render import render_local  # noqa: E402
+from imagegen.imaging.codec import decode, encode_bytes, encode_to_budget, luma_ssim  # noqa: E402
+from imagegen.imaging.responsive import resize_to_width, responsive_breakpoints  # noqa: E402
+from imagegen.render.renderer import render_local  # noqa: E402
 
 SEED_WIDTHS = [320, 640, 1024, 1920]
 BUDGETS_KB = (100, 40)
@@ -95,7 +96,7 @@ def timed(fn: Callable[[], object]) -> tuple[object, float]:
 
 
 def ssim_of(source: Image.Image, data: bytes) -> float:
-    return wd.luma_ssim(source, wd.decode(data))
+    return luma_ssim(source, decode(data))
 
 
 # --------------------------------------------------------------------------- tables
@@ -116,7 +117,7 @@ def budget_rows(images: dict[str, Image.Image]) -> list[list[str]]:
         for kb in BUDGETS_KB:
             budget = kb * 1024
             (seed_data, seed_q, seed_n), seed_t = timed(lambda: seed_optimize_for_web(img, kb))
-            ours, ours_t = timed(lambda: wd.encode_to_budget(img, "WEBP", budget, quality_range=(45, 95)))
+            ours, ours_t = timed(lambda: encode_to_budget(img, "WEBP", budget, quality_range=(45, 95)))
             s_ssim, o_ssim = ssim_of(img, seed_data), ssim_of(img, ours.data)
             rows.append([
                 name, f"{kb}", f"{seed_t:.2f}", f"{ours_t:.2f}", f"{ours_t / seed_t:.2f}",
@@ -133,7 +134,7 @@ def format_rows(images: dict[str, Image.Image], kb: int) -> list[list[str]]:
     for name, img in images.items():
         row = [name]
         for fmt in ("JPEG", "WEBP", "AVIF"):
-            result, seconds = timed(lambda: wd.encode_to_budget(img, fmt, kb * 1024, ssim_floor=0.95))
+            result, seconds = timed(lambda: encode_to_budget(img, fmt, kb * 1024, ssim_floor=0.95))
             flag = "" if result.within_budget else "!"
             floor = "*" if result.floor_violated else ""
             row += [f"{result.quality}{flag}", f"{result.bytes / 1024:.1f}", f"{result.ssim:.4f}{floor}",
@@ -144,7 +145,7 @@ def format_rows(images: dict[str, Image.Image], kb: int) -> list[list[str]]:
 
 def _ideal_curve(img: Image.Image) -> tuple[np.ndarray, np.ndarray]:
     widths = np.linspace(320, 1920, 13).round().astype(int)
-    sizes = [len(wd.encode_bytes(wd.resize_to_width(img, int(w)), "WEBP", SRCSET_QUALITY)) for w in widths]
+    sizes = [len(encode_bytes(resize_to_width(img, int(w)), "WEBP", SRCSET_QUALITY)) for w in widths]
     return widths, np.maximum.accumulate(np.array(sizes, dtype=np.float64))
 
 
@@ -166,7 +167,7 @@ def srcset_rows(images: dict[str, Image.Image], configs: tuple[tuple[int, int], 
         ideal = float(np.mean(np.interp(needed, widths, sizes)))
         seed_dl, seed_store = _expected_download(seed, needed), sum(b for _, b in seed)
         for bytes_step, max_images in configs:
-            ours, ours_t = timed(lambda: wd.responsive_breakpoints(
+            ours, ours_t = timed(lambda: responsive_breakpoints(
                 img, "WEBP", min_width=320, max_width=1920, bytes_step=bytes_step, max_images=max_images,
                 quality=SRCSET_QUALITY))
             pairs = [(r.width, r.bytes) for r in ours.renditions]

@@ -35,7 +35,7 @@ def gate_badges(gates: dict) -> list[dict]:
 
 def picture_for_rows(rows: list[CatalogRow], page_dir: Path, alt: str, sizes: str = "100vw") -> Markup | None:
     """The asset's <picture> over its responsive renditions, with URLs relative to the page."""
-    from imagegen.imaging.webdelivery import picture_html
+    from imagegen.imaging.picture import picture_html
 
     web = sorted((r for r in rows if r.variant.startswith("web_")), key=lambda r: r.width)
     fallback = [r for r in web if r.format in ("JPEG", "PNG")]

@@ -74,7 +74,8 @@ class RenderedSet(BaseModel):
 class WebOptions(BaseModel):
     """How variants look and are encoded: brand grading/border, SSIM floor, responsive renditions."""
 
-    grade: Literal["warm", "cool", "vintage", "dramatic"] | None = None  # imaging.brand's GradingPreset
+    # brand.GRADING_PRESETS, spelled out: importing brand here would load scikit-image with this module
+    grade: Literal["warm", "cool", "vintage", "dramatic"] | None = None
     border_width: float | None = None
     border_colour: str = "#ffffff"
     ssim_floor: float | None = None
@@ -97,9 +98,8 @@ def provenance_xmp(*, prompt: str, model: str, provider: str, seed: int, altered
 def _finish(source: Image.Image, target_w: int, target_h: int, saliency, options: WebOptions, logo,
             logo_options) -> Image.Image:
     """Crop and scale to the target, then the brand's grade, border (inside the target size) and logo."""
-    from imagegen.imaging.brand import add_border, grade
+    from imagegen.imaging.brand import add_border, grade, overlay_logo
     from imagegen.imaging.crop import render_variant
-    from imagegen.imaging.encode import overlay_logo
 
     border = round(min(target_w, target_h) * options.border_width) if options.border_width else 0
     img = render_variant(source, target_w - 2 * border, target_h - 2 * border, saliency)
@@ -115,8 +115,8 @@ def _finish(source: Image.Image, target_w: int, target_h: int, saliency, options
 def render_responsive(source: Image.Image, policy: dict[str, Any], *, xmp: bytes, work_dir: Path
                       ) -> list[RenderedVariant]:
     """Web renditions of the whole master at byte-step breakpoints, per format (AVIF, WebP, JPEG)."""
-    from imagegen.imaging.encode import _write_atomically
-    from imagegen.imaging.webdelivery import WidthCascade, responsive_breakpoints
+    from imagegen.imaging.encode import write_atomically
+    from imagegen.imaging.responsive import WidthCascade, responsive_breakpoints
 
     rendered = []
     cascade = WidthCascade(source)  # every format needs the same widths: resize each once
@@ -128,7 +128,7 @@ def render_responsive(source: Image.Image, policy: dict[str, Any], *, xmp: bytes
         for rendition in chosen.renditions:
             name = f"web_{fmt.lower()}_{rendition.width}w"
             path = work_dir / f"{name}.{FORMAT_EXTENSIONS[fmt]}"
-            _write_atomically(path, rendition.data)
+            write_atomically(path, rendition.data)
             rendered.append(RenderedVariant(variant=name, platform="web", path=str(path), width=rendition.width,
                                             height=rendition.height, format=fmt, bytes=rendition.bytes,
                                             quality=rendition.quality))
@@ -142,7 +142,7 @@ def render_variants(master: ImageRef, targets: list[Target], *, xmp: bytes, work
     downscale, brand grade/border/logo, byte-budgeted encode with XMP, and (when asked) responsive
     web renditions. The master is decoded once."""
     from imagegen.imaging.crop import saliency_map
-    from imagegen.imaging.encode import _write_atomically, encode_image
+    from imagegen.imaging.encode import encode_image, write_atomically
 
     options = options or WebOptions()
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -170,7 +170,7 @@ def render_variants(master: ImageRef, targets: list[Target], *, xmp: bytes, work
             same_output = (target.width, target.height, target.format, target.max_bytes)
             if same_output in made:
                 twin = made[same_output]
-                _write_atomically(path, Path(twin.path).read_bytes())
+                write_atomically(path, Path(twin.path).read_bytes())
                 rendered.append(twin.model_copy(update={"variant": target.name, "platform": target.platform,
                                                         "path": str(path.resolve())}))
                 continue
@@ -188,7 +188,7 @@ def render_variants(master: ImageRef, targets: list[Target], *, xmp: bytes, work
 
 
 def blurhash_of(master: ImageRef) -> str:
-    from imagegen.imaging.webdelivery import blurhash_placeholder
+    from imagegen.imaging.blurhash import blurhash_placeholder
 
     with Image.open(master.path) as im:
         im.draft("RGB", (256, 256))  # JPEG masters decode at a fraction of their size
@@ -210,7 +210,7 @@ def dominant_palette(master: ImageRef, k: int = 5) -> list[dict[str, Any]]:
 
 def picture_snippet(files: list[PublishedFile], *, alt: str, sizes: str, url_for=None) -> str | None:
     """The <picture> over the responsive renditions (AVIF, WebP, then the JPEG/PNG fallback)."""
-    from imagegen.imaging.webdelivery import picture_html
+    from imagegen.imaging.picture import picture_html
 
     web = [f for f in files if f.variant.startswith("web_")]
     fallback = [f for f in web if f.format in ("JPEG", "PNG")]

@@ -1,13 +1,12 @@
-"""Brand operations on finished images: border, thumbnails, palette swatch, grading, outpaint canvas.
+"""Brand operations on finished images: border, logo, palette swatch, grading, outpaint canvas.
 
 The seed listed these as ImageMagick one-liners and sketches; here each is a small pure
 function (PIL image in, new image or small result out) that never modifies its input:
 
 * `add_border`: a solid frame (``-border 10 -bordercolor white``), width in pixels or as a
   share of the shorter side so it looks the same on every size of a set.
-* `make_thumbnails`: ``-thumbnail`` done right: `contain` fits inside the box keeping the aspect;
-  `cover` fills the box exactly through the content-aware crop, never a stretch or a blind
-  centre crop. (The seed's ``img.copy().thumbnail(...).save(...)`` saved None.)
+* `overlay_logo`: the logo watermark (the seed's add_watermark, done right): scaled to a share
+  of the image width, its own alpha times `opacity`, a margin in from the chosen corner.
 * `palette_swatch`: the dominant colours (``-colors 5 -unique-colors``) as a hex list with shares
   and as a swatch image whose bars are as wide as each colour's share.
 * `grade`: colour-grading presets that are real operations, not prompt words: warm/cool are a
@@ -18,8 +17,6 @@ function (PIL image in, new image or small result out) that never modifies its i
   the original in place, the new area filled with mirrored and heavily blurred edges so the
   model sees plausible colour and no duplicated detail, a mask of what to generate, and the
   instruction text.
-
-The logo watermark with margin is `imagegen.imaging.encode.overlay_logo`, re-exported here.
 
 Background removal is deliberately absent: the PyPI libraries for it that were checked (rembg,
 backgroundremover, transparent-background, carvekit) fetch their model weights on first use
@@ -34,12 +31,11 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from imagegen.imaging.encode import overlay_logo
 from imagegen.imaging.metrics import dominant_colors, hex_to_rgb, rgb_to_hex
 
 __all__ = [
-    "GRADING_PRESETS", "OutpaintRequest", "PaletteSwatch", "add_border", "grade", "make_thumbnails",
-    "outpaint_canvas", "overlay_logo", "palette_swatch", "white_balance",
+    "GRADING_PRESETS", "OutpaintRequest", "PaletteSwatch", "add_border", "grade", "outpaint_canvas",
+    "overlay_logo", "palette_swatch", "white_balance",
 ]
 
 Colour = str | tuple[int, int, int]
@@ -55,7 +51,7 @@ def _rgb(colour: Colour) -> tuple[int, int, int]:
     return r, g, b
 
 
-# --------------------------------------------------------------------------- border, thumbnails
+# --------------------------------------------------------------------------- border
 
 
 def add_border(img: Image.Image, width: int | float = 0.02, colour: Colour = "#ffffff") -> Image.Image:
@@ -79,27 +75,43 @@ def add_border(img: Image.Image, width: int | float = 0.02, colour: Colour = "#f
     return ImageOps.expand(img, border=px, fill=fill)
 
 
-def make_thumbnails(img: Image.Image, sizes: list[tuple[int, int]],
-                    mode: Literal["contain", "cover"] = "contain") -> dict[tuple[int, int], Image.Image]:
-    """One thumbnail per (width, height) box, LANCZOS.
+# --------------------------------------------------------------------------- logo
 
-    `contain` fits inside the box (aspect kept, like ``-thumbnail``) and never upscales; `cover`
-    fills the box exactly, cropping where the content-aware crop keeps the subject (a source
-    smaller than the box is upscaled to fill it).
+_POSITIONS = ("se", "sw", "ne", "nw", "center")
+
+
+def overlay_logo(img: Image.Image, logo: Image.Image, position: str = "se", opacity: float = 0.5,
+                 scale: float = 0.15, margin: float = 0.03) -> Image.Image:
+    """Composite `logo` onto a copy of `img` (the seed's add_watermark, done right).
+
+    The logo is resized to `scale` of the image width (aspect kept, LANCZOS), its own alpha is
+    multiplied by `opacity` (the seed assigned an attribute Pillow never reads), and it sits
+    `margin` of the shorter image side in from the chosen corner. Returns the input's mode.
     """
-    from imagegen.imaging.crop import render_variant, saliency_map
+    if position not in _POSITIONS:
+        raise ValueError(f"logo position {position!r} is not one of {_POSITIONS}")
+    if not 0.0 <= opacity <= 1.0 or not 0.0 < scale <= 1.0 or not 0.0 <= margin < 0.5:
+        raise ValueError("opacity must be 0..1, scale 0..1 (exclusive of 0), margin 0..0.5")
+    mark = logo.convert("RGBA")
+    width = max(1, round(img.width * scale))
+    height = max(1, round(mark.height * width / mark.width))
+    mark = mark.resize((width, height), Image.Resampling.LANCZOS)
+    alpha = mark.getchannel("A").point(lambda a: round(a * opacity))
+    mark.putalpha(alpha)
+    x, y = _logo_origin(img.size, mark.size, position, round(min(img.size) * margin))
+    base = img.convert("RGBA")
+    base.alpha_composite(mark, (x, y))
+    return base if img.mode == "RGBA" else base.convert(img.mode if img.mode in ("RGB", "L") else "RGB")
 
-    saliency = saliency_map(img.convert("RGB")) if mode == "cover" else None
-    out: dict[tuple[int, int], Image.Image] = {}
-    for box in sizes:
-        w, h = int(box[0]), int(box[1])
-        if w < 1 or h < 1:
-            raise ValueError(f"thumbnail box must be positive, got {box}")
-        if mode == "contain":  # capping the box at the source size is what prevents upscaling
-            out[(w, h)] = ImageOps.contain(img, (min(w, img.width), min(h, img.height)), Image.Resampling.LANCZOS)
-        else:
-            out[(w, h)] = render_variant(img.convert("RGB"), w, h, saliency)
-    return out
+
+def _logo_origin(size: tuple[int, int], mark: tuple[int, int], position: str, pad: int) -> tuple[int, int]:
+    (w, h), (mw, mh) = size, mark
+    if position == "center":
+        return (w - mw) // 2, (h - mh) // 2
+    x = pad if position.endswith("w") else w - mw - pad
+    y = pad if position.startswith("n") else h - mh - pad
+    # alpha_composite refuses negative offsets: a logo larger than the image pins to the corner
+    return max(0, x), max(0, y)
 
 
 # --------------------------------------------------------------------------- palette
@@ -150,7 +162,8 @@ def white_balance_gains(temperature: float, tint: float = 0.0) -> tuple[float, f
     # At +-1 the red/blue gains are roughly those of a 2000 K move around daylight (6500 K).
     gains = np.array([1.0 + 0.35 * temperature, 1.0 - 0.15 * tint, 1.0 - 0.35 * temperature])
     gains /= float(_REC709 @ gains)
-    return tuple(float(g) for g in gains)  # type: ignore[return-value]
+    red, green, blue = (float(g) for g in gains)
+    return red, green, blue
 
 
 def white_balance(img: Image.Image, temperature: float, tint: float = 0.0) -> Image.Image:

@@ -21,8 +21,9 @@ import hashlib
 import io
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretBytes
 
@@ -50,7 +51,7 @@ class C2paSigningConfig(BaseModel):
     embed_thumbnail: bool = Field(False, description="c2pa-rs adds a JPEG thumbnail (~20 KB) when True")
 
     @classmethod
-    def from_files(cls, certificate_chain: str | Path, private_key: str | Path, **options: Any) -> "C2paSigningConfig":
+    def from_files(cls, certificate_chain: str | Path, private_key: str | Path, **options: Any) -> C2paSigningConfig:
         return cls(certificate_chain_pem=Path(certificate_chain).read_bytes(),
                    private_key_pem=SecretBytes(Path(private_key).read_bytes()), **options)
 
@@ -195,9 +196,9 @@ def signing_from_settings(cert: Path | None, key: Path | None, algorithm: str = 
     if cert is None or key is None:
         missing = "IMAGEGEN_C2PA_CERT" if cert is None else "IMAGEGEN_C2PA_KEY"
         raise SigningConfigError(f"{missing}: C2PA signing needs both IMAGEGEN_C2PA_CERT and IMAGEGEN_C2PA_KEY")
-    if algorithm not in SigningAlgorithm.__args__:
+    if algorithm not in get_args(SigningAlgorithm):
         raise SigningConfigError(f"IMAGEGEN_C2PA_ALGORITHM: {algorithm!r} is not one of "
-                                 f"{', '.join(SigningAlgorithm.__args__)}")
+                                 f"{', '.join(get_args(SigningAlgorithm))}")
     files = SigningFiles(certificate_chain=str(cert), private_key=str(key), algorithm=algorithm,
                          timestamp_url=timestamp_url)
     check_signer(files)

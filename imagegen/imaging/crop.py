@@ -52,7 +52,7 @@ _MAX_CANDIDATES = 512
 # (grainy, JPEG q88: 0.9477 vs 0.9496 at 1.07, 0.9752 vs 0.9760 at 1.9; smooth looks equal to 4
 # digits), a tenth of what the encode itself costs, and the file is 1-4 % smaller (9 % for the
 # grainy hero as WebP). Beyond 2x LANCZOS stays (reducing_gap makes those cheap already, and fewer
-# taps alias more as the factor grows), and so do upscales. The srcset (webdelivery.WidthCascade)
+# taps alias more as the factor grows), and so do upscales. The srcset (responsive.WidthCascade)
 # keeps LANCZOS at every width: its widths are chosen on the bytes-by-width curve, and a filter
 # switch at 2x would put a ~3 % step in that curve for ~25 ms a master.
 BICUBIC_MAX_FACTOR = 2.0
@@ -209,8 +209,8 @@ def _window_masses(table: np.ndarray, left: np.ndarray, right: np.ndarray, top: 
     """Saliency mass inside each source-pixel window (vectorised over candidates)."""
     sx = (table.shape[1] - 1) / src_w
     sy = (table.shape[0] - 1) / src_h
-    l, r, t, b = left * sx, right * sx, top * sy, bottom * sy
-    return _sample(table, r, b) - _sample(table, l, b) - _sample(table, r, t) + _sample(table, l, t)
+    x0, x1, y0, y1 = left * sx, right * sx, top * sy, bottom * sy
+    return _sample(table, x1, y1) - _sample(table, x0, y1) - _sample(table, x1, y0) + _sample(table, x0, y0)
 
 
 def _plateau_centre(masses: np.ndarray, offsets: np.ndarray) -> int:

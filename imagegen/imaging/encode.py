@@ -1,30 +1,40 @@
-"""Web encoders that mark every file as AI-generated, plus the logo overlay.
+"""Published files: encoded with XMP provenance that marks them AI-generated, then written atomically.
 
 Each published file carries an XMP packet with the IPTC Digital Source Type
 (``trainedAlgorithmicMedia``: the marker Google, Meta and the C2PA tooling read), the prompt as
 ``dc:description``, and our own namespace with provider, model and seed, so a file found
 anywhere can be traced back to the catalog row that made it.
 
-Encoding is in memory and then one atomic write (temp file + ``os.replace``): a crash never
-leaves half a file where a published key is expected. Output is deterministic for identical
-input (no timestamps anywhere), so a rerun produces the same bytes and the same sha256, and
-content-addressed stores upload nothing twice.
+The pixels are encoded by `imagegen.imaging.codec` (the one encoder), in memory, and then written
+in one atomic write (temp file + ``os.replace``): a crash never leaves half a file where a
+published key is expected. Output is deterministic for identical input (no timestamps anywhere),
+so a rerun produces the same bytes and the same sha256, and content-addressed stores upload
+nothing twice.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Callable
 from xml.sax.saxutils import escape
 
 from PIL import Image
-from PIL.PngImagePlugin import PngInfo
 from pydantic import BaseModel, ConfigDict
+
+from imagegen.imaging.codec import (
+    MAX_ENCODES,
+    PNG_XMP_KEY,
+    QUALITY_RANGE,
+    bisect_quality,
+    decode,
+    encode_bytes,
+    luma_ssim,
+    palette_quantise,
+    prepare_for_format,
+)
 
 _IPTC_DST = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 DIGITAL_SOURCE_TYPES: dict[str, str] = {
@@ -35,17 +45,11 @@ DIGITAL_SOURCE_TYPES: dict[str, str] = {
 }
 
 XMP_NAMESPACE = "https://imagegen-flows.dev/ns/1.0/"
-PNG_XMP_KEY = "XML:com.adobe.xmp"  # the iTXt keyword the XMP spec defines for PNG
 
-DEFAULT_QUALITY = {"JPEG": 88, "WEBP": 85, "AVIF": 60}
-# Below these a budget is not worth meeting: the result would fail the artefact gate anyway.
-MIN_QUALITY = {"JPEG": 30, "WEBP": 30, "AVIF": 20}
-# zlib level for PNG. Pillow's optimize (level 9 plus filter search) is 8-12 % smaller on our
-# renders but 7-10x slower (1.1-3.7 s against 0.14-0.5 s at 1080x1350), so it is kept for
-# files over a byte budget.
-PNG_COMPRESS_LEVEL = 6
-# Encodes allowed when fitting a byte budget: one at the default quality plus the bisection.
-MAX_ENCODES = 7
+# Start quality of a published file when none is given; a byte budget bisects down from here to
+# the bottom of codec.QUALITY_RANGE (below it the result would fail the artefact gate anyway).
+# Higher than codec.DEFAULT_QUALITY, which is for the responsive web renditions.
+PUBLISH_QUALITY = {"JPEG": 88, "WEBP": 85, "AVIF": 60}
 
 _XML_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 # Characters XML 1.0 forbids outright (C0 controls other than tab, LF, CR).
@@ -135,35 +139,15 @@ def read_xmp(path: str | Path) -> str | None:
 
 # --------------------------------------------------------------------------- encoding
 
-def _encoder(img: Image.Image, fmt: str, xmp: bytes, *, png_optimize: bool = False) -> Callable[[int | None], bytes]:
-    """A function quality -> encoded bytes for this image and format."""
-    def encode(quality: int | None) -> bytes:
-        buf = io.BytesIO()
-        if fmt == "PNG":
-            info = PngInfo()  # Pillow ignores xmp= for PNG: XMP goes in an uncompressed iTXt chunk
-            info.add_itxt(PNG_XMP_KEY, xmp.decode("utf-8"), lang="", tkey="", zip=False)
-            if png_optimize:
-                img.save(buf, "PNG", optimize=True, pnginfo=info)
-            else:
-                img.save(buf, "PNG", compress_level=PNG_COMPRESS_LEVEL, pnginfo=info)
-        elif fmt == "JPEG":
-            img.save(buf, "JPEG", quality=quality, optimize=True, progressive=True, subsampling="4:2:0", xmp=xmp)
-        elif fmt == "WEBP":
-            img.save(buf, "WEBP", quality=quality, method=4, xmp=xmp)
-        else:
-            img.save(buf, "AVIF", quality=quality, speed=6, subsampling="4:2:0", xmp=xmp)
-        return buf.getvalue()
-    return encode
-
-
-def _fit_quality(encode: Callable[[int | None], bytes], start: int, floor: int,
+def _fit_quality(img: Image.Image, fmt: str, xmp: bytes, start: int, floor: int,
                  max_bytes: int | None) -> tuple[bytes, int, int, bool]:
     """Highest quality whose bytes fit `max_bytes`: (data, quality, encodes, fits).
 
-    One bisection serves the whole project (webdelivery.bisect_quality): if even the lowest
+    One bisection serves the whole project (codec.bisect_quality): if even the lowest
     quality is over budget, the smallest result comes back with fits=False, to be reported.
     """
-    from imagegen.imaging.webdelivery import bisect_quality
+    def encode(quality: int) -> bytes:
+        return encode_bytes(img, fmt, quality, xmp=xmp)
 
     if max_bytes is None:
         return encode(start), start, 1, True
@@ -176,25 +160,19 @@ def _fit_png(img: Image.Image, xmp: bytes, max_bytes: int | None) -> tuple[bytes
 
     Returns (data, encodes, palette, fits). Lossless PNG has no quality knob to bisect.
     """
-    data = _encoder(img, "PNG", xmp)(None)
+    data = encode_bytes(img, "PNG", xmp=xmp)
     if max_bytes is None or len(data) <= max_bytes:
         return data, 1, False, True
-    data = min(data, _encoder(img, "PNG", xmp, png_optimize=True)(None), key=len)
+    data = min(data, encode_bytes(img, "PNG", xmp=xmp, png_optimize=True), key=len)
     if len(data) <= max_bytes:
         return data, 2, False, True
-    data = _encoder(_quantised(img), "PNG", xmp, png_optimize=True)(None)
+    # real Floyd-Steinberg dithering: Pillow's quantize() ignores `dither` when it builds the palette itself
+    data = encode_bytes(palette_quantise(img), "PNG", xmp=xmp, png_optimize=True)
     return data, 3, True, len(data) <= max_bytes
 
 
-def _quantised(img: Image.Image) -> Image.Image:
-    """256 colours with real Floyd-Steinberg dithering (Pillow's quantize() ignores `dither` when it
-    builds the palette itself; webdelivery.palette_quantise does not)."""
-    from imagegen.imaging.webdelivery import palette_quantise
-
-    return palette_quantise(img)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temp file in the same folder and ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -222,67 +200,26 @@ def encode_image(img: Image.Image, path: str | Path, fmt: str, *, xmp: bytes, qu
     if fmt not in ("PNG", "JPEG", "WEBP", "AVIF"):
         raise ValueError(f"unsupported output format {fmt!r}; expected PNG, JPEG, WEBP or AVIF")
     path = Path(path)
-    from imagegen.imaging.webdelivery import prepare_for_format
-
     prepared = prepare_for_format(img, fmt)
     palette = False
     if fmt == "PNG":
         data, attempts, palette, fits = _fit_png(prepared, xmp, max_bytes)
         used_quality = None
     else:
-        start = quality if quality is not None else DEFAULT_QUALITY[fmt]
+        start = quality if quality is not None else PUBLISH_QUALITY[fmt]
         if not 1 <= start <= 100:
             raise ValueError(f"quality must be 1..100, got {start}")
         data, used_quality, attempts, fits = _fit_quality(
-            _encoder(prepared, fmt, xmp), start, min(MIN_QUALITY[fmt], start), max_bytes)
+            prepared, fmt, xmp, start, min(QUALITY_RANGE[fmt][0], start), max_bytes)
     ssim, reason = None, None if fits else f"{len(data)} bytes is over the {max_bytes} byte budget"
+    floor_violated = False
     if ssim_floor is not None and (attempts > 1 or palette):  # the untouched default encode is the reference
-        from imagegen.imaging.webdelivery import decode, luma_ssim
-
         ssim = luma_ssim(prepared, decode(data))
-        if ssim < ssim_floor:
+        floor_violated = ssim < ssim_floor
+        if floor_violated:
             reason = f"the byte budget pushed SSIM to {ssim:.3f}, under the floor {ssim_floor}"
-    _write_atomically(path, data)
+    write_atomically(path, data)
     return EncodeResult(path=str(path.resolve()), format=fmt, bytes=len(data), quality=used_quality,
                         width=prepared.width, height=prepared.height, sha256=hashlib.sha256(data).hexdigest(),
                         attempts=attempts, within_budget=fits, palette=palette, ssim=ssim,
-                        floor_violated=ssim is not None and ssim < ssim_floor, reason=reason)
-
-
-# --------------------------------------------------------------------------- logo
-
-_POSITIONS = ("se", "sw", "ne", "nw", "center")
-
-
-def overlay_logo(img: Image.Image, logo: Image.Image, position: str = "se", opacity: float = 0.5,
-                 scale: float = 0.15, margin: float = 0.03) -> Image.Image:
-    """Composite `logo` onto a copy of `img` (the seed's add_watermark, done right).
-
-    The logo is resized to `scale` of the image width (aspect kept, LANCZOS), its own alpha is
-    multiplied by `opacity` (the seed assigned an attribute Pillow never reads), and it sits
-    `margin` of the shorter image side in from the chosen corner. Returns the input's mode.
-    """
-    if position not in _POSITIONS:
-        raise ValueError(f"logo position {position!r} is not one of {_POSITIONS}")
-    if not 0.0 <= opacity <= 1.0 or not 0.0 < scale <= 1.0 or not 0.0 <= margin < 0.5:
-        raise ValueError("opacity must be 0..1, scale 0..1 (exclusive of 0), margin 0..0.5")
-    mark = logo.convert("RGBA")
-    width = max(1, round(img.width * scale))
-    height = max(1, round(mark.height * width / mark.width))
-    mark = mark.resize((width, height), Image.Resampling.LANCZOS)
-    alpha = mark.getchannel("A").point(lambda a: round(a * opacity))
-    mark.putalpha(alpha)
-    x, y = _logo_origin(img.size, mark.size, position, round(min(img.size) * margin))
-    base = img.convert("RGBA")
-    base.alpha_composite(mark, (x, y))
-    return base if img.mode == "RGBA" else base.convert(img.mode if img.mode in ("RGB", "L") else "RGB")
-
-
-def _logo_origin(size: tuple[int, int], mark: tuple[int, int], position: str, pad: int) -> tuple[int, int]:
-    (w, h), (mw, mh) = size, mark
-    if position == "center":
-        return (w - mw) // 2, (h - mh) // 2
-    x = pad if position.endswith("w") else w - mw - pad
-    y = pad if position.startswith("n") else h - mh - pad
-    # alpha_composite refuses negative offsets: a logo larger than the image pins to the corner
-    return max(0, x), max(0, y)
+                        floor_violated=floor_violated, reason=reason)

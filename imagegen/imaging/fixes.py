@@ -22,6 +22,7 @@ from imagegen.imaging.metrics import (
     native_gray_crop,
     nearest_palette_index,
     noise_sigma,
+    palette_index_counts,
 )
 
 # Output levels for fix_exposure: pure 0/255 carry no detail and print as flat ink/paper, so the
@@ -132,7 +133,7 @@ def _cluster_centres(img: Image.Image) -> list[tuple[int, int, int]]:
         colors=_PALETTE_CLUSTERS, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE
     )
     flat = quantized.getpalette() or []
-    used = sorted({index for _, index in quantized.getcolors(maxcolors=256) or []})
+    used = sorted({index for _, index in palette_index_counts(quantized)})
     return [(flat[3 * i], flat[3 * i + 1], flat[3 * i + 2]) for i in used]
 
 

@@ -235,13 +235,18 @@ def dominant_colors(
     # 56% for a 12% shape; re-mapping each pixel to its nearest chosen colour gives true shares.
     assigned = img.quantize(palette=_palette_image(colours), dither=Image.Dither.NONE)
     total = img.width * img.height
-    counts = sorted(assigned.getcolors(maxcolors=256) or [], reverse=True)
+    counts = sorted(palette_index_counts(assigned), reverse=True)
     return [(colours[index], count / total) for count, index in counts]
+
+
+def palette_index_counts(paletted: Image.Image) -> list[tuple[int, int]]:
+    """(pixel count, palette index) for every index a 'P' image uses: getcolors, typed for 'P'."""
+    return [(count, index) for count, index in paletted.getcolors(maxcolors=256) or [] if isinstance(index, int)]
 
 
 def _palette_triples(paletted: Image.Image) -> list[tuple[int, int, int]]:
     flat = paletted.getpalette() or []
-    used = max((index for _, index in paletted.getcolors(maxcolors=256) or []), default=-1) + 1
+    used = max((index for _, index in palette_index_counts(paletted)), default=-1) + 1
     return [(flat[3 * i], flat[3 * i + 1], flat[3 * i + 2]) for i in range(used)]
 
 

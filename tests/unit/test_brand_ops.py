@@ -1,4 +1,4 @@
-"""Brand operations: border, thumbnails, palette swatch, grading presets, outpaint canvas."""
+"""Brand operations: border, logo overlay, palette swatch, grading presets, outpaint canvas."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _saturation(img: Image.Image) -> float:
     return float(np.asarray(img.convert("HSV"), dtype=np.float64)[..., 1].mean())
 
 
-# --------------------------------------------------------------------------- border, thumbnails
+# --------------------------------------------------------------------------- border
 
 
 def test_border_in_pixels_and_as_share() -> None:
@@ -43,14 +43,41 @@ def test_border_in_pixels_and_as_share() -> None:
     assert img.size == (320, 240)  # input untouched
 
 
-def test_thumbnails_contain_and_cover() -> None:
-    img = _scene(800, 600)
-    thumbs = brand.make_thumbnails(img, [(150, 150), (300, 300), (1000, 1000)])
-    assert thumbs[(150, 150)].size == (150, 112)
-    assert thumbs[(300, 300)].size == (300, 225)
-    assert thumbs[(1000, 1000)].size == (800, 600)  # never upscaled
-    covered = brand.make_thumbnails(img, [(150, 150), (200, 100)], mode="cover")
-    assert covered[(150, 150)].size == (150, 150) and covered[(200, 100)].size == (200, 100)
+# --------------------------------------------------------------------------- logo
+
+def _logo() -> Image.Image:
+    logo = Image.new("RGBA", (200, 100), (0, 0, 255, 255))  # opaque blue, 2:1
+    return logo
+
+
+@pytest.mark.parametrize("position,corner", [("se", (1, 1)), ("sw", (0, 1)), ("ne", (1, 0)), ("nw", (0, 0))])
+def test_logo_lands_in_the_requested_corner(position, corner):
+    base = Image.new("RGB", (1000, 800), (255, 255, 255))
+    out = brand.overlay_logo(base, _logo(), position=position, opacity=1.0, scale=0.2, margin=0.05)
+    assert out.mode == "RGB" and out.size == base.size
+    blue = np.asarray(out)[..., 2].astype(int) - np.asarray(out)[..., 0]
+    ys, xs = np.nonzero(blue > 200)
+    # 20 % of 1000 = 200 px wide, aspect kept -> 100 px high; margin 5 % of 800 = 40 px
+    assert xs.max() - xs.min() + 1 == 200 and ys.max() - ys.min() + 1 == 100
+    expected_x = 40 if corner[0] == 0 else 1000 - 40 - 200
+    expected_y = 40 if corner[1] == 0 else 800 - 40 - 100
+    assert (xs.min(), ys.min()) == (expected_x, expected_y)
+
+
+def test_logo_opacity_blends_and_centre_works():
+    base = Image.new("RGB", (400, 400), (255, 255, 255))
+    out = brand.overlay_logo(base, _logo(), position="center", opacity=0.5, scale=0.5)
+    r, g, b = out.getpixel((200, 200))
+    assert 120 <= r <= 135 and b == 255  # half blue over white
+    assert out.getpixel((5, 5)) == (255, 255, 255)
+
+
+def test_logo_rejects_bad_arguments():
+    base = Image.new("RGB", (100, 100))
+    with pytest.raises(ValueError):
+        brand.overlay_logo(base, _logo(), position="bottom-right")
+    with pytest.raises(ValueError):
+        brand.overlay_logo(base, _logo(), opacity=1.5)
 
 
 # --------------------------------------------------------------------------- palette
@@ -70,6 +97,16 @@ def test_palette_swatch_finds_colours_and_shares() -> None:
 
 
 # --------------------------------------------------------------------------- grading
+
+
+def test_publishing_web_options_accept_exactly_the_grading_presets() -> None:
+    """publishing.WebOptions spells the presets out (importing brand there would load scikit-image)."""
+    from typing import get_args
+
+    from imagegen.publishing import WebOptions
+
+    literal, none = get_args(WebOptions.model_fields["grade"].annotation)
+    assert get_args(literal) == brand.GRADING_PRESETS and none is type(None)
 
 
 def test_white_balance_gains_keep_luminance() -> None:

@@ -10,7 +10,7 @@ from imagegen.imaging import crop
 from imagegen.imaging.resample import resample as resample_image
 from imagegen.imaging.crop import (BICUBIC_MAX_FACTOR, downscale_filter, largest_window, plan_crop, render_variant,
                                    saliency_map, upscale_factor)
-from imagegen.render import describe_scene, render_local
+from imagegen.render.renderer import describe_scene, render_local
 
 
 def _scene_with_object(size=(1000, 1000), box=(760, 420, 900, 580), colour=(200, 30, 40)) -> Image.Image:

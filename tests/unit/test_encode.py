@@ -1,21 +1,19 @@
-"""Encoders: right format, XMP provenance readable back, byte budgets, determinism, logo overlay."""
+"""Published-file encoder: right format, XMP provenance readable back, byte budgets, determinism."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from PIL import Image, features
 
 from imagegen.imaging import encode as encode_module
+from imagegen.imaging.codec import MAX_ENCODES
 from imagegen.imaging.encode import (
     DIGITAL_SOURCE_TYPES,
-    MAX_ENCODES,
     build_xmp,
     encode_image,
-    overlay_logo,
     read_xmp,
 )
-from imagegen.render import render_local
+from imagegen.render.renderer import render_local
 
 PROMPT = 'A luxury watch & "bold" <minimal> style'
 FORMATS = ["PNG", "JPEG", "WEBP"] + (["AVIF"] if features.check("avif") else [])
@@ -102,17 +100,13 @@ def test_byte_budget_is_met_by_bisecting_quality(fmt, picture, xmp, tmp_path, mo
     budget = int(default.bytes * 0.6)
 
     calls = []
-    real_encoder = encode_module._encoder
+    real_encode_bytes = encode_module.encode_bytes
 
-    def counting_encoder(*args, **kwargs):
-        encode = real_encoder(*args, **kwargs)
+    def counting_encode_bytes(img, fmt, quality=None, **kwargs):
+        calls.append(quality)
+        return real_encode_bytes(img, fmt, quality, **kwargs)
 
-        def counted(quality):
-            calls.append(quality)
-            return encode(quality)
-        return counted
-
-    monkeypatch.setattr(encode_module, "_encoder", counting_encoder)
+    monkeypatch.setattr(encode_module, "encode_bytes", counting_encode_bytes)
     result = encode_image(picture, tmp_path / "b", fmt, xmp=xmp, max_bytes=budget)
     assert result.within_budget and result.bytes <= budget
     assert result.quality < default.quality
@@ -158,43 +152,6 @@ def test_read_xmp_is_none_without_a_packet(tmp_path):
     path = tmp_path / "plain.png"
     Image.new("RGB", (8, 8)).save(path)
     assert read_xmp(path) is None
-
-
-# --------------------------------------------------------------------------- logo
-
-def _logo() -> Image.Image:
-    logo = Image.new("RGBA", (200, 100), (0, 0, 255, 255))  # opaque blue, 2:1
-    return logo
-
-
-@pytest.mark.parametrize("position,corner", [("se", (1, 1)), ("sw", (0, 1)), ("ne", (1, 0)), ("nw", (0, 0))])
-def test_logo_lands_in_the_requested_corner(position, corner):
-    base = Image.new("RGB", (1000, 800), (255, 255, 255))
-    out = overlay_logo(base, _logo(), position=position, opacity=1.0, scale=0.2, margin=0.05)
-    assert out.mode == "RGB" and out.size == base.size
-    blue = np.asarray(out)[..., 2].astype(int) - np.asarray(out)[..., 0]
-    ys, xs = np.nonzero(blue > 200)
-    # 20 % of 1000 = 200 px wide, aspect kept -> 100 px high; margin 5 % of 800 = 40 px
-    assert xs.max() - xs.min() + 1 == 200 and ys.max() - ys.min() + 1 == 100
-    expected_x = 40 if corner[0] == 0 else 1000 - 40 - 200
-    expected_y = 40 if corner[1] == 0 else 800 - 40 - 100
-    assert (xs.min(), ys.min()) == (expected_x, expected_y)
-
-
-def test_logo_opacity_blends_and_centre_works():
-    base = Image.new("RGB", (400, 400), (255, 255, 255))
-    out = overlay_logo(base, _logo(), position="center", opacity=0.5, scale=0.5)
-    r, g, b = out.getpixel((200, 200))
-    assert 120 <= r <= 135 and b == 255  # half blue over white
-    assert out.getpixel((5, 5)) == (255, 255, 255)
-
-
-def test_logo_rejects_bad_arguments():
-    base = Image.new("RGB", (100, 100))
-    with pytest.raises(ValueError):
-        overlay_logo(base, _logo(), position="bottom-right")
-    with pytest.raises(ValueError):
-        overlay_logo(base, _logo(), opacity=1.5)
 
 
 # --------------------------------------------------------------------------- publishing's size sets

@@ -13,7 +13,8 @@ from imagegen.errors import ProviderRequestInvalid
 from imagegen.models import GenerationRequest, ImageRef
 from imagegen.providers.base import ImageGenerator
 from imagegen.providers.local import LocalGenerator
-from imagegen.render import COMPOSITIONS, STYLES, describe_scene, render_local
+from imagegen.render.renderer import describe_scene, render_local
+from imagegen.render.vocabulary import COMPOSITIONS, STYLES
 
 SPEC = {"subject": "perfume bottle", "palette": ["#FF6B6B", "#4ECDC4", "#FFE66D", "#2C3E50", "#F4F1EA"],
         "style": "product", "lighting": "product", "composition": "rule_of_thirds", "mood": "fresh"}

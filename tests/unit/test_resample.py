@@ -8,7 +8,7 @@ from PIL import Image
 from skimage.metrics import structural_similarity
 
 from imagegen.imaging import resample as rs
-from imagegen.render import render_local
+from imagegen.render.renderer import render_local
 
 GRAINY = {"subject": "a neon motorcycle in a rainy street", "style": "cyberpunk", "lighting": "moody",
           "composition": "leading_lines", "mood": "electric", "palette": ["#ff6b6b", "#4ecdc4"]}

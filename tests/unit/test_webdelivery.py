@@ -1,4 +1,5 @@
-"""Byte-budget search, SSIM floor, PNG palette, responsive breakpoints, <picture>, policy, blurhash."""
+"""Web delivery: byte-budget search, SSIM floor, PNG palette (codec), responsive breakpoints, <picture>,
+format policy, blurhash."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imagegen.imaging import webdelivery as wd
+from imagegen.imaging import blurhash, codec, format_policy, picture, responsive
 from imagegen.imaging.encode import build_xmp
 from imagegen.sizes import Target
 
@@ -39,13 +40,13 @@ def _flat_graphic(width: int = 400, height: int = 300) -> Image.Image:
 
 
 def _sizes(img: Image.Image, fmt: str, q_min: int, q_max: int) -> dict[int, int]:
-    return {q: len(wd.encode_bytes(img, fmt, q)) for q in range(q_min, q_max + 1)}
+    return {q: len(codec.encode_bytes(img, fmt, q)) for q in range(q_min, q_max + 1)}
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "WEBP"])
 def test_bisection_matches_brute_force_within_one_step(fmt: str) -> None:
     img = _photo()
-    q_min, q_max = wd.QUALITY_RANGE[fmt]
+    q_min, q_max = codec.QUALITY_RANGE[fmt]
     sizes = _sizes(img, fmt, q_min, q_max)
     qualities = sorted(sizes)
     checked = 0
@@ -55,13 +56,13 @@ def test_bisection_matches_brute_force_within_one_step(fmt: str) -> None:
 
         def encode(quality: int) -> bytes:
             calls.append(quality)
-            return wd.encode_bytes(img, fmt, quality)
+            return codec.encode_bytes(img, fmt, quality)
 
-        found = wd.bisect_quality(encode, budget, q_min, q_max)
+        found = codec.bisect_quality(encode, budget, q_min, q_max)
         best = max(qq for qq, size in sizes.items() if size <= budget)
         assert found.fits and len(found.data) <= budget
         assert best - 1 <= found.quality <= best, (budget, found.probes, best)
-        assert len(calls) == found.encodes <= wd.MAX_ENCODES
+        assert len(calls) == found.encodes <= codec.MAX_ENCODES
         checked += 1
     assert checked >= 8
 
@@ -83,7 +84,7 @@ def test_bisection_guarantee_on_monotone_curves(steps: list[int]) -> None:
     for (q_min, q_max), tolerance, slack in (((30, 90), 0, 0), ((30, 90), 1, 1), ((30, 90), 2, 2), ((1, 100), 0, 1)):
         encodes = []
         for budget in range(sizes[q_min] - 10, sizes[q_max] + 10, max(1, (sizes[q_max] - sizes[q_min]) // 97)):
-            found = wd.bisect_quality(lambda q: b"x" * sizes[q], budget, q_min, q_max, tolerance=tolerance)
+            found = codec.bisect_quality(lambda q: b"x" * sizes[q], budget, q_min, q_max, tolerance=tolerance)
             fitting = [q for q in range(q_min, q_max + 1) if sizes[q] <= budget]
             assert found.encodes <= 7
             encodes.append(found.encodes)
@@ -97,7 +98,7 @@ def test_bisection_guarantee_on_monotone_curves(steps: list[int]) -> None:
 
 
 def test_bisection_costs_one_encode_when_the_top_quality_fits() -> None:
-    found = wd.bisect_quality(lambda q: b"x" * q, 10_000, 30, 90)
+    found = codec.bisect_quality(lambda q: b"x" * q, 10_000, 30, 90)
     assert (found.quality, found.encodes, found.fits) == (90, 1, True)
 
 
@@ -106,7 +107,7 @@ def test_bisection_costs_one_encode_when_the_top_quality_fits() -> None:
 
 def test_budget_encode_is_progressive_jpeg_with_xmp() -> None:
     xmp = build_xmp(prompt="p", model="m", provider="x", seed=3)
-    result = wd.encode_to_budget(_photo(), "jpg", 30_000, ssim_floor=0.8, xmp=xmp)
+    result = codec.encode_to_budget(_photo(), "jpg", 30_000, ssim_floor=0.8, xmp=xmp)
     assert result.ok and result.bytes == len(result.data) <= 30_000
     with Image.open(io.BytesIO(result.data)) as im:
         assert im.format == "JPEG" and im.info.get("progressive") and im.size == (480, 320)
@@ -116,59 +117,59 @@ def test_budget_encode_is_progressive_jpeg_with_xmp() -> None:
 
 def test_ssim_floor_reports_a_wrecking_budget() -> None:
     img = _photo()
-    wrecked = wd.encode_to_budget(img, "JPEG", 4_000, ssim_floor=0.9, quality_range=(1, 90))
+    wrecked = codec.encode_to_budget(img, "JPEG", 4_000, ssim_floor=0.9, quality_range=(1, 90))
     assert wrecked.within_budget and wrecked.bytes <= 4_000
     assert wrecked.floor_violated and not wrecked.ok
     assert wrecked.ssim < 0.9 and "below the floor" in wrecked.reason
 
-    fine = wd.encode_to_budget(img, "JPEG", 60_000, ssim_floor=0.9)
+    fine = codec.encode_to_budget(img, "JPEG", 60_000, ssim_floor=0.9)
     assert fine.ok and fine.reason is None and fine.ssim > 0.9 and fine.quality > wrecked.quality
 
 
 def test_unreachable_budget_is_reported_not_raised() -> None:
-    result = wd.encode_to_budget(_photo(), "WEBP", 1_500)
+    result = codec.encode_to_budget(_photo(), "WEBP", 1_500)
     assert not result.within_budget and result.bytes > 1_500
-    assert result.quality == wd.QUALITY_RANGE["WEBP"][0] and "exceeds the budget" in result.reason
+    assert result.quality == codec.QUALITY_RANGE["WEBP"][0] and "exceeds the budget" in result.reason
 
 
 def test_avif_budget() -> None:
-    result = wd.encode_to_budget(_photo(), "AVIF", 12_000)
+    result = codec.encode_to_budget(_photo(), "AVIF", 12_000)
     assert result.within_budget and result.bytes <= 12_000 and result.encodes <= 7
     assert Image.open(io.BytesIO(result.data)).format == "AVIF"
 
 
 def test_jpeg_flattens_alpha_onto_white() -> None:
     rgba = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
-    result = wd.encode_to_budget(rgba, "JPEG")
+    result = codec.encode_to_budget(rgba, "JPEG")
     assert Image.open(io.BytesIO(result.data)).convert("RGB").getpixel((32, 32)) >= (250, 250, 250)
 
 
 def test_png_palette_only_when_ssim_holds() -> None:
-    flat = wd.encode_png(_flat_graphic())
+    flat = codec.encode_png(_flat_graphic())
     assert flat.palette and Image.open(io.BytesIO(flat.data)).mode == "P"
-    assert flat.bytes < len(wd.encode_bytes(_flat_graphic(), "PNG"))
+    assert flat.bytes < len(codec.encode_bytes(_flat_graphic(), "PNG"))
 
     photo = _photo()
-    quantised_ssim = wd.luma_ssim(photo, wd.palette_quantise(photo))
-    result = wd.encode_png(photo, palette_floor=quantised_ssim + 0.001)
+    quantised_ssim = codec.luma_ssim(photo, codec.palette_quantise(photo))
+    result = codec.encode_png(photo, palette_floor=quantised_ssim + 0.001)
     assert not result.palette and Image.open(io.BytesIO(result.data)).mode == "RGB"
-    accepted = wd.encode_png(photo, palette_floor=quantised_ssim - 0.001)
+    accepted = codec.encode_png(photo, palette_floor=quantised_ssim - 0.001)
     assert accepted.palette and accepted.bytes < result.bytes
 
 
 def test_png_over_budget_falls_back_to_palette_and_reports_the_floor() -> None:
     photo = _photo()
-    lossless = len(wd.encode_bytes(photo, "PNG"))
-    result = wd.encode_png(photo, max_bytes=lossless - 1, ssim_floor=0.9999, palette_floor=0.9999)
+    lossless = len(codec.encode_bytes(photo, "PNG"))
+    result = codec.encode_png(photo, max_bytes=lossless - 1, ssim_floor=0.9999, palette_floor=0.9999)
     assert result.palette and result.within_budget and result.floor_violated and "256-colour" in result.reason
 
 
 def test_luma_ssim_ranks_damage() -> None:
     img = _photo()
-    good = wd.decode(wd.encode_bytes(img, "JPEG", 90))
-    bad = wd.decode(wd.encode_bytes(img, "JPEG", 5))
-    assert wd.luma_ssim(img, img) == pytest.approx(1.0)
-    assert wd.luma_ssim(img, good) > wd.luma_ssim(img, bad) + 0.05
+    good = codec.decode(codec.encode_bytes(img, "JPEG", 90))
+    bad = codec.decode(codec.encode_bytes(img, "JPEG", 5))
+    assert codec.luma_ssim(img, img) == pytest.approx(1.0)
+    assert codec.luma_ssim(img, good) > codec.luma_ssim(img, bad) + 0.05
 
 
 # --------------------------------------------------------------------------- breakpoints
@@ -177,8 +178,8 @@ def test_luma_ssim_ranks_damage() -> None:
 @pytest.mark.parametrize("fmt,step,max_images", [("JPEG", 8_000, 10), ("JPEG", 3_000, 4), ("WEBP", 5_000, 8)])
 def test_breakpoints_obey_step_bounds_and_count(fmt: str, step: int, max_images: int) -> None:
     img = _photo(1600, 1000)
-    result = wd.responsive_breakpoints(img, fmt, min_width=240, max_width=1400, bytes_step=step,
-                                       max_images=max_images)
+    result = responsive.responsive_breakpoints(img, fmt, min_width=240, max_width=1400, bytes_step=step,
+                                               max_images=max_images)
     widths, sizes = result.widths, [r.bytes for r in result.renditions]
     assert widths[0] == 240 and widths[-1] == 1400
     assert widths == sorted(set(widths)) and 2 <= len(widths) <= max_images
@@ -195,22 +196,22 @@ def test_breakpoints_more_images_where_bytes_grow_faster() -> None:
     choosing by bytes instead of fixed widths."""
     noisy = _photo(1600, 1000)
     smooth = Image.linear_gradient("L").resize((1600, 1000)).convert("RGB")
-    n_noisy = len(wd.responsive_breakpoints(noisy, "JPEG", bytes_step=10_000, max_images=20).widths)
-    n_smooth = len(wd.responsive_breakpoints(smooth, "JPEG", bytes_step=10_000, max_images=20).widths)
+    n_noisy = len(responsive.responsive_breakpoints(noisy, "JPEG", bytes_step=10_000, max_images=20).widths)
+    n_smooth = len(responsive.responsive_breakpoints(smooth, "JPEG", bytes_step=10_000, max_images=20).widths)
     # 1600 px: the gradient's JPEG grows ~24 KB over the whole range, the noisy photo's ~260 KB.
     assert n_smooth <= 3 and n_noisy >= 10
 
 
 def test_breakpoints_never_upscale() -> None:
-    result = wd.responsive_breakpoints(_photo(500, 300), "JPEG", min_width=320, max_width=4000, bytes_step=1_000)
+    result = responsive.responsive_breakpoints(_photo(500, 300), "JPEG", min_width=320, max_width=4000, bytes_step=1_000)
     assert max(result.widths) == 500 and min(result.widths) == 320
 
 
 def test_breakpoints_publish_only_real_encodes_and_probe_the_curve_cheaply() -> None:
     """Probes (baseline JPEG) sample the curve; every delivered rendition is a real, progressive
     encode whose reported bytes are its own, and the byte steps hold on those real bytes."""
-    result = wd.responsive_breakpoints(_photo(1600, 1000), "JPEG", min_width=240, max_width=1400,
-                                       bytes_step=8_000, max_images=10)
+    result = responsive.responsive_breakpoints(_photo(1600, 1000), "JPEG", min_width=240, max_width=1400,
+                                               bytes_step=8_000, max_images=10)
     assert result.probe_encodes >= 3 and len(result.widths) >= 4
     sizes = [r.bytes for r in result.renditions]
     assert all(b - a >= 8_000 for a, b in zip(sizes, sizes[1:])), sizes
@@ -221,7 +222,7 @@ def test_breakpoints_publish_only_real_encodes_and_probe_the_curve_cheaply() -> 
 
 def test_breakpoints_within_one_step_encode_only_the_ends() -> None:
     smooth = Image.linear_gradient("L").resize((1600, 1000)).convert("RGB")
-    result = wd.responsive_breakpoints(smooth, "WEBP", min_width=320, max_width=1600, bytes_step=50_000)
+    result = responsive.responsive_breakpoints(smooth, "WEBP", min_width=320, max_width=1600, bytes_step=50_000)
     assert result.widths == [1600] and result.encodes == 2 and result.probe_encodes == 0
 
 
@@ -239,7 +240,7 @@ def _plan(size_at, bytes_step: int = 8_000, refinements: int | None = None) -> t
     widths = sorted({round(320 * (1920 / 320) ** (i / 4)) for i in range(5)})
     curve = [(w, _power_curve(w)) for w in widths]  # the prediction: exact for _power_curve itself
     extra = {} if refinements is None else {"refinements": refinements}
-    return wd._plan_and_verify(curve, counted, bytes_step, 8, **extra), sorted(set(encoded))
+    return responsive._plan_and_verify(curve, counted, bytes_step, 8, **extra), sorted(set(encoded))
 
 
 def test_breakpoints_encode_no_width_that_cannot_be_a_step_from_both_neighbours() -> None:
@@ -271,18 +272,18 @@ def test_breakpoints_push_past_a_plateau_instead_of_ending_the_run() -> None:
 def test_probe_encode_is_cheaper_and_close_in_bytes_after_calibration(fmt: str) -> None:
     """The real/probe byte ratio measured at the ends predicts the real bytes in between."""
     img = _photo(1600, 1000)
-    cascade = wd.WidthCascade(img)
-    q = None if fmt == "PNG" else wd.DEFAULT_QUALITY[fmt]
-    real = {w: len(wd.encode_bytes(cascade.at(w), fmt, q)) for w in (320, 560, 980, 1600)}
-    probe = {w: len(wd.encode_bytes(cascade.at(w), fmt, q, probe=True)) for w in real}
-    curve = dict(wd._probed_curve(sorted(real), real.__getitem__, probe.__getitem__))
+    cascade = responsive.WidthCascade(img)
+    q = None if fmt == "PNG" else codec.DEFAULT_QUALITY[fmt]
+    real = {w: len(codec.encode_bytes(cascade.at(w), fmt, q)) for w in (320, 560, 980, 1600)}
+    probe = {w: len(codec.encode_bytes(cascade.at(w), fmt, q, probe=True)) for w in real}
+    curve = dict(responsive._probed_curve(sorted(real), real.__getitem__, probe.__getitem__))
     assert curve[320] == real[320] and curve[1600] == real[1600]
     for w in (560, 980):
         assert abs(curve[w] / real[w] - 1) < 0.08, (w, curve[w], real[w])
 
 
 def test_probe_jpeg_is_baseline() -> None:
-    data = wd.encode_bytes(_photo(), "JPEG", 80, probe=True)
+    data = codec.encode_bytes(_photo(), "JPEG", 80, probe=True)
     with Image.open(io.BytesIO(data)) as im:
         assert im.format == "JPEG" and not im.info.get("progressive")
 
@@ -292,10 +293,10 @@ def test_width_cascade_matches_direct_resize_in_size_and_quality() -> None:
     from skimage.metrics import structural_similarity
 
     img = _photo(2048, 1365, seed=3)
-    cascade = wd.WidthCascade(img)
+    cascade = responsive.WidthCascade(img)
     assert cascade.at(4000) is img and cascade.at(2048) is img
     for width in (1920, 900, 450, 320, 211):  # 900 from the source, 450 and 320 from 900, 211 from 450
-        made, direct = cascade.at(width), wd.resize_to_width(img, width)
+        made, direct = cascade.at(width), responsive.resize_to_width(img, width)
         assert made.size == direct.size
         ssim = structural_similarity(np.asarray(made.convert("L")), np.asarray(direct.convert("L")), data_range=255)
         assert ssim > 0.99, (width, ssim)
@@ -304,7 +305,7 @@ def test_width_cascade_matches_direct_resize_in_size_and_quality() -> None:
 
 def test_width_cascade_resizes_from_a_wide_enough_intermediate(monkeypatch) -> None:
     img = _photo(2000, 1000)
-    cascade = wd.WidthCascade(img)
+    cascade = responsive.WidthCascade(img)
     sources: list[int] = []
     real_resize = Image.Image.resize
 
@@ -328,8 +329,8 @@ def test_picture_snippet_order_srcsets_and_escaping() -> None:
         "AVIF": [("/a/hero-320.avif", 320), ("/a/hero-640.avif", 640)],
         "WEBP": [("/a/hero-320.webp", 320), ("/a/hero,1 640.webp", 640)],
     }
-    html = wd.picture_html(srcsets, alt='Watch "Nova" <limited> & co', width=640, height=400,
-                           sizes="(max-width: 600px) 100vw, 50vw")
+    html = picture.picture_html(srcsets, alt='Watch "Nova" <limited> & co', width=640, height=400,
+                                sizes="(max-width: 600px) 100vw, 50vw")
     assert html.startswith("<picture>") and html.endswith("</picture>")
     avif, webp, img = html.index('type="image/avif"'), html.index('type="image/webp"'), html.index("<img ")
     assert avif < webp < img
@@ -344,16 +345,16 @@ def test_picture_snippet_order_srcsets_and_escaping() -> None:
 
 def test_picture_needs_a_fallback_and_keeps_empty_alt() -> None:
     with pytest.raises(ValueError, match="fallback"):
-        wd.picture_html({"AVIF": [("a.avif", 100)]}, alt="x", width=100, height=100)
-    html = wd.picture_html({"PNG": [("a.png", 100)]}, alt="", width=100, height=50)
+        picture.picture_html({"AVIF": [("a.avif", 100)]}, alt="x", width=100, height=100)
+    html = picture.picture_html({"PNG": [("a.png", 100)]}, alt="", width=100, height=50)
     assert 'alt=""' in html and "<source" not in html
 
 
 def test_picture_for_responsive_sets() -> None:
     img = _photo(900, 600)
-    sets = [wd.responsive_breakpoints(img, f, min_width=300, bytes_step=4_000, max_images=4)
+    sets = [responsive.responsive_breakpoints(img, f, min_width=300, bytes_step=4_000, max_images=4)
             for f in ("JPEG", "AVIF", "WEBP")]
-    html = wd.picture_for_sets(sets, lambda r: f"/c/x-{r.width}.{r.format.lower()}", alt="A product")
+    html = picture.picture_for_sets(sets, lambda r: f"/c/x-{r.width}.{r.format.lower()}", alt="A product")
     assert html.index("image/avif") < html.index("image/webp") < html.index("<img")
     jpeg = sets[0].renditions[-1]
     assert f'width="{jpeg.width}" height="{jpeg.height}"' in html
@@ -366,22 +367,22 @@ def test_picture_for_responsive_sets() -> None:
 
 
 def test_format_policy() -> None:
-    assert wd.format_policy("web").formats == ("AVIF", "WEBP", "JPEG")
-    assert wd.format_policy("web", has_alpha=True).formats == ("AVIF", "WEBP", "PNG")
-    assert wd.format_policy("email").formats == ("JPEG",)
-    assert wd.format_policy("instagram", flat_graphic=True).formats == ("PNG",)
-    assert wd.format_policy("print").formats == ("PNG",)
+    assert format_policy.format_policy("web").formats == ("AVIF", "WEBP", "JPEG")
+    assert format_policy.format_policy("web", has_alpha=True).formats == ("AVIF", "WEBP", "PNG")
+    assert format_policy.format_policy("email").formats == ("JPEG",)
+    assert format_policy.format_policy("instagram", flat_graphic=True).formats == ("PNG",)
+    assert format_policy.format_policy("print").formats == ("PNG",)
 
 
 def test_format_plan_honours_the_brief_then_the_content() -> None:
     explicit = Target(name="hero", platform="web", width=100, height=100, format="WEBP")
-    assert wd.format_plan_for_target(explicit, _photo()).formats == ("WEBP",)
+    assert format_policy.format_plan_for_target(explicit, _photo()).formats == ("WEBP",)
     implicit = Target(name="hero", platform="web", width=100, height=100)
-    assert wd.format_plan_for_target(implicit, _photo()).formats == ("AVIF", "WEBP", "JPEG")
-    assert wd.format_plan_for_target(implicit, _flat_graphic()).fallback == "PNG"
+    assert format_policy.format_plan_for_target(implicit, _photo()).formats == ("AVIF", "WEBP", "JPEG")
+    assert format_policy.format_plan_for_target(implicit, _flat_graphic()).fallback == "PNG"
     transparent = Image.new("RGBA", (50, 50), (255, 0, 0, 0))
-    assert wd.has_transparency(transparent) and not wd.has_transparency(_photo().convert("RGBA"))
-    assert wd.is_flat_graphic(_flat_graphic()) and not wd.is_flat_graphic(_photo())
+    assert codec.has_transparency(transparent) and not codec.has_transparency(_photo().convert("RGBA"))
+    assert format_policy.is_flat_graphic(_flat_graphic()) and not format_policy.is_flat_graphic(_photo())
 
 
 # --------------------------------------------------------------------------- blurhash
@@ -389,19 +390,19 @@ def test_format_plan_honours_the_brief_then_the_content() -> None:
 
 def test_blurhash_decodes_to_the_average_colour() -> None:
     img = _photo(640, 400)
-    hash_ = wd.blurhash_placeholder(img)
-    x, y = wd.blurhash_components(640, 400)
+    hash_ = blurhash.blurhash_placeholder(img)
+    x, y = blurhash.blurhash_components(640, 400)
     assert (x, y) == (4, 2) and len(hash_) == 4 + 2 * x * y
-    decoded = np.asarray(wd.decode_blurhash(hash_, 32, 20), dtype=np.float64).reshape(-1, 3).mean(axis=0)
+    decoded = np.asarray(blurhash.decode_blurhash(hash_, 32, 20), dtype=np.float64).reshape(-1, 3).mean(axis=0)
     actual = np.asarray(img, dtype=np.float64).reshape(-1, 3).mean(axis=0)
     assert np.abs(decoded - actual).max() < 12, (decoded, actual)
 
 
 def test_blurhash_differs_by_content_and_follows_portrait_aspect() -> None:
-    assert wd.blurhash_components(300, 600) == (2, 4)
+    assert blurhash.blurhash_components(300, 600) == (2, 4)
     red, blue = Image.new("RGB", (40, 40), "red"), Image.new("RGB", (40, 40), "blue")
-    assert wd.blurhash_placeholder(red) != wd.blurhash_placeholder(blue)
-    assert re.fullmatch(r"[0-9A-Za-z#$%*+,\-.:;=?@\[\]^_{|}~]+", wd.blurhash_placeholder(red))
+    assert blurhash.blurhash_placeholder(red) != blurhash.blurhash_placeholder(blue)
+    assert re.fullmatch(r"[0-9A-Za-z#$%*+,\-.:;=?@\[\]^_{|}~]+", blurhash.blurhash_placeholder(red))
 
 
 def test_blurhash_matches_the_reference_c_implementation() -> None:
@@ -413,11 +414,11 @@ def test_blurhash_matches_the_reference_c_implementation() -> None:
 
     cases = ((_photo(64, 40), (4, 3)), (_photo(40, 64, seed=2), (3, 5)), (Image.new("RGB", (9, 9), "red"), (1, 1)))
     for img, comps in cases:
-        ours = wd.blurhash_encode(np.asarray(img), *comps)
+        ours = blurhash.blurhash_encode(np.asarray(img), *comps)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # it reads pixels with Image.getdata
             theirs = reference.encode(img.copy(), *comps)
         assert ours == theirs
-        mine = np.asarray(wd.decode_blurhash(ours, 16, 12), dtype=np.int16)
+        mine = np.asarray(blurhash.decode_blurhash(ours, 16, 12), dtype=np.int16)
         ref = np.asarray(reference.decode(theirs, 16, 12), dtype=np.int16)
         assert np.abs(mine - ref).max() <= 1

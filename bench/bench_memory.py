@@ -90,11 +90,10 @@ def watch_phases() -> dict[str, float]:
 
 def child(n: int, side: int, folder: Path, phases: bool = False) -> int:
     """One run in this process; prints {"n", "rss_after_imports_mb", "peak_rss_mb", ...} as JSON."""
+    import great_expectations  # noqa: F401 - the gate imports it lazily; count it in the baseline
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from imagegen_flows.flows.campaign import campaign_flow
-
-    import great_expectations  # noqa: F401 - the gate imports it lazily; count it in the baseline
 
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     brief = write_brief(folder, n, side)

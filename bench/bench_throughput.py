@@ -89,11 +89,11 @@ PHASES = ("providers_with_quota", "generate_all", "gate_and_edit", "publish_and_
 
 def instrument(recorder: Recorder) -> list[str]:
     """Wrap the leaf work (our code doing I/O or pixels) and the flow's phases; return what was not found."""
-    import imagegen_flows.flows.campaign
-    import imagegen_flows.flows.reporting
     import imagegen.catalog.sqlite
     import imagegen.providers.nvidia
     import imagegen.ratelimit
+    import imagegen_flows.flows.campaign
+    import imagegen_flows.flows.reporting
     import imagegen_flows.tasks.gate
     import imagegen_flows.tasks.providers
     import imagegen_flows.tasks.publish

@@ -13,8 +13,8 @@ from typing import Any, Literal
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr
 
-from imagegen_flows.blocks.storage import AssetStoreBlock
 from imagegen.stores.base import AssetStore
+from imagegen_flows.blocks.storage import AssetStoreBlock
 
 
 class GitLabCredentials(CredentialsBlock):

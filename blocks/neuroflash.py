@@ -12,7 +12,6 @@ from typing import Any, Literal
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr
 
-from imagegen_flows.blocks.providers import ImageProviderBlock
 from imagegen.providers.base import ImageGenerator
 from imagegen.providers.neuroflash import DEFAULT_MODEL, NeuroflashGenerator
 from imagegen.providers.neuroflash_client import (
@@ -21,6 +20,7 @@ from imagegen.providers.neuroflash_client import (
     DEFAULT_TOKEN_URL,
     NeuroflashClient,
 )
+from imagegen_flows.blocks.providers import ImageProviderBlock
 
 
 class NeuroflashCredentials(CredentialsBlock):

@@ -11,7 +11,6 @@ from prefect.blocks.abstract import CredentialsBlock
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from imagegen_flows.blocks.providers import ImageProviderBlock
 from imagegen.providers.nvidia import (
     DEFAULT_ASSETS_URL,
     DEFAULT_BASE_URL,
@@ -24,6 +23,7 @@ from imagegen.providers.nvidia import (
 )
 from imagegen.providers.nvidia_models import FLUX_DEV, FLUX_KONTEXT
 from imagegen.providers.vlm import DEFAULT_VLM_BASE_URL, DEFAULT_VLM_MODEL, VisionReviewer
+from imagegen_flows.blocks.providers import ImageProviderBlock
 
 
 class NvidiaCredentials(CredentialsBlock):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from imagegen_flows.blocks.catalog import CatalogBlock
 from imagegen.catalog.base import Catalog
+from imagegen_flows.blocks.catalog import CatalogBlock
 
 
 class PostgresCatalogBlock(CatalogBlock):

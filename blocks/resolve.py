@@ -10,14 +10,14 @@ from typing import TypeVar
 
 from prefect.blocks.core import Block
 
+from imagegen.errors import BriefError
+from imagegen.settings import ImagegenSettings
 from imagegen_flows.blocks.catalog import CatalogBlock, SqliteCatalogBlock
 from imagegen_flows.blocks.gitlab import GitLabCredentials, GitLabUploads
 from imagegen_flows.blocks.postgres import PostgresCatalogBlock
 from imagegen_flows.blocks.providers import ImageProviderBlock, LocalProvider
 from imagegen_flows.blocks.storage import AssetStoreBlock, LocalAssetFolder
 from imagegen_flows.blocks.supabase import SupabaseCatalogBlock, SupabaseCredentials, SupabaseStorage
-from imagegen.errors import BriefError
-from imagegen.settings import ImagegenSettings
 
 PROVIDER_NAMES = ("local", "nvidia", "nim", "neuroflash")
 _SAVED_BLOCK = re.compile(r"^[a-z0-9][a-z0-9-]*/[A-Za-z0-9][A-Za-z0-9_-]*$")

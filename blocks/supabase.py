@@ -11,10 +11,10 @@ from typing import Any
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr
 
-from imagegen_flows.blocks.catalog import CatalogBlock
-from imagegen_flows.blocks.storage import AssetStoreBlock
 from imagegen.catalog.base import Catalog
 from imagegen.stores.base import AssetStore
+from imagegen_flows.blocks.catalog import CatalogBlock
+from imagegen_flows.blocks.storage import AssetStoreBlock
 
 
 class SupabaseCredentials(CredentialsBlock):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prefect import task
 
-from imagegen_flows.blocks.catalog import CatalogBlock
 from imagegen.catalog.base import CatalogRow, UpsertResult
+from imagegen_flows.blocks.catalog import CatalogBlock
 from imagegen_flows.tasks.retrying import RETRY_OPTIONS
 
 

@@ -11,7 +11,6 @@ from PIL import Image
 from prefect import task
 from prefect.context import TaskRunContext
 
-from imagegen_flows.blocks.providers import ImageProviderBlock
 from imagegen.budget import budget_for_run
 from imagegen.imaging.brand import outpaint_canvas
 from imagegen.ledger import generation_slot
@@ -19,6 +18,7 @@ from imagegen.models import GeneratedImage, GenerationRequest, ImageRef
 from imagegen.pixelwork import PIXEL_SLOTS
 from imagegen.prompts import PromptSpec
 from imagegen.sizes import parse_ratio
+from imagegen_flows.blocks.providers import ImageProviderBlock
 from imagegen_flows.tasks.retrying import RETRY_OPTIONS
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from prefect import task
 
-from imagegen_flows.blocks.providers import ImageProviderBlock
 from imagegen.budget import budget_for_run
+from imagegen_flows.blocks.providers import ImageProviderBlock
 from imagegen_flows.tasks.retrying import RETRY_OPTIONS
 
 

@@ -10,15 +10,28 @@ from pathlib import Path
 from prefect import task
 from prefect.transactions import get_transaction
 
-from imagegen_flows.blocks.storage import AssetStoreBlock
 from imagegen.imaging.c2pa_signing import SigningFiles
 from imagegen.models import FORMAT_CONTENT_TYPES, GeneratedImage
 from imagegen.pixelwork import PIXEL_SLOTS
-from imagegen.publishing import (MASTER_VARIANT, PublishedFile, PublishResult, RenderedSet, WebOptions,
-                                 blurhash_of, dominant_palette, edit_descriptions, picture_snippet, provenance_xmp,
-                                 render_variants, sign_variants, store_variant, variant_key)
+from imagegen.publishing import (
+    MASTER_VARIANT,
+    PublishedFile,
+    PublishResult,
+    RenderedSet,
+    WebOptions,
+    blurhash_of,
+    dominant_palette,
+    edit_descriptions,
+    picture_snippet,
+    provenance_xmp,
+    render_variants,
+    sign_variants,
+    store_variant,
+    variant_key,
+)
 from imagegen.sizes import Target
 from imagegen.stores.base import SizeRouter
+from imagegen_flows.blocks.storage import AssetStoreBlock
 from imagegen_flows.tasks.retrying import RETRY_OPTIONS
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator
 import threading
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from imagegen.errors import ProviderRequestInvalid
 from imagegen.models import GeneratedImage, GenerationRequest, ImageRef, ProviderCapabilities
-from imagegen.providers.base import save_image_bytes
 from imagegen.pixelwork import PIXEL_SLOTS
+from imagegen.providers.base import save_image_bytes
 from imagegen.render.renderer import RENDERER_MODEL, describe_scene, render_local
 
 PROVIDER = "local"

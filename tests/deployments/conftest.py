@@ -22,9 +22,9 @@ from typing import Any, Callable
 
 import httpx
 import pytest
+import yaml
 
 from tests.polling import tail, wait_for  # noqa: F401 (re-exported to the tests)
-import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

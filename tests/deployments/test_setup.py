@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from imagegen_flows.deployments.setup import block_types, rate_limits
 from imagegen.settings import load_settings
+from imagegen_flows.deployments.setup import block_types, rate_limits
 
 POOL = "imagegen-process"
 SENTINEL_KEY = "nvapi-SENTINEL-setup"  # what conftest's setup_runs puts in NVIDIA_API_KEY

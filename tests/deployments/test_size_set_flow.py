@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from imagegen.providers.local import LocalGenerator
 from imagegen_flows.flows.campaign import campaign_flow
 from imagegen_flows.flows.size_sets import size_set_flow
 from tests.deployments.conftest import _write_brief
-from imagegen.providers.local import LocalGenerator
 
 pytestmark = pytest.mark.prefect
 

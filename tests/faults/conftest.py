@@ -26,14 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.polling import tail, wait_for  # noqa: F401 (re-exported to the tests)
 import yaml
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from tests.emulators.nvidia import NvidiaEmulator
 from tests.emulators.serve import serve_asgi
+from tests.polling import tail, wait_for  # noqa: F401 (re-exported to the tests)
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

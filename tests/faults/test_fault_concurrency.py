@@ -14,7 +14,13 @@ from __future__ import annotations
 import pytest
 
 from tests.faults.conftest import (
-    consistency_problems, imagegen_env, master_files, spawn_run, summary_from_log, tail, write_brief,
+    consistency_problems,
+    imagegen_env,
+    master_files,
+    spawn_run,
+    summary_from_log,
+    tail,
+    write_brief,
 )
 
 pytestmark = pytest.mark.prefect

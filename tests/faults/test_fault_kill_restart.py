@@ -13,8 +13,20 @@ import pytest
 
 from imagegen.stores.local import STALE_TEMP_AGE_SECONDS
 from tests.faults.conftest import (
-    BIN, REPO, catalog_rows, consistency_problems, generation_records, imagegen_env, kill_group, master_files,
-    spawn_run, stored_files, summary_from_log, tail, wait_for, write_brief,
+    BIN,
+    REPO,
+    catalog_rows,
+    consistency_problems,
+    generation_records,
+    imagegen_env,
+    kill_group,
+    master_files,
+    spawn_run,
+    stored_files,
+    summary_from_log,
+    tail,
+    wait_for,
+    write_brief,
 )
 
 pytestmark = pytest.mark.prefect

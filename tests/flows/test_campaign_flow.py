@@ -13,9 +13,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from imagegen_flows.deployments.cli import main as cli_main
 from imagegen.imaging.encode import read_xmp
 from imagegen.imaging.metrics import sniff_format
+from imagegen_flows.deployments.cli import main as cli_main
 
 pytestmark = pytest.mark.prefect
 

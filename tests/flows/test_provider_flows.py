@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.flows.cli_runs import run
 from tests.emulators.neuroflash import NeuroflashEmulator
 from tests.emulators.nvidia import NvidiaEmulator
 from tests.emulators.serve import serve_asgi
+from tests.flows.cli_runs import run
 
 pytestmark = pytest.mark.prefect
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.flows.cli_runs import run
 from tests.emulators.gitlab import PROJECT_ID, GitLabEmulator
 from tests.emulators.serve import serve_asgi
 from tests.emulators.supabase import SupabaseEmulator
+from tests.flows.cli_runs import run
 
 pytestmark = pytest.mark.prefect
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imagegen_flows.blocks.neuroflash import NeuroflashCredentials, NeuroflashImageProvider
 from imagegen.errors import (
     ProviderAuthError,
     ProviderError,
@@ -23,6 +22,7 @@ from imagegen.providers.base import ImageGenerator
 from imagegen.providers.neuroflash import NeuroflashGenerator
 from imagegen.providers.neuroflash_api import Quota, nearest_aspect_ratio, relative_image_path
 from imagegen.providers.neuroflash_client import NeuroflashClient
+from imagegen_flows.blocks.neuroflash import NeuroflashCredentials, NeuroflashImageProvider
 from tests.emulators.neuroflash import WORKSPACE_ID, NeuroflashEmulator
 from tests.emulators.serve import serve_asgi
 

@@ -14,7 +14,6 @@ import httpx
 import pytest
 from PIL import Image
 
-from imagegen_flows.blocks.nvidia import NvidiaCredentials, NvidiaImageProvider
 from imagegen.errors import (
     ContentFiltered,
     ProviderAuthError,
@@ -37,6 +36,7 @@ from imagegen.providers.nvidia_models import (
     validate_request,
 )
 from imagegen.ratelimit import TokenBucket
+from imagegen_flows.blocks.nvidia import NvidiaCredentials, NvidiaImageProvider
 from tests.emulators.nvidia import NvidiaEmulator, endpoints
 from tests.emulators.serve import serve_asgi
 from tests.providers.task_retries import retry_while_transient
@@ -518,9 +518,9 @@ def test_poll_seconds_must_fit_in_the_read_timeout():
 
 
 def test_provider_from_settings(emu, tmp_path):
-    from imagegen_flows.blocks.nvidia import nvidia_provider_from_settings, vision_reviewer_from_settings
     from imagegen.errors import BriefError
     from imagegen.settings import ImagegenSettings
+    from imagegen_flows.blocks.nvidia import nvidia_provider_from_settings, vision_reviewer_from_settings
 
     urls = endpoints(emu.url)
     settings = ImagegenSettings(NVIDIA_API_KEY=SENTINEL, nvidia_base_url=urls["base_url"],

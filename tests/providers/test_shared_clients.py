@@ -12,11 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from imagegen_flows.blocks.neuroflash import NeuroflashCredentials, NeuroflashImageProvider
-from imagegen_flows.blocks.nvidia import NvidiaCredentials, NvidiaImageProvider, NvidiaVisionReviewer
 from imagegen.providers import http as shared_http
 from imagegen.providers.neuroflash_client import NeuroflashClient
 from imagegen.providers.nvidia import NvidiaClient
+from imagegen_flows.blocks.neuroflash import NeuroflashCredentials, NeuroflashImageProvider
+from imagegen_flows.blocks.nvidia import NvidiaCredentials, NvidiaImageProvider, NvidiaVisionReviewer
 from tests.emulators.neuroflash import NeuroflashEmulator
 from tests.emulators.nvidia import NvidiaEmulator, endpoints
 from tests.emulators.serve import serve_asgi
@@ -94,9 +94,9 @@ def test_neuroflash_accounts_never_share_a_client(neuroflash):
 def test_swapping_the_environment_reaches_the_right_emulator_with_the_right_key(nvidia_a, nvidia_b, monkeypatch,
                                                                                 tmp_path):
     """What a test suite does between tests: point NVIDIA_API_KEY and the URLs at another emulator."""
-    from imagegen_flows.blocks.nvidia import nvidia_provider_from_settings
     from imagegen.models import GenerationRequest
     from imagegen.settings import load_settings
+    from imagegen_flows.blocks.nvidia import nvidia_provider_from_settings
 
     for emu, key in ((nvidia_a, KEY_A), (nvidia_b, KEY_B), (nvidia_a, KEY_A)):
         urls = endpoints(emu.url)

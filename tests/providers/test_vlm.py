@@ -10,7 +10,6 @@ import httpx
 import pytest
 from PIL import Image
 
-from imagegen_flows.blocks.nvidia import NvidiaCredentials, NvidiaVisionReviewer
 from imagegen.errors import ProviderAuthError, ProviderError, ProviderRequestInvalid, TransientProviderError
 from imagegen.providers.nvidia import NvidiaClient
 from imagegen.providers.vlm import (
@@ -21,6 +20,7 @@ from imagegen.providers.vlm import (
     template_alt_text,
 )
 from imagegen.ratelimit import TokenBucket
+from imagegen_flows.blocks.nvidia import NvidiaCredentials, NvidiaVisionReviewer
 from tests.emulators.nvidia import NvidiaEmulator, endpoints
 from tests.emulators.serve import serve_asgi
 from tests.providers.task_retries import retry_while_transient

@@ -14,8 +14,13 @@ import pytest
 from imagegen.errors import StoreError, TransientStoreError, is_transient
 from imagegen.models import sha256_file
 from imagegen.stores.base import SizeRouter, conflict_key
-from imagegen.stores.gitlab import (CatalogUploadIndex, GitLabUploadStore, JsonFileUploadIndex, UploadRecord,
-                                    package_coordinates)
+from imagegen.stores.gitlab import (
+    CatalogUploadIndex,
+    GitLabUploadStore,
+    JsonFileUploadIndex,
+    UploadRecord,
+    package_coordinates,
+)
 from imagegen.stores.supabase import SupabaseStorageStore
 from tests.emulators.gitlab import PROJECT_ID, PROJECT_PATH
 from tests.stores.conftest import GITLAB_TOKEN, SECRETS, make_gitlab_client, make_supabase_client

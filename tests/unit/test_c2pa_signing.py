@@ -6,14 +6,12 @@ import hashlib
 import io
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from PIL import Image
 
 from imagegen.imaging import c2pa_signing as cs
 from imagegen.imaging.encode import DIGITAL_SOURCE_TYPES, build_xmp, read_xmp
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-
 from tests.c2pa_pki import make_pki
 
 AI = DIGITAL_SOURCE_TYPES["trainedAlgorithmicMedia"]

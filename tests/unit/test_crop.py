@@ -7,9 +7,16 @@ import pytest
 from PIL import Image, ImageDraw
 
 from imagegen.imaging import crop
+from imagegen.imaging.crop import (
+    BICUBIC_MAX_FACTOR,
+    downscale_filter,
+    largest_window,
+    plan_crop,
+    render_variant,
+    saliency_map,
+    upscale_factor,
+)
 from imagegen.imaging.resample import resample as resample_image
-from imagegen.imaging.crop import (BICUBIC_MAX_FACTOR, downscale_filter, largest_window, plan_crop, render_variant,
-                                   saliency_map, upscale_factor)
 from imagegen.render.renderer import describe_scene, render_local
 
 

@@ -3,7 +3,8 @@
 A brief is a YAML or JSON file that marketing writes by hand, so every model forbids unknown keys
 (a typo is an error, not a silently ignored setting) and every failure is reported as a
 `BriefError` listing (field path, reason) pairs such as ``subjects[0].subject: field required``
-(worded by imagegen.brief_errors; imagegen.brief_source reads briefs from files, text and URLs).
+(worded by imagegen.brief_errors; imagegen.brief_source reads briefs from files, text and URLs, and
+imagegen.brief_checks refuses what pydantic's lax mode would take, such as `true` for a number).
 Prompt parts are checked for personal data, length and control or invisible characters (the rules in
 imagegen.guards) as the brief is validated, before any provider sees them.
 """
@@ -34,7 +35,9 @@ from imagegen.sizes import BUILTIN_SIZE_SETS, Target, resolve_targets, unknown_s
 
 PROVIDER_NAMES: tuple[str, ...] = ("local", "nvidia", "nim", "neuroflash")
 
-_STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True)
+# allow_inf_nan=False: YAML's .nan/.inf and JSON's NaN/Infinity are refused as "must be a finite number"
+# (NaN would otherwise fail every bound with a misleading "must be at most ...").
+_STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True, allow_inf_nan=False)
 _HEX_COLOUR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 _CAMPAIGN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _BLOCK_REF = re.compile(r"^[a-z0-9][a-z0-9-]*/[a-z0-9][a-z0-9-]*$")

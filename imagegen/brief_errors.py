@@ -56,6 +56,11 @@ def describe_value(value: Any) -> str:
     return type(value).__name__
 
 
+def reason_for(kind: str, value: Any) -> str:
+    """The reason worded for a pydantic error type, for a check made outside pydantic (imagegen.brief_checks)."""
+    return _FIXED_REASONS[kind].format(got=describe_value(value))
+
+
 def _human_reason(error: ErrorDetails) -> str:
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
     if kind == "value_error":
@@ -86,6 +91,7 @@ _FIXED_REASONS: dict[str, str] = {
     "int_from_float": "expected a whole number, got a fraction",
     "float_parsing": "expected a number, got {got}",
     "float_type": "expected a number, got {got}",
+    "finite_number": "must be a finite number, not NaN or infinity",
     "bool_parsing": "expected true or false, got {got}",
     "bool_type": "expected true or false, got {got}",
     "string_type": "expected text, got {got}",

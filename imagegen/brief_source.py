@@ -1,23 +1,29 @@
 """Reading a brief from where it comes from: a .yaml/.yml/.json file, YAML or JSON text, a mapping,
 or an http(s) URL, into a validated `Brief`.
 
-YAML is parsed with a loader that refuses duplicate keys; syntax errors, unreadable files and fetch
-failures are reported as a `BriefError` like any validation problem, never as a traceback.
+Whatever the source, a brief is at most `MAX_BRIEF_BYTES`, checked before it is read or parsed whole;
+the text is parsed by imagegen.brief_text (duplicate keys and deep nesting refused) and the data
+checked by imagegen.brief_checks before pydantic validates it. Syntax errors, unreadable files, fetch
+failures and oversized briefs are reported as a `BriefError` like any validation problem, never as a
+traceback.
 """
 
 from __future__ import annotations
 
-import json
-import typing
+import io
 from pathlib import Path
-from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
-from imagegen.brief import Brief, short_repr
+from imagegen.brief import Brief
+from imagegen.brief_checks import boolean_number_problems, nesting_problem
 from imagegen.brief_errors import describe_value, problems_from_validation_error, unknown_field_reason
+from imagegen.brief_text import parse_json, parse_yaml
 from imagegen.errors import BriefError
+
+# The largest brief read from a file, text or URL: a real one is a few KB.
+MAX_BRIEF_BYTES = 1_000_000
+OVERSIZED_REASON = f"the brief is over {MAX_BRIEF_BYTES} bytes"
 
 
 def load_brief(path: str | Path) -> Brief:
@@ -28,14 +34,27 @@ def load_brief(path: str | Path) -> Brief:
     if suffix not in {".yaml", ".yml", ".json"}:
         raise BriefError([("file", f"unsupported extension {suffix or '(none)'!r}; use .yaml, .yml or .json")],
                          source)
+    text = _read_brief_file(path, source)
+    data = parse_json(text, source) if suffix == ".json" else parse_yaml(text, source)
+    return parse_brief(data, path.parent, source)
+
+
+def _read_brief_file(path: Path, source: str) -> str:
+    """The file's text, as `Path.read_text` gives it, refused unread when its size is over the cap and
+    read no further than the cap (a file that grows, or a device, is cut off there)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.stat().st_size > MAX_BRIEF_BYTES:
+            raise BriefError([("file", OVERSIZED_REASON)], source)
+        with path.open("rb") as file:
+            raw = file.read(MAX_BRIEF_BYTES + 1)
+        if len(raw) > MAX_BRIEF_BYTES:
+            raise BriefError([("file", OVERSIZED_REASON)], source)
+        # decoded as read_text does, universal newlines included
+        return io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8").read()
     except FileNotFoundError:
         raise BriefError([("file", "file not found")], source) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise BriefError([("file", f"cannot read the file ({type(exc).__name__})")], source) from None
-    data = _parse_json(text, source) if suffix == ".json" else _parse_yaml(text, source)
-    return parse_brief(data, path.parent, source)
 
 
 def parse_brief(data: dict, base_dir: Path, source: str | None = None) -> Brief:
@@ -51,56 +70,21 @@ def parse_brief(data: dict, base_dir: Path, source: str | None = None) -> Brief:
                                     f"got {describe_value(data)}")], source)
     if "base_dir" in data:
         raise BriefError([("base_dir", unknown_field_reason(Brief, "base_dir"))], source)
+    too_deep = nesting_problem(data)
+    if too_deep:
+        raise BriefError([too_deep], source)
+    booleans = boolean_number_problems(data)
     base = Path(base_dir).resolve()
     try:
-        return Brief.model_validate({**data, "base_dir": str(base)}, context={"base_dir": base})
+        brief = Brief.model_validate({**data, "base_dir": str(base)}, context={"base_dir": base})
     except ValidationError as exc:
-        raise BriefError(problems_from_validation_error(exc), source) from None
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys: YAML would otherwise keep the last one silently."""
-
-
-def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            continue
-        key = loader.construct_object(key_node, deep=deep)
-        if not isinstance(key, typing.Hashable):
-            continue  # construct_mapping below reports unhashable keys
-        if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {short_repr(key)}",
-                                                    key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
-
-
-def _parse_yaml(text: str, source: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}" if mark else "file"
-        column = f" (column {mark.column + 1})" if mark else ""
-        raise BriefError([(where, f"YAML syntax error: {exc.problem or exc.context}{column}")], source) from None
-    except yaml.YAMLError as exc:
-        raise BriefError([("file", f"YAML syntax error: {type(exc).__name__}")], source) from None
-
-
-def _parse_json(text: str, source: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BriefError([(f"line {exc.lineno}", f"JSON syntax error: {exc.msg} (column {exc.colno})")],
-                         source) from None
-
-
-MAX_BRIEF_BYTES = 1_000_000
+        # pydantic took each boolean as 0 or 1: what it says about those fields is beside the point
+        refused = {loc for loc, _ in booleans}
+        problems = [problem for problem in problems_from_validation_error(exc) if problem[0] not in refused]
+        raise BriefError(booleans + problems, source) from None
+    if booleans:
+        raise BriefError(booleans, source)
+    return brief
 
 
 def brief_from_source(source: str | dict | Brief, base_dir: Path | None = None) -> Brief:
@@ -115,9 +99,11 @@ def brief_from_source(source: str | dict | Brief, base_dir: Path | None = None) 
     if not text:
         raise BriefError([("brief", "empty: give a path, a URL, or the brief itself")])
     if text.startswith(("{", "campaign:")) or "\n" in text:
-        return parse_brief(_parse_yaml(text, "brief parameter"), base, "brief parameter")
+        if len(text) > MAX_BRIEF_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_BRIEF_BYTES:
+            raise BriefError([("brief", OVERSIZED_REASON)], "brief parameter")
+        return parse_brief(parse_yaml(text, "brief parameter"), base, "brief parameter")
     if text.startswith(("http://", "https://")):
-        return parse_brief(_parse_yaml(_fetch_brief(text), text), base, text)
+        return parse_brief(parse_yaml(_fetch_brief(text), text), base, text)
     return load_brief(text if Path(text).is_absolute() else base / text)
 
 
@@ -132,7 +118,7 @@ def _fetch_brief(url: str) -> str:
             for chunk in response.iter_bytes():
                 body += chunk
                 if len(body) > MAX_BRIEF_BYTES:
-                    raise BriefError([("brief", f"the brief is over {MAX_BRIEF_BYTES} bytes")], url)
+                    raise BriefError([("brief", OVERSIZED_REASON)], url)
     except httpx.HTTPError as exc:
         raise BriefError([("brief", f"cannot fetch the brief ({type(exc).__name__})")], url) from None
     try:

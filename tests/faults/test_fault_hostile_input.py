@@ -3,8 +3,10 @@
 Provider answers are untrusted: a PNG header claiming 100000x100000, a decompression bomb (a small
 file that inflates to 144 MP), non-image bytes, a format we do not publish, and answers with the wrong
 content type never become a master, are not retried unless retrying can help, and leave no file.
-Briefs are untrusted too: path traversal in names, files outside the brief's folder, over-long fields
-exit 2 naming the field before anything is written; valid Unicode subjects work end to end.
+Briefs are untrusted too: path traversal in names, files outside the brief's folder, over-long fields,
+duplicate JSON keys, oversized files, nesting hundreds of thousands of levels deep, and true/false or
+NaN/infinity for a number exit 2 naming the field (or line) before anything is written, never with a
+traceback; valid Unicode subjects work end to end.
 """
 
 from __future__ import annotations
@@ -269,3 +271,101 @@ def test_control_and_invisible_characters_exit_2_naming_the_field(tmp_path, caps
     assert code == 2, err
     assert f"subjects[0].subject: {reason}" in err
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------- briefs: hostile structure and values
+# Each case exits 2 with one line `<field or line>: <reason>`, without a traceback, before anything is written.
+
+def _brief_text(tmp_path: Path, suffix: str) -> str:
+    return write_brief(tmp_path / "template", "hostile-brief", provider=SMALL_LOCAL, targets=SMALL_TARGET,
+                       suffix=suffix).read_text()
+
+
+def _yaml_with(tmp_path: Path, line: str) -> str:
+    return _brief_text(tmp_path, ".yaml") + line + "\n"
+
+
+def _json_with(tmp_path: Path, member: str) -> str:
+    return _brief_text(tmp_path, ".json").rstrip()[:-1] + ", " + member + "}"
+
+
+def _deep_yaml(tmp_path: Path, levels: int) -> str:
+    return _yaml_with(tmp_path, "extra: " + "[" * levels + "]" * levels)
+
+
+def _deep_json(tmp_path: Path, levels: int) -> str:
+    return _json_with(tmp_path, '"extra": ' + "[" * levels + "]" * levels)
+
+
+def _with_field(tmp_path: Path, suffix: str, place: tuple, field: str, written: str) -> str:
+    """The template brief with `field` of the mapping at `place` written as `written` (YAML or JSON spelling)."""
+    text = _brief_text(tmp_path, suffix)
+    data = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
+    node = data
+    for key in place:
+        node = node[key]
+    node[field] = "PLACEHOLDER"
+    if suffix == ".json":
+        return json.dumps(data).replace('"PLACEHOLDER"', written)
+    return yaml.safe_dump(data).replace("PLACEHOLDER", written)
+
+
+def _subject_field(field: str, suffix: str, written: str):
+    return lambda tmp: _with_field(tmp, suffix, ("subjects", 0), field, written)
+
+
+def _quality_field(field: str, suffix: str, written: str):
+    return lambda tmp: _with_field(tmp, suffix, ("quality",), field, written)
+
+
+DEEP = "lists and mappings nested more than 32 levels deep"
+HOSTILE_BRIEFS = {
+    # name: (suffix, text from tmp_path, the line expected on stderr)
+    "json-duplicate-key": (".json", lambda tmp: _json_with(tmp, '"campaign": "other-campaign"'),
+                           r"line 1: JSON syntax error: duplicate key 'campaign' \(column \d+\)"),
+    "yaml-500-levels": (".yaml", lambda tmp: _deep_yaml(tmp, 500), rf"line \d+: {DEEP} \(column \d+\)"),
+    "yaml-100000-levels": (".yaml", lambda tmp: _deep_yaml(tmp, 100_000), rf"line \d+: {DEEP} \(column \d+\)"),
+    "json-500-levels": (".json", lambda tmp: _deep_json(tmp, 500), rf"line 1: {DEEP} \(column \d+\)"),
+    "json-100000-levels": (".json", lambda tmp: _deep_json(tmp, 100_000), rf"line 1: {DEEP} \(column \d+\)"),
+    "yaml-boolean-variations": (".yaml", _subject_field("variations", ".yaml", "true"),
+                                r"subjects\[0\]\.variations: expected a whole number, got true/false"),
+    "yaml-yes-seed": (".yaml", _subject_field("seed", ".yaml", "yes"),
+                      r"subjects\[0\]\.seed: expected a whole number, got true/false"),
+    "json-boolean-threshold": (".json", _quality_field("max_noise_sigma", ".json", "false"),
+                               r"quality\.max_noise_sigma: expected a number, got true/false"),
+    "yaml-nan": (".yaml", _quality_field("max_noise_sigma", ".yaml", ".nan"),
+                 r"quality\.max_noise_sigma: must be a finite number, not NaN or infinity"),
+    "yaml-inf": (".yaml", _quality_field("max_clipped_fraction", ".yaml", ".inf"),
+                 r"quality\.max_clipped_fraction: must be a finite number, not NaN or infinity"),
+    "json-nan": (".json", _quality_field("max_noise_sigma", ".json", "NaN"),
+                 r"quality\.max_noise_sigma: must be a finite number, not NaN or infinity"),
+    "json-minus-infinity": (".json", _subject_field("variations", ".json", "-Infinity"),
+                            r"subjects\[0\]\.variations: must be a finite number, not NaN or infinity"),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE_BRIEFS)
+def test_hostile_brief_structure_and_values_exit_2_naming_the_place(tmp_path, capsys, case):
+    suffix, text, expected = HOSTILE_BRIEFS[case]
+    brief = tmp_path / f"brief{suffix}"
+    brief.write_text(text(tmp_path))
+    out = tmp_path / "out"
+    code, _, err = run(capsys, brief, out)
+    assert code == 2, err
+    assert re.search(rf"^  {expected}$", err, re.MULTILINE), err
+    assert len(err.strip().splitlines()) == 2, "the heading and one line for the one problem"
+    assert "Traceback" not in err
+    assert not out.exists(), "an invalid brief wrote something"
+
+
+def test_an_oversized_brief_file_exits_2_before_it_is_parsed(tmp_path, capsys):
+    from imagegen.brief_source import MAX_BRIEF_BYTES
+
+    brief = tmp_path / "brief.yaml"
+    brief.write_text(_brief_text(tmp_path, ".yaml") + "# padding\n" * (MAX_BRIEF_BYTES // 10))
+    out = tmp_path / "out"
+    code, _, err = run(capsys, brief, out)
+    assert code == 2, err
+    assert f"  file: the brief is over {MAX_BRIEF_BYTES} bytes" in err
+    assert "Traceback" not in err
+    assert not out.exists(), "an invalid brief wrote something"

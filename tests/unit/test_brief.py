@@ -2,12 +2,15 @@
 
 import copy
 import json
+import math
 import os
 import shutil
+import typing
 from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from imagegen.brief import Brief
 from imagegen.brief_source import load_brief, parse_brief
@@ -414,3 +417,217 @@ def test_invisible_character_errors_name_the_code_point_not_the_text():
     with pytest.raises(BriefError) as info:
         parse_brief(data, EXAMPLES)
     assert "jane.doe" not in str(info.value) and "U+202E" in str(info.value)
+
+
+# --- hostile input: duplicate JSON keys, size, nesting, booleans and NaN for numbers ---------
+
+def load_problems(path: Path) -> list[tuple[str, str]]:
+    with pytest.raises(BriefError) as info:
+        load_brief(path)
+    error = info.value  # no chained exception: its traceback would show the parser's internals
+    assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)
+    return error.problems
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('{"campaign": "a",\n "subjects": [],\n "campaign": "b"}',
+     ("line 3", "JSON syntax error: duplicate key 'campaign' (column 2)")),
+    ('{"brand": {"name": "A", "palette": ["#fff"],\n  "name": "B"}}',
+     ("line 2", "JSON syntax error: duplicate key 'name' (column 3)")),
+    ('{"subjects": [{"subject": "a"}, {"subject": "b",\n "seed": 1, "seed": 2}]}',
+     ("line 2", "JSON syntax error: duplicate key 'seed' (column 13)")),
+    ('{"campaign": "a", "c\\u0061mpaign": "b"}', ("line 1", "JSON syntax error: duplicate key 'campaign' (column 19)")),
+], ids=["top-level", "nested", "in-a-list", "escaped-the-same"])
+def test_json_duplicate_keys_are_an_error(tmp_path, text, expected):
+    assert load_problems(write(tmp_path, "brief.json", text)) == [expected]
+
+
+def test_json_keys_may_repeat_in_different_objects_and_syntax_errors_come_first(tmp_path):
+    data = {**VALID, "subjects": [{"subject": "a", "seed": 1}, {"subject": "b", "seed": 2}]}
+    assert load_brief(write(tmp_path, "brief.json", json.dumps(data))).subjects[1].seed == 2
+    assert load_problems(write(tmp_path, "broken.json", '{"campaign": "a", "campaign": }')) == [
+        ("line 1", "JSON syntax error: Expecting value (column 31)")]
+
+
+def test_a_brief_file_over_the_size_cap_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    from imagegen.brief_source import MAX_BRIEF_BYTES
+
+    path = tmp_path / "brief.yaml"
+    with path.open("wb") as file:  # sparse: 50 MB on paper, nothing on disk
+        file.truncate(50_000_000)
+    opened = []
+    monkeypatch.setattr(Path, "open", lambda self, *a, **k: opened.append(self))
+    assert load_problems(path) == [("file", f"the brief is over {MAX_BRIEF_BYTES} bytes")]
+    assert opened == [], "the size is checked on the file's stat, before it is opened"
+
+
+def test_a_brief_is_read_no_further_than_the_size_cap(tmp_path):
+    from imagegen.brief_source import MAX_BRIEF_BYTES
+
+    endless = tmp_path / "brief.yaml"
+    endless.symlink_to("/dev/zero")  # its stat says 0 bytes; reading it never ends
+    assert load_problems(endless) == [("file", f"the brief is over {MAX_BRIEF_BYTES} bytes")]
+
+
+def test_a_brief_of_exactly_the_size_cap_loads(tmp_path):
+    from imagegen.brief_source import MAX_BRIEF_BYTES
+
+    text = yaml.safe_dump(VALID)
+    text += "#" * (MAX_BRIEF_BYTES - len(text) - 1) + "\n"
+    assert load_brief(write(tmp_path, "brief.yaml", text)).campaign == "spring-launch"
+
+
+def test_brief_text_over_the_size_cap_is_refused():
+    from imagegen.brief_source import MAX_BRIEF_BYTES, brief_from_source
+
+    with pytest.raises(BriefError) as info:
+        brief_from_source(yaml.safe_dump(VALID) + "#" * MAX_BRIEF_BYTES)
+    assert info.value.problems == [("brief", f"the brief is over {MAX_BRIEF_BYTES} bytes")]
+
+
+DEEP = "lists and mappings nested more than 32 levels deep"
+
+
+@pytest.mark.parametrize("levels", [33, 500, 100_000])
+@pytest.mark.parametrize("name, text", [
+    ("flow.yaml", lambda n: "campaign: x\nextra: " + "[" * n + "]" * n + "\n"),
+    ("block.yml", lambda n: "campaign: x\nextra:\n" + "- " * n + "x\n"),
+    ("brief.json", lambda n: '{"campaign": "x",\n "extra": ' + "[" * n + "]" * n + "}"),
+], ids=["yaml-flow", "yaml-block", "json"])
+def test_nesting_deeper_than_the_cap_is_refused_before_the_parser_recurses(tmp_path, name, text, levels):
+    # the top-level mapping is the first level: the 32nd '[' (or '- ') is the 33rd level
+    problems = load_problems(write(tmp_path, name, text(levels)))
+    line, column = {"flow.yaml": (2, 39), "block.yml": (3, 63), "brief.json": (2, 42)}[name]
+    assert problems == [(f"line {line}", f"{DEEP} (column {column})")]
+
+
+@pytest.mark.parametrize("name, text", [
+    ("brief.yaml", "extra: " + "[" * 31 + "]" * 31 + "\n"),
+    ("brief.json", '{"extra": ' + "[" * 31 + "]" * 31 + "}"),
+], ids=["yaml", "json"])
+def test_nesting_up_to_the_cap_parses(tmp_path, name, text):
+    # 32 levels parse: the brief is then refused for its content, not its depth
+    assert ("extra", "unknown field; allowed: campaign, brand, subjects, size_sets, targets, provider, quality, "
+                     "publish") in load_problems(write(tmp_path, name, text))
+
+
+def test_yaml_aliases_cannot_build_deep_nesting(tmp_path):
+    # each anchor nests the one before 20 levels deeper: 5 of them are 100 levels deep
+    lines = ["a0: &a0 " + "[" * 20 + "]" * 20]
+    lines += [f"a{i}: &a{i} " + "[" * 20 + f"*a{i - 1}" + "]" * 20 for i in range(1, 5)]
+    assert load_problems(write(tmp_path, "brief.yaml", "\n".join(lines))) == [
+        ("a1" + "[0]" * 20, DEEP)]
+
+
+def test_a_yaml_alias_loop_is_refused(tmp_path):
+    assert load_problems(write(tmp_path, "brief.yaml", "campaign: x\nbrand: &b {name: B, palette: [*b]}\n")) == [
+        ("brand.palette[0]", "refers to a list or mapping it is inside (a YAML alias loop)")]
+
+
+def test_deep_data_handed_over_from_code_is_refused_without_recursion():
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    assert problems_for(set_in(["subjects", 0, "quality"], deep)) == [("subjects[0].quality" + "[0]" * 29, DEEP)]
+
+
+def _number_fields(model=Brief, prefix=()):
+    """(path, whole) for every int or float field reachable from Brief, lists entered at index 0."""
+    from imagegen.brief_checks import _options
+
+    for name, field in model.model_fields.items():
+        options = _options(field.annotation)
+        if bool not in options and (int in options or float in options):
+            yield (*prefix, name), int in options
+        for option in options:
+            inner = typing.get_args(option)[0] if typing.get_origin(option) is list else option
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                index = (0,) if inner is not option else ()
+                yield from _number_fields(inner, (*prefix, name, *index))
+
+
+def _with_value_at(path, value) -> dict:
+    """VALID with every mapping on `path` present (a target and a logo that validate), then value set."""
+    data = copy.deepcopy(VALID)
+    data["targets"] = [{"name": "hero", "platform": "web", "width": 640, "height": 640}]
+    node = data
+    for key in path[:-1]:
+        node = node[key] if isinstance(key, int) else node.setdefault(key, {"path": "logo.png"} if key == "logo"
+                                                                        else {})
+    node[path[-1]] = value
+    return data
+
+
+def format_path(path) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+
+
+NUMBER_FIELDS = sorted(_number_fields())
+
+
+def test_the_number_fields_are_all_found():
+    found = {format_path(path) for path, _ in NUMBER_FIELDS}
+    assert {"subjects[0].variations", "subjects[0].seed", "targets[0].width", "targets[0].max_bytes",
+            "brand.logo.opacity", "brand.border.width", "quality.max_noise_sigma", "provider.master_height",
+            "publish.responsive.max_images", "publish.outpaint.min_crop"} <= found
+    assert len(found) >= 25
+
+
+@pytest.mark.parametrize("path, whole", NUMBER_FIELDS, ids=[format_path(p) for p, _ in NUMBER_FIELDS])
+@pytest.mark.parametrize("value", [True, False])
+def test_booleans_are_not_numbers(path, whole, value):
+    problems = parse_problems(_with_value_at(path, value))
+    assert problems == [(format_path(path), f"expected a{' whole' if whole else ''} number, got true/false")]
+
+
+@pytest.mark.parametrize("path, whole", NUMBER_FIELDS, ids=[format_path(p) for p, _ in NUMBER_FIELDS])
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
+def test_nan_and_infinities_are_not_numbers(path, whole, value):
+    assert parse_problems(_with_value_at(path, value)) == [
+        (format_path(path), "must be a finite number, not NaN or infinity")]
+
+
+def parse_problems(data: dict) -> list[tuple[str, str]]:
+    with pytest.raises(BriefError) as info:
+        parse_brief(data, EXAMPLES)
+    return info.value.problems
+
+
+def test_true_false_fields_still_take_booleans_and_number_fields_numbers():
+    data = _with_value_at(("quality", "check_brand_colors"), False)
+    data["quality"].update(vlm_review=True, max_noise_sigma=3, min_width=512)
+    data["subjects"][0].update(variations=2, seed=7)
+    brief = parse_brief(data, EXAMPLES)
+    assert (brief.quality.check_brand_colors, brief.quality.vlm_review) == (False, True)
+    assert (brief.quality.max_noise_sigma, brief.subjects[0].variations, brief.subjects[0].seed) == (3.0, 2, 7)
+
+
+def test_booleans_and_other_problems_are_reported_together():
+    data = _with_value_at(("subjects", 0, "seed"), False)  # taken as 0, pydantic would say "must be at least 1"
+    data["campaign"] = "A B"
+    assert [loc for loc, _ in parse_problems(data)] == ["subjects[0].seed", "campaign"]
+
+
+def test_yaml_and_json_spellings_of_booleans_and_nan(tmp_path):
+    yaml_text = ("campaign: x\nbrand: {name: B, palette: ['#fff']}\nsubjects: [{subject: a mug, variations: yes}]\n"
+                 "quality: {max_noise_sigma: .nan, min_sharpness: .inf, max_blockiness: -.Inf}\n")
+    assert load_problems(write(tmp_path, "brief.yaml", yaml_text)) == [
+        ("subjects[0].variations", "expected a whole number, got true/false"),
+        ("quality.min_sharpness", "must be a finite number, not NaN or infinity"),
+        ("quality.max_blockiness", "must be a finite number, not NaN or infinity"),
+        ("quality.max_noise_sigma", "must be a finite number, not NaN or infinity")]
+    json_text = ('{"campaign": "x", "brand": {"name": "B", "palette": ["#fff"]}, "subjects": [{"subject": "a mug", '
+                 '"variations": true}], "quality": {"max_noise_sigma": NaN, "min_sharpness": Infinity, '
+                 '"max_blockiness": -Infinity}}')
+    assert load_problems(write(tmp_path, "brief.json", json_text)) == load_problems(tmp_path / "brief.yaml")
+
+
+@pytest.mark.parametrize("name, text, expected", [
+    ("brief.yaml", "campaign: x\nextra: " + "1" * 5000 + "\n",
+     ("line 2", "cannot read a number with more than 4300 digits (column 8)")),
+    ("brief.json", '{"extra": ' + "1" * 5000 + "}", ("file", "cannot read a number with more than 4300 digits")),
+    ("brief.yaml", "campaign: x\nextra: 2024-13-01\n",
+     ("line 2", "cannot read the value: month must be in 1..12 (column 8)")),
+], ids=["yaml-long-number", "json-long-number", "yaml-impossible-date"])
+def test_values_python_cannot_hold_are_refused_not_a_traceback(tmp_path, name, text, expected):
+    assert load_problems(write(tmp_path, name, text)) == [expected]

@@ -114,12 +114,12 @@ class SqliteCatalog(Catalog):
             conn.close()
 
     def _check_schema_and_write(self, conn: sqlite3.Connection) -> None:
-        for statement in _statements(schema_sql("sqlite")):
-            conn.execute(statement)
         columns = [record[1] for record in conn.execute("PRAGMA table_info(media_assets)")]
-        if missing := missing_columns(columns):
+        if columns and (missing := missing_columns(columns)):
             raise CatalogError(f"sqlite catalog {self.path}: table media_assets lacks the column(s) "
                                f"{', '.join(missing)}; it was not made by imagegen/sql/media_assets.sqlite.sql")
+        for statement in _statements(schema_sql("sqlite")):
+            conn.execute(statement)
         probe = probe_row()
         names = list(CatalogRow.model_fields)
         conn.execute(f"INSERT OR REPLACE INTO media_assets ({', '.join(names)}) "

@@ -121,8 +121,9 @@ class SupabaseRestCatalog(Catalog):
 
     def preflight(self) -> None:
         """Reachable, the key accepted, every column there, and a probe row written and deleted."""
+        # postgrest-py retries a GET on 503 and network errors for 7 s: the check asks once
         sample = self._run("checking", lambda: self.client.table(self.table).select(",".join(ROW_COLUMNS))
-                           .limit(1).execute())
+                           .limit(1).retry(False).execute())
         if sample and (missing := missing_columns(sample[0])):
             raise CatalogError(f"checking Supabase table {self.table!r}: it lacks the column(s) {', '.join(missing)}; "
                                "create it with imagegen/sql/media_assets.postgres.sql")

@@ -129,7 +129,7 @@ def _types_of(annotation: Any) -> tuple[Any, ...]:
 def _reason(error: Any, field: FieldInfo | None) -> str:
     """What the value must be, and (for numbers only) what it was."""
     kinds = _types_of(field.annotation) if field is not None else ()
-    if int in kinds or float in kinds:
+    if field is not None and (int in kinds or float in kinds):
         return f"must be {_number_range(field, whole=int in kinds)}, got {_shown(error.get('input'))}"
     if SecretStr in kinds:
         return "is not a valid value (a secret: not shown)"

@@ -82,9 +82,10 @@ def _preflight_failure(name: str, err) -> PreflightProviderFailure:
         variables += _ENDPOINT_VARIABLES.get(name, ())
         where = "the environment variables " + ", ".join(variables) if variables else "the provider's configuration"
     cause = "rejected the credentials" if isinstance(err, ProviderAuthError) else "failed"
+    said = " ".join(str(err).split())  # one line, like every other environment problem
     return PreflightProviderFailure(
         f"provider {name!r} {cause} during the pre-flight check, before anything was generated or written; "
-        f"the brief itself is valid.\n  {err}\n  check {where}")
+        f"the brief itself is valid: {said}; check {where}")
 
 
 def validate(brief_path: str, provider: str | None, out: Path, out_source: str = "--out") -> None:

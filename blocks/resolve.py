@@ -104,7 +104,7 @@ def store_block(name: str, settings: ImagegenSettings, out_dir: Path,
         missing = [n for n, v in (("GITLAB_URL", settings.gitlab_url), ("GITLAB_TOKEN", settings.gitlab_token),
                                   ("IMAGEGEN_GITLAB_PROJECT", settings.gitlab_project)) if not v]
         if missing:
-            raise SettingsError([(field, f"store 'gitlab' needs {' and '.join(missing)} in the environment "
+            raise SettingsError([(field, f"store 'gitlab' needs {', '.join(missing)} in the environment "
                                          "(the brief is valid; set them or choose another store)")])
         return GitLabUploads(credentials=GitLabCredentials(url=settings.gitlab_url, token=settings.gitlab_token),
                              project=settings.gitlab_project, index_path=str(out_dir / "gitlab-uploads.json"))

@@ -19,6 +19,11 @@ class CatalogBlock(Block, ABC):
     def get_catalog(self) -> Catalog:
         """A catalog whose upsert is one transaction on the natural key (campaign, asset_id, variant)."""
 
+    def check_catalog(self) -> None:
+        """Before any spend: reachable, schema there or creatable, writable (Catalog.preflight, short
+        timeout, no retries, nothing left written). Raises CatalogError with the reason."""
+        self.get_catalog().preflight()
+
 
 class SqliteCatalogBlock(CatalogBlock):
     """A SQLite file holding the `media_assets` table.

@@ -1,6 +1,11 @@
 """Turn names from a brief or the CLI into blocks: `local`, `nvidia`, `nim`, `neuroflash`, or a saved
 block `<block-type-slug>/<block-name>`. Blocks built here read credentials from the environment
-(pydantic-settings), so the no-server path needs no saved blocks at all."""
+(pydantic-settings), so the no-server path needs no saved blocks at all.
+
+A name that cannot be used is reported against where it came from: a brief field (BriefError, the
+brief is invalid), a flag such as `--provider` (UsageError) or an environment variable such as
+IMAGEGEN_PROVIDER (SettingsError: the environment is wrong, the brief is fine). Credentials missing
+for a store or catalog are always the environment's problem, whoever named the store."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from typing import TypeVar
 
 from prefect.blocks.core import Block
 
-from imagegen.errors import BriefError
+from imagegen.errors import BriefError, ImagegenError, SettingsError, UsageError
 from imagegen.settings import ImagegenSettings
 from imagegen_flows.blocks.catalog import CatalogBlock, SqliteCatalogBlock
 from imagegen_flows.blocks.gitlab import GitLabCredentials, GitLabUploads
@@ -22,30 +27,43 @@ from imagegen_flows.blocks.supabase import SupabaseCatalogBlock, SupabaseCredent
 PROVIDER_NAMES = ("local", "nvidia", "nim", "neuroflash")
 _SAVED_BLOCK = re.compile(r"^[a-z0-9][a-z0-9-]*/[A-Za-z0-9][A-Za-z0-9_-]*$")
 SavedBlock = TypeVar("SavedBlock", bound=Block)
+_ENVIRONMENT_VARIABLE = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+def problem_at(where: str, reason: str) -> ImagegenError:
+    """The error for a bad value at `where`: a flag (`--provider`) is a usage error, an environment
+    variable (UPPER_CASE) a settings error, anything else a field of the brief."""
+    if where.startswith("--"):
+        return UsageError(where, reason)
+    if _ENVIRONMENT_VARIABLE.match(where):
+        return SettingsError([(where, reason)])
+    return BriefError([(where, reason)])
 
 
 def load_saved_block(name: str, field: str, expected: type[SavedBlock]) -> SavedBlock:
-    """A saved block named `<block-type-slug>/<block-name>`, or a BriefError naming `field`.
+    """A saved block named `<block-type-slug>/<block-name>`, or an error naming `field` (see problem_at).
 
     `expected` is only used for isinstance, so the abstract block bases are fine here; mypy rejects an
     abstract class for type[T] all the same (it cannot know that nothing instantiates it), hence the
     `type: ignore[type-abstract]` at the callers.
     """
     if not _SAVED_BLOCK.match(name):
-        raise BriefError([(field, f"{name!r} is not a saved block name like <block-type-slug>/<block-name>")])
+        raise problem_at(field, f"{name!r} is not a saved block name like <block-type-slug>/<block-name>")
     try:
         block = Block.load(name)
     except (ValueError, KeyError) as exc:
-        raise BriefError([(field, f"no saved block {name!r} on the Prefect API ({type(exc).__name__})")]) from None
+        raise problem_at(field, f"no saved block {name!r} on the Prefect API ({type(exc).__name__})") from None
     if not isinstance(block, expected):
-        raise BriefError([(field, f"saved block {name!r} is a {type(block).__name__}, not a {expected.__name__}")])
+        raise problem_at(field, f"saved block {name!r} is a {type(block).__name__}, not a {expected.__name__}")
     return block
 
 
-def provider_block(name: str, settings: ImagegenSettings, model: str | None = None) -> ImageProviderBlock:
-    """A provider block for `name`, configured from the environment."""
+def provider_block(name: str, settings: ImagegenSettings, model: str | None = None,
+                   field: str | None = None) -> ImageProviderBlock:
+    """A provider block for `name`, configured from the environment. `field` says where the name came
+    from, for the error when it is unknown (default: the brief's provider.name / provider.block)."""
     if "/" in name:
-        return load_saved_block(name, "provider.block", ImageProviderBlock)  # type: ignore[type-abstract]
+        return load_saved_block(name, field or "provider.block", ImageProviderBlock)  # type: ignore[type-abstract]
     if name == "local":
         return LocalProvider(master_size=settings.local_master_size)
     if name in ("nvidia", "nim"):
@@ -56,15 +74,19 @@ def provider_block(name: str, settings: ImagegenSettings, model: str | None = No
         from imagegen_flows.blocks.neuroflash import neuroflash_provider_from_settings
 
         return neuroflash_provider_from_settings(settings, model=model)
-    raise BriefError([("provider.name", f"unknown provider {name!r}; known: {', '.join(PROVIDER_NAMES)} "
-                                        "or a saved block as <block-type-slug>/<block-name>")])
+    raise problem_at(field or "provider.name", f"unknown provider {name!r}; known: {', '.join(PROVIDER_NAMES)} "
+                                               "or a saved block as <block-type-slug>/<block-name>")
 
 
-def provider_chain(choice, settings: ImagegenSettings, override: str | None = None) -> list[ImageProviderBlock]:
-    """The primary provider followed by the brief's fallbacks, without repeats."""
+def provider_chain(choice, settings: ImagegenSettings, override: str | None = None,
+                   override_source: str = "IMAGEGEN_PROVIDER") -> list[ImageProviderBlock]:
+    """The primary provider followed by the brief's fallbacks, without repeats. `override_source`
+    names where `override` came from (IMAGEGEN_PROVIDER, or `--provider`) for its errors."""
     primary = override or choice.block or choice.name
     names = [primary, *[n for n in choice.fallback if n != primary]]
-    return [provider_block(name, settings, model=choice.model if i == 0 else None) for i, name in enumerate(names)]
+    return [provider_block(name, settings, model=choice.model if i == 0 else None,
+                           field=override_source if i == 0 and override else None)
+            for i, name in enumerate(names)]
 
 
 def store_block(name: str, settings: ImagegenSettings, out_dir: Path,
@@ -75,12 +97,15 @@ def store_block(name: str, settings: ImagegenSettings, out_dir: Path,
     if name == "local":
         return LocalAssetFolder(path=str(out_dir / "assets"), store_name="local")
     if name == "supabase":
-        return SupabaseStorage(credentials=_supabase_credentials(settings, field), bucket=settings.supabase_bucket)
+        credentials = _supabase_credentials(settings, field, "store 'supabase'",
+                                            "the brief is valid; set them or choose another store")
+        return SupabaseStorage(credentials=credentials, bucket=settings.supabase_bucket)
     if name == "gitlab":
         missing = [n for n, v in (("GITLAB_URL", settings.gitlab_url), ("GITLAB_TOKEN", settings.gitlab_token),
                                   ("IMAGEGEN_GITLAB_PROJECT", settings.gitlab_project)) if not v]
         if missing:
-            raise BriefError([(field, f"store 'gitlab' needs {', '.join(missing)} in the environment")])
+            raise SettingsError([(field, f"store 'gitlab' needs {', '.join(missing)} in the environment "
+                                         "(the brief is valid; set them or choose another store)")])
         return GitLabUploads(credentials=GitLabCredentials(url=settings.gitlab_url, token=settings.gitlab_token),
                              project=settings.gitlab_project, index_path=str(out_dir / "gitlab-uploads.json"))
     raise BriefError([(field, f"unknown store {name!r}; known: local, supabase, gitlab, or a saved block "
@@ -97,29 +122,35 @@ def quarantine_block(out_dir: Path) -> AssetStoreBlock:
     return LocalAssetFolder(path=str(out_dir / "quarantine"), store_name="quarantine")
 
 
+CATALOG_VARIABLE = "IMAGEGEN_CATALOG_URL"
+
+
 def catalog_block(settings: ImagegenSettings, out_dir: Path) -> CatalogBlock:
-    """IMAGEGEN_CATALOG_URL, or `<out>/catalog.db`."""
+    """IMAGEGEN_CATALOG_URL, or `<out>/catalog.db`. A URL that cannot be used is a SettingsError."""
     url = settings.catalog_url
     if url is None:
         return SqliteCatalogBlock(path=str(out_dir / "catalog.db"))
     if url.startswith("sqlite:///"):
         return SqliteCatalogBlock(path=url.removeprefix("sqlite:///"))
     if url == "supabase":
-        return SupabaseCatalogBlock(credentials=_supabase_credentials(settings))
+        return SupabaseCatalogBlock(credentials=_supabase_credentials(settings, CATALOG_VARIABLE, "catalog 'supabase'"))
     if url.startswith(("postgres://", "postgresql://")):
         return PostgresCatalogBlock(dsn=url)
     if "/" in url and "://" not in url:
-        return load_saved_block(url, "IMAGEGEN_CATALOG_URL", CatalogBlock)  # type: ignore[type-abstract]
+        return load_saved_block(url, CATALOG_VARIABLE, CatalogBlock)  # type: ignore[type-abstract]
     from imagegen.catalog.remote import mask_url
 
-    raise BriefError([("IMAGEGEN_CATALOG_URL", f"{mask_url(url)!r} is not a catalog; use sqlite:///path, "
-                                               "postgresql://user:password@host/db, supabase, or a saved "
-                                               "catalog block <block-type-slug>/<block-name>")])
+    raise SettingsError([(CATALOG_VARIABLE, f"{mask_url(url)!r} is not a catalog; use sqlite:///path, "
+                                            "postgresql://user:password@host/db, supabase, or a saved "
+                                            "catalog block <block-type-slug>/<block-name>")])
 
 
-def _supabase_credentials(settings: ImagegenSettings, field: str = "publish") -> SupabaseCredentials:
+def _supabase_credentials(settings: ImagegenSettings, where: str, what: str, hint: str = "") -> SupabaseCredentials:
+    """Credentials from SUPABASE_URL and SUPABASE_KEY; missing ones are the environment's problem
+    (SettingsError at `where`, naming the variables)."""
     missing = [n for n, v in (("SUPABASE_URL", settings.supabase_url), ("SUPABASE_KEY", settings.supabase_key))
                if not v]
     if missing:
-        raise BriefError([(field, f"Supabase needs {' and '.join(missing)} in the environment")])
+        raise SettingsError([(where, f"{what} needs {' and '.join(missing)} in the environment"
+                                     + (f" ({hint})" if hint else ""))])
     return SupabaseCredentials(url=settings.supabase_url, key=settings.supabase_key)

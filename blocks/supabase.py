@@ -11,8 +11,10 @@ from typing import Any
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr
 
-from imagegen.catalog.base import Catalog
+from imagegen.catalog.base import PREFLIGHT_TIMEOUT_SECONDS, Catalog
+from imagegen.errors import CatalogError
 from imagegen.stores.base import AssetStore
+from imagegen.stores.remote import short_server_message
 from imagegen_flows.blocks.catalog import CatalogBlock
 from imagegen_flows.blocks.storage import AssetStoreBlock
 
@@ -96,3 +98,16 @@ class SupabaseCatalogBlock(CatalogBlock):
         from imagegen.catalog.supabase_rest import SupabaseRestCatalog
 
         return SupabaseRestCatalog(self.credentials.get_client(), table=self.table)
+
+    def check_catalog(self) -> None:
+        """The REST catalog's pre-flight through a client with the short pre-flight timeout."""
+        from imagegen.catalog.supabase_rest import SupabaseRestCatalog
+
+        timeout = min(self.credentials.timeout_seconds, PREFLIGHT_TIMEOUT_SECONDS)
+        quick = self.credentials.model_copy(update={"timeout_seconds": timeout})
+        try:
+            client = quick.get_client()
+        except Exception as exc:  # noqa: BLE001 - supabase-py refuses a malformed URL or key with its own type
+            reason = short_server_message(exc, [self.credentials.key.get_secret_value()])
+            raise CatalogError(f"no Supabase client for {self.credentials.url!r}: {reason}") from None
+        SupabaseRestCatalog(client, table=self.table).preflight()

@@ -6,8 +6,11 @@
     imagegen emit BRIEF  send imagegen.brief.submitted, which starts the on-brief-submitted deployment
 
 Exit codes: 0 success, 1 the run failed, 2 the brief (or a flag) is invalid; nothing is written then.
-A provider that refuses its credentials (or cannot be reached) during the pre-flight check is a run
-failure, not an invalid brief: exit 1, naming the environment variables (or saved block) to check.
+The environment is checked before any spend too, and its problems are run failures, not an invalid
+brief: exit 1, one line naming the variable (or the `--out` folder) and the reason. That covers a
+setting out of range, missing credentials, an output folder that cannot be written or is too full for
+the plan, a catalog that cannot be reached, lacks its table or refuses a write, and a provider that
+refuses its credentials (or cannot be reached), naming the environment variables or saved block.
 """
 
 from __future__ import annotations
@@ -79,16 +82,21 @@ def _preflight_failure(name: str, err) -> PreflightProviderFailure:
         variables += _ENDPOINT_VARIABLES.get(name, ())
         where = "the environment variables " + ", ".join(variables) if variables else "the provider's configuration"
     cause = "rejected the credentials" if isinstance(err, ProviderAuthError) else "failed"
+    said = " ".join(str(err).split())  # one line, like every other environment problem
     return PreflightProviderFailure(
         f"provider {name!r} {cause} during the pre-flight check, before anything was generated or written; "
-        f"the brief itself is valid.\n  {err}\n  check {where}")
+        f"the brief itself is valid: {said}; check {where}")
 
 
-def validate(brief_path: str, provider: str | None, out: Path) -> None:
-    """Everything that can reject a brief, before Prefect starts and before anything is written.
+def validate(brief_path: str, provider: str | None, out: Path, out_source: str = "--out") -> None:
+    """Everything that can refuse a run, before Prefect starts, before any spend and before anything
+    is written; `out_source` names where `out` came from (`--out` or IMAGEGEN_OUTPUT_DIR).
 
-    Raises BriefError for the brief's own problems (exit 2) and PreflightProviderFailure when the
-    primary provider cannot be used for a reason outside the brief (exit 1).
+    Raises BriefError for the brief's own problems and UsageError for a bad flag (exit 2);
+    SettingsError when the environment is wrong (a variable, the output folder, the catalog, missing
+    credentials) and PreflightProviderFailure when the primary provider cannot be used (exit 1).
+    Configuration is checked first, then the output folder and the catalog (before any provider is
+    asked anything), then the provider's capabilities, and last the free space the plan needs.
     """
     from imagegen.brief_source import load_brief
     from imagegen.errors import BriefError, ProviderError, ProviderRequestInvalid
@@ -99,25 +107,65 @@ def validate(brief_path: str, provider: str | None, out: Path) -> None:
 
     settings = load_settings(provider=provider)
     brief = load_brief(brief_path)
-    providers = provider_chain(brief.provider, settings, override=settings.provider)
+    providers = provider_chain(brief.provider, settings, override=settings.provider,
+                               override_source="--provider" if provider else "IMAGEGEN_PROVIDER")
     primary = settings.provider or brief.provider.block or brief.provider.name
     assert primary is not None, "ProviderChoice names `local` when the brief gives neither name nor block"
+    vlm_reviewer(brief, settings)
+    publish_stores(brief.publish, settings, out)
+    catalog = catalog_block(settings, out)
+    _check_output_folder(out, out_source)
+    _check_catalog(catalog, settings.catalog_url, out_source)
     try:
-        plan_for_providers(brief, providers, settings.local_master_size)  # asks the primary provider for its models
-    except ProviderRequestInvalid as err:
+        specs, targets_by_asset = plan_for_providers(brief, providers, settings.local_master_size)
+    except ProviderRequestInvalid as err:  # the plan asks the primary provider for its models
         if err.status is None and brief.provider.model:
             # the provider's own model list refused the model the brief names (no HTTP error involved)
             raise BriefError([("provider.model", str(err))], brief_path) from None
         raise _preflight_failure(primary, err) from None
     except ProviderError as err:
         raise _preflight_failure(primary, err) from None
-    vlm_reviewer(brief, settings)
-    publish_stores(brief.publish, settings, out)
-    catalog_block(settings, out)
+    _check_free_space(out, out_source, specs, targets_by_asset)
+
+
+def _check_output_folder(out: Path, out_source: str) -> None:
+    """`out` is a folder we can write, or one we can create (it is not created here)."""
+    from imagegen.errors import SettingsError
+    from imagegen.preflight import folder_problem
+
+    if problem := folder_problem(out):
+        raise SettingsError([(out_source, problem)])
+
+
+def _check_catalog(catalog, catalog_url: str | None, out_source: str) -> None:
+    """The catalog answers, has (or can create) its table and takes a write; a failure names
+    IMAGEGEN_CATALOG_URL or, for the default `<out>/catalog.db`, the output folder."""
+    from imagegen.errors import CatalogError, SettingsError
+    from imagegen_flows.blocks.resolve import CATALOG_VARIABLE
+
+    try:
+        catalog.check_catalog()
+    except CatalogError as err:  # its message names the (masked) database and the reason
+        where = out_source if catalog_url is None else CATALOG_VARIABLE
+        raise SettingsError([(where, f"the catalog cannot be used: {err}")]) from None
+
+
+def _check_free_space(out: Path, out_source: str, specs: list, targets_by_asset: dict) -> None:
+    from imagegen.errors import SettingsError
+    from imagegen.preflight import estimate_space, space_problem
+
+    if problem := space_problem(out, estimate_space(specs, targets_by_asset)):
+        raise SettingsError([(out_source, problem)])
+
+
+def _print_lines(err: Exception) -> None:
+    """One `error:` line per problem (a SettingsError has one line per problem)."""
+    for line in str(err).splitlines() or [type(err).__name__]:
+        print(f"error: {line}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
-    from imagegen.errors import BriefError, ImagegenError
+    from imagegen.errors import BriefError, ImagegenError, SettingsError, UsageError
 
     if not Path(args.brief).is_file():
         print(f"error: brief file not found: {args.brief}", file=sys.stderr)
@@ -126,11 +174,18 @@ def run(args: argparse.Namespace) -> int:
         print("error: --max-provider-calls: must be 0 or more", file=sys.stderr)
         return EXIT_INVALID
     out = args.out or os.environ.get("IMAGEGEN_OUTPUT_DIR") or "imagegen-output"
+    out_source = "--out" if args.out or not os.environ.get("IMAGEGEN_OUTPUT_DIR") else "IMAGEGEN_OUTPUT_DIR"
     try:
-        validate(args.brief, args.provider, Path(out).resolve())
+        validate(args.brief, args.provider, Path(out).resolve(), out_source)
     except BriefError as err:
         _print_problems(err)
         return EXIT_INVALID
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INVALID
+    except SettingsError as err:  # the environment is wrong, the brief is fine
+        _print_lines(err)
+        return EXIT_FAILED
     except PreflightProviderFailure as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED

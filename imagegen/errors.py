@@ -18,6 +18,30 @@ class BriefError(ImagegenError):
         super().__init__(f"invalid brief{where}:\n" + "\n".join(lines))
 
 
+class SettingsError(ImagegenError):
+    """The environment cannot run anything, whatever the brief: a variable out of range, missing
+    credentials, an output folder or a catalog that cannot be used. The brief is fine: the CLI exits 1.
+
+    `problems` is a list of (where, reason); `where` names what to change: an environment variable, a
+    flag's folder (`--out`), or the brief field that needs it. The message is one line per problem
+    (whitespace in a reason is folded, so a driver's multi-line text stays on its line) and never holds
+    a secret's value.
+    """
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = [(where, " ".join(reason.split())) for where, reason in problems]
+        super().__init__("\n".join(f"{where}: {reason}" for where, reason in self.problems))
+
+
+class UsageError(ImagegenError):
+    """A command-line flag is invalid (the CLI exits 2, as for an invalid brief). `flag` names it."""
+
+    def __init__(self, flag: str, reason: str):
+        self.flag = flag
+        self.reason = reason
+        super().__init__(f"{flag}: {reason}")
+
+
 class ProviderError(ImagegenError):
     """A provider refused or failed. Subclasses say whether waiting can help."""
 

@@ -3,25 +3,39 @@
 Everything has an embedded default: with no variables set, a run uses the `local` provider, a local
 asset folder and a SQLite catalog inside the output folder. Secrets are SecretStr: their repr and
 str are masked, so a settings object can be logged without leaking them.
+
+Every number has its valid range on its Field; `load_settings` turns pydantic's ValidationError into a
+SettingsError with one line per bad variable, named as the user set it (`IMAGEGEN_LOCAL_MASTER_SIZE:
+must be a whole number from 64 to 8192, got 'abc'`). Only numbers are echoed back: any other value
+could be, or contain, a secret.
 """
 
 from __future__ import annotations
 
+import os
+import types
 from pathlib import Path
+from typing import Any, Union, get_args, get_origin
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from imagegen.errors import SettingsError
+
+ENV_PREFIX = "IMAGEGEN_"
 
 
 class ImagegenSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="IMAGEGEN_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True)
 
     output_dir: Path = Field(Path("imagegen-output"), description="Where assets, catalog.db and gallery.html go")
     provider: str | None = Field(None, description="Override the brief's provider: local, nvidia, nim, neuroflash")
     catalog_url: str | None = Field(
         None, description="sqlite:///path, postgresql://..., or 'supabase'; default <output_dir>/catalog.db")
-    max_provider_calls: int | None = Field(None, description="Per-run budget of provider calls")
-    local_master_size: int = Field(2048, description="Side of the square master the local provider renders")
+    max_provider_calls: int | None = Field(None, ge=0, description="Per-run budget of provider calls")
+    local_master_size: int = Field(2048, ge=64, le=8192,
+                                   description="Side of the square master the local provider renders")
 
     # NVIDIA (hosted API and self-hosted NIM)
     nvidia_api_key: SecretStr | None = Field(
@@ -30,7 +44,7 @@ class ImagegenSettings(BaseSettings):
     nvcf_status_url: str = "https://api.nvcf.nvidia.com/v2/nvcf/pexec/status"
     nvcf_assets_url: str = "https://api.nvcf.nvidia.com/v2/nvcf/assets"
     nim_url: str | None = None
-    nvidia_rate_per_minute: float = 40.0
+    nvidia_rate_per_minute: float = Field(40.0, gt=0, allow_inf_nan=False)
     vlm_base_url: str | None = None
     vlm_model: str | None = None
 
@@ -42,7 +56,7 @@ class ImagegenSettings(BaseSettings):
     neuroflash_api_url: str = "https://app.neuroflash.com/api"
     neuroflash_token_url: str = "https://id.neuroflash.com/oauth/v2/token"
     neuroflash_workspace_id: str | None = None
-    neuroflash_rate_per_minute: float = 30.0
+    neuroflash_rate_per_minute: float = Field(30.0, gt=0, allow_inf_nan=False)
 
     # Stores
     supabase_url: str | None = Field(None, validation_alias=AliasChoices("SUPABASE_URL", "IMAGEGEN_SUPABASE_URL"))
@@ -62,4 +76,80 @@ class ImagegenSettings(BaseSettings):
 
 
 def load_settings(**overrides) -> ImagegenSettings:
-    return ImagegenSettings(**{k: v for k, v in overrides.items() if v is not None})
+    """The settings from the environment, with `overrides` (a flow's parameters) on top.
+
+    Raises SettingsError naming each bad variable (or override) and what it must be.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return ImagegenSettings(**given)
+    except ValidationError as exc:
+        raise settings_error(exc, given) from None
+
+
+def settings_error(exc: ValidationError, overrides: dict[str, Any] | None = None) -> SettingsError:
+    """One (variable, reason) per error of `exc`; an override is named by its parameter name."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        key = str(error["loc"][0]) if error["loc"] else ""
+        name, field = _field_of(key)
+        where = name if name in (overrides or {}) else _variable_of(key, name, field)
+        problems.append((where, _reason(error, field)))
+    return SettingsError(problems)
+
+
+def _field_of(key: str) -> tuple[str, FieldInfo | None]:
+    """The field behind an error's location: its name, or one of its aliases (NVIDIA_API_KEY)."""
+    fields = ImagegenSettings.model_fields
+    if key in fields:
+        return key, fields[key]
+    for name, field in fields.items():
+        if isinstance(field.validation_alias, AliasChoices) and key in field.validation_alias.choices:
+            return name, field
+    return key, None
+
+
+def _variable_of(key: str, name: str, field: FieldInfo | None) -> str:
+    """The environment variable the user set: an alias as written, else IMAGEGEN_<FIELD>."""
+    if field is not None and isinstance(field.validation_alias, AliasChoices):
+        choices = [c for c in field.validation_alias.choices if isinstance(c, str)]
+        if key in choices:
+            return key
+        set_now = [c for c in choices if c.upper() in {k.upper() for k in os.environ}]
+        return (set_now or choices)[0]
+    return f"{ENV_PREFIX}{name.upper()}"
+
+
+def _types_of(annotation: Any) -> tuple[Any, ...]:
+    if get_origin(annotation) in (Union, types.UnionType):
+        return get_args(annotation)
+    return (annotation,)
+
+
+def _reason(error: Any, field: FieldInfo | None) -> str:
+    """What the value must be, and (for numbers only) what it was."""
+    kinds = _types_of(field.annotation) if field is not None else ()
+    if field is not None and (int in kinds or float in kinds):
+        return f"must be {_number_range(field, whole=int in kinds)}, got {_shown(error.get('input'))}"
+    if SecretStr in kinds:
+        return "is not a valid value (a secret: not shown)"
+    return f"is not valid ({error['msg']}; the value is not shown)"
+
+
+def _number_range(field: FieldInfo, *, whole: bool) -> str:
+    # pydantic keeps Field(ge=..., le=..., gt=..., allow_inf_nan=...) as one metadata object each
+    bounds = {name: getattr(constraint, name) for constraint in field.metadata
+              for name in ("ge", "gt", "le", "allow_inf_nan") if hasattr(constraint, name)}
+    kind = "a whole number" if whole else "a number" if bounds.get("allow_inf_nan", True) else "a finite number"
+    if "ge" in bounds and "le" in bounds:
+        return f"{kind} from {bounds['ge']} to {bounds['le']}"
+    if "ge" in bounds:
+        return f"{kind}, {bounds['ge']} or more"
+    if "gt" in bounds:
+        return f"{kind} greater than {bounds['gt']}"
+    return kind
+
+
+def _shown(value: Any) -> str:
+    text = repr(value if isinstance(value, str) else str(value))
+    return text if len(text) <= 40 else text[:37] + "...'"

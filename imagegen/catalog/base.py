@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, Literal
@@ -67,6 +68,24 @@ def schema_sql(dialect: Literal["sqlite", "postgres"]) -> str:
     return resources.files("imagegen.sql").joinpath(f"media_assets.{dialect}.sql").read_text()
 
 
+PREFLIGHT_CAMPAIGN = "imagegen-preflight"
+PREFLIGHT_TIMEOUT_SECONDS = 5  # a pre-flight check waits this long for a server or a lock, once
+
+
+def probe_row(asset_id: str = "probe") -> CatalogRow:
+    """The row a pre-flight check writes to prove it may write; it is rolled back (or deleted) at once."""
+    return CatalogRow(campaign=PREFLIGHT_CAMPAIGN, asset_id=asset_id, variant="probe", url="preflight:probe",
+                      store="preflight", store_key="probe", width=1, height=1, format="PNG", bytes=0,
+                      sha256="0" * 64, prompt="pre-flight write check", provider="preflight", model="preflight",
+                      seed=0, status="quarantined")
+
+
+def missing_columns(found: Iterable[str]) -> list[str]:
+    """The columns of `media_assets` this version writes that a table lacks, in schema order."""
+    present = set(found)
+    return [column for column in CatalogRow.model_fields if column not in present]
+
+
 class Catalog(ABC):
     """All backends share these semantics: upserts run in one transaction (all rows or none),
     keep `created_at` of existing rows, and count a row as updated only if its content changed."""
@@ -82,6 +101,11 @@ class Catalog(ABC):
     @abstractmethod
     def delete(self, keys: list[tuple[str, str, str]]) -> int:
         """Delete rows by natural key (rollback hooks); missing rows are not an error."""
+
+    def preflight(self) -> None:  # noqa: B027 - a backend without checks of its own passes
+        """Before any spend, with a short timeout and no retries: raise CatalogError (one reason)
+        unless this catalog can be reached, has or can create `media_assets` with every column, and
+        takes a write. Leaves nothing written: the probe write is rolled back (or deleted)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

@@ -23,7 +23,17 @@ import psycopg
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 
-from imagegen.catalog.base import CONTENT_COLUMNS, NATURAL_KEY, Catalog, CatalogRow, UpsertResult, schema_sql
+from imagegen.catalog.base import (
+    CONTENT_COLUMNS,
+    NATURAL_KEY,
+    PREFLIGHT_TIMEOUT_SECONDS,
+    Catalog,
+    CatalogRow,
+    UpsertResult,
+    missing_columns,
+    probe_row,
+    schema_sql,
+)
 from imagegen.catalog.remote import JSON_COLUMNS, ROW_COLUMNS, TransientCatalogError, mask_url, passwords_of
 from imagegen.errors import CatalogError
 from imagegen.stores.remote import scrub
@@ -100,6 +110,29 @@ class PostgresCatalog(Catalog):
             self._schema_ready = True
 
     # -- Catalog ---------------------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        """One connection (short timeout), one transaction that is always rolled back: the table is
+        there with every column, or the shipped migration can create it; a probe upsert goes through
+        (INSERT privilege, the natural-key constraint ON CONFLICT needs)."""
+        timeout = min(self.connect_timeout, PREFLIGHT_TIMEOUT_SECONDS)
+        try:
+            with psycopg.connect(self._dsn, connect_timeout=timeout, prepare_threshold=None,
+                                 row_factory=dict_row) as conn, conn.transaction(force_rollback=True):
+                # statement and lock waits end too: a table locked by a long migration fails here
+                conn.execute(f"SET LOCAL statement_timeout = {timeout * 1000}")
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
+                record = conn.execute("SELECT to_regclass('media_assets') IS NOT NULL AS present").fetchone()
+                if record is not None and record["present"]:
+                    cursor = conn.execute("SELECT * FROM media_assets LIMIT 0")
+                    if missing := missing_columns(column.name for column in cursor.description or ()):
+                        raise CatalogError(
+                            f"checking media_assets on {mask_url(self._dsn)}: the table lacks the column(s) "
+                            f"{', '.join(missing)}; it was not made by imagegen/sql/media_assets.postgres.sql")
+                conn.execute(schema_sql("postgres"))
+                conn.execute(UPSERT_SQL, _params(probe_row()))
+        except psycopg.Error as exc:
+            raise self._error(exc, "checking") from None
 
     def upsert(self, rows: list[CatalogRow]) -> UpsertResult:
         result = UpsertResult()

@@ -10,8 +10,18 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-from imagegen.catalog.base import CONTENT_COLUMNS, Catalog, CatalogRow, UpsertResult, schema_sql
+from imagegen.catalog.base import (
+    CONTENT_COLUMNS,
+    PREFLIGHT_TIMEOUT_SECONDS,
+    Catalog,
+    CatalogRow,
+    UpsertResult,
+    missing_columns,
+    probe_row,
+    schema_sql,
+)
 from imagegen.errors import CatalogError, TransientCatalogError
+from imagegen.preflight import folder_problem
 
 _JSON_COLUMNS = {"gates", "metadata"}
 
@@ -28,6 +38,17 @@ def _to_db(column: str, value):
     if isinstance(value, datetime):
         return value.isoformat()
     return value
+
+
+def _statements(script: str) -> list[str]:
+    """`script` split into complete statements (executescript would COMMIT an open transaction first)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    return statements
 
 
 class SqliteCatalog(Catalog):
@@ -65,6 +86,44 @@ class SqliteCatalog(Catalog):
                 raise
             finally:
                 conn.close()
+
+    def preflight(self) -> None:
+        """A missing file is fine when its folder can be made and written (the first write creates
+        it; this check creates nothing). An existing one must open as SQLite, hold (or take) the
+        table with every column, and accept a probe row inside a transaction that is rolled back."""
+        if self.path.is_dir():
+            raise CatalogError(f"sqlite catalog {self.path} is a folder, not a database file")
+        if not self.path.exists():
+            if problem := folder_problem(self.path.parent):
+                raise CatalogError(f"sqlite catalog {self.path}: {problem}")
+            return
+        try:
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=rw", uri=True,
+                                   timeout=PREFLIGHT_TIMEOUT_SECONDS, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise CatalogError(f"sqlite catalog {self.path} cannot be opened for writing: {exc}") from None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._check_schema_and_write(conn)
+            finally:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise CatalogError(f"sqlite catalog {self.path}: {type(exc).__name__}: {exc}") from None
+        finally:
+            conn.close()
+
+    def _check_schema_and_write(self, conn: sqlite3.Connection) -> None:
+        columns = [record[1] for record in conn.execute("PRAGMA table_info(media_assets)")]
+        if columns and (missing := missing_columns(columns)):
+            raise CatalogError(f"sqlite catalog {self.path}: table media_assets lacks the column(s) "
+                               f"{', '.join(missing)}; it was not made by imagegen/sql/media_assets.sqlite.sql")
+        for statement in _statements(schema_sql("sqlite")):
+            conn.execute(statement)
+        probe = probe_row()
+        names = list(CatalogRow.model_fields)
+        conn.execute(f"INSERT OR REPLACE INTO media_assets ({', '.join(names)}) "
+                     f"VALUES ({', '.join('?' * len(names))})", [_to_db(c, getattr(probe, c)) for c in names])
 
     def upsert(self, rows: list[CatalogRow]) -> UpsertResult:
         result = UpsertResult()

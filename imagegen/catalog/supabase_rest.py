@@ -11,10 +11,15 @@
 - Reads page through PostgREST's row cap (1000 on Supabase) ordered by the natural key.
 - `delete` sends one DELETE per (campaign, asset_id) with `variant=in.(...)`; deleting is idempotent,
   so these requests need not share a transaction.
+- `preflight` reads one row naming every column, then writes a probe row (campaign
+  `imagegen-preflight`, a fresh asset id) and deletes it at once: PostgREST has no transaction across
+  requests, and only a real write shows that the key may write (an `anon` key under row-level
+  security reads an empty table and deletes nothing without an error).
 """
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -22,8 +27,14 @@ from typing import Any
 import httpx
 from postgrest.exceptions import APIError
 
-from imagegen.catalog.base import NATURAL_KEY, Catalog, CatalogRow, UpsertResult
-from imagegen.catalog.remote import TransientCatalogError, row_from_record, row_to_json, same_content
+from imagegen.catalog.base import NATURAL_KEY, Catalog, CatalogRow, UpsertResult, missing_columns, probe_row
+from imagegen.catalog.remote import (
+    ROW_COLUMNS,
+    TransientCatalogError,
+    row_from_record,
+    row_to_json,
+    same_content,
+)
 from imagegen.errors import CatalogError, is_transient_status
 from imagegen.stores.remote import short_server_message
 
@@ -107,6 +118,22 @@ class SupabaseRestCatalog(Catalog):
         return found
 
     # -- Catalog ---------------------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        """Reachable, the key accepted, every column there, and a probe row written and deleted."""
+        # postgrest-py retries a GET on 503 and network errors for 7 s: the check asks once
+        sample = self._run("checking", lambda: self.client.table(self.table).select(",".join(ROW_COLUMNS))
+                           .limit(1).retry(False).execute())
+        if sample and (missing := missing_columns(sample[0])):
+            raise CatalogError(f"checking Supabase table {self.table!r}: it lacks the column(s) {', '.join(missing)}; "
+                               "create it with imagegen/sql/media_assets.postgres.sql")
+        probe = probe_row(f"probe-{uuid.uuid4().hex[:12]}")
+        self._run("writing a probe row into", lambda: self.client.table(self.table).insert(
+            row_to_json(probe), returning="minimal").execute())
+        try:
+            self.delete([probe.key])
+        except CatalogError as exc:
+            raise CatalogError(f"{exc}; the probe row {probe.key} of the pre-flight check is left, delete it") from None
 
     def upsert(self, rows: list[CatalogRow]) -> UpsertResult:
         result = UpsertResult()

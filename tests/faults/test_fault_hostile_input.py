@@ -196,11 +196,12 @@ def test_traversal_and_escapes_exit_2_before_anything_is_written(nvidia, tmp_pat
     assert sum(nvidia.calls.values()) == 0
 
 
-@pytest.mark.parametrize("store", ["../../etc", "gitlab"])
-def test_store_names_are_checked_before_anything_is_written(prefect_harness, tmp_path, capsys, store):
-    """A publish store that is a traversal, or a store whose credentials are missing, is an invalid
-    brief: exit 2 naming `publish`, before quota is spent or a master is written (README: "2 when the
-    brief or a flag is invalid; ... writes nothing")."""
+@pytest.mark.parametrize("store, expected_code", [("../../etc", 2), ("gitlab", 1)])
+def test_store_names_are_checked_before_anything_is_written(prefect_harness, tmp_path, capsys, store,
+                                                            expected_code):
+    """A publish store that is a traversal is an invalid brief (exit 2); a store whose credentials are
+    missing is a wrong environment (exit 1: the brief is valid). Either names `publish`, before quota is
+    spent or a master is written (README: "... writes nothing")."""
     brief = write_brief(tmp_path, "store-name", provider=SMALL_LOCAL, targets=SMALL_TARGET,
                         publish={"small_store": store, "large_store": "local"})
     out = tmp_path / "out"
@@ -209,7 +210,7 @@ def test_store_names_are_checked_before_anything_is_written(prefect_harness, tmp
     except Exception as exc:  # noqa: BLE001 - the CLI must answer with an exit code, not a traceback
         code, err = f"raised {type(exc).__name__}: {exc}", capsys.readouterr().err
     written = sorted(p.name for p in out.iterdir()) if out.exists() else []
-    assert (code, written) == (2, []), f"exit {code}; wrote {written}"
+    assert (code, written) == (expected_code, []), f"exit {code}; wrote {written}"
     assert "publish" in err
 
 

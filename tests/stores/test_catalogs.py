@@ -13,7 +13,7 @@ from imagegen.catalog.base import Catalog, CatalogRow
 from imagegen.catalog.postgres import PostgresCatalog
 from imagegen.catalog.sqlite import SqliteCatalog
 from imagegen.catalog.supabase_rest import SupabaseRestCatalog
-from imagegen.errors import BriefError, CatalogError, is_transient
+from imagegen.errors import CatalogError, SettingsError, is_transient
 from imagegen.settings import ImagegenSettings
 from imagegen_flows.blocks.resolve import catalog_block
 from tests.stores.conftest import SECRETS, SUPABASE_KEY, make_supabase_client
@@ -202,7 +202,7 @@ def test_catalog_url_forms(tmp_path, postgres_dsn, supabase_emu):
 
 
 def test_catalog_url_refuses_other_forms_without_echoing_the_password(tmp_path):
-    with pytest.raises(BriefError) as caught:
+    with pytest.raises(SettingsError) as caught:
         catalog_for("mysql://root:hunter2@db.internal/assets", tmp_path)
     message = str(caught.value)
     assert "IMAGEGEN_CATALOG_URL" in message and "hunter2" not in message and "root:***@" in message
@@ -213,7 +213,7 @@ def test_catalog_url_refuses_other_forms_without_echoing_the_password(tmp_path):
 def test_catalog_url_supabase_needs_the_env(tmp_path, monkeypatch):
     monkeypatch.delenv("SUPABASE_URL", raising=False)
     monkeypatch.delenv("SUPABASE_KEY", raising=False)
-    with pytest.raises(BriefError, match="SUPABASE_URL"):
+    with pytest.raises(SettingsError, match="IMAGEGEN_CATALOG_URL: catalog 'supabase' needs SUPABASE_URL"):
         catalog_for("supabase", tmp_path)
 
 

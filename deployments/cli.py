@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -88,7 +89,7 @@ def _preflight_failure(name: str, err) -> PreflightProviderFailure:
         f"the brief itself is valid: {said}; check {where}")
 
 
-def validate(brief_path: str, provider: str | None, out: Path, out_source: str = "--out") -> None:
+def validate(brief_path: str, provider: str | None, out: Path, out_source: str = "--out") -> list:
     """Everything that can refuse a run, before Prefect starts, before any spend and before anything
     is written; `out_source` names where `out` came from (`--out` or IMAGEGEN_OUTPUT_DIR).
 
@@ -126,6 +127,7 @@ def validate(brief_path: str, provider: str | None, out: Path, out_source: str =
     except ProviderError as err:
         raise _preflight_failure(primary, err) from None
     _check_free_space(out, out_source, specs, targets_by_asset)
+    return specs
 
 
 def _check_output_folder(out: Path, out_source: str) -> None:
@@ -176,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or os.environ.get("IMAGEGEN_OUTPUT_DIR") or "imagegen-output"
     out_source = "--out" if args.out or not os.environ.get("IMAGEGEN_OUTPUT_DIR") else "IMAGEGEN_OUTPUT_DIR"
     try:
-        validate(args.brief, args.provider, Path(out).resolve(), out_source)
+        specs = validate(args.brief, args.provider, Path(out).resolve(), out_source)
     except BriefError as err:
         _print_problems(err)
         return EXIT_INVALID
@@ -193,8 +195,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INVALID
 
+    from imagegen_flows.deployments.temporary_api import detach_temporary_api
     from imagegen_flows.flows.campaign import campaign_flow
 
+    detach_temporary_api()  # a terminal's Ctrl-C reaches us, not the API we need to record the interrupt
+    _INTERRUPTED_RUN.update(specs=specs, masters_dir=Path(out).resolve() / "masters")
     try:
         summary = campaign_flow(brief=str(Path(args.brief).resolve()), out_dir=out, provider=args.provider,
                                 max_provider_calls=args.max_provider_calls)
@@ -250,9 +255,60 @@ def emit(args: argparse.Namespace) -> int:
 COMMANDS = {"run": run, "setup": setup, "serve": serve, "emit": emit}
 
 
+# The run the interrupted line speaks of: its planned masters and where their ledger is.
+_INTERRUPTED_RUN: dict = {"specs": [], "masters_dir": None}
+
+
+def _masters_finished(specs: list, masters_dir: Path | None) -> int:
+    """How many planned masters are in the generation ledger: paid for, kept, and free for a rerun."""
+    from imagegen.ledger import LedgerEntry
+    from imagegen_flows.tasks.generate import outpaint_slot_key
+
+    if masters_dir is None:
+        return 0
+    ledger = masters_dir / ".ledger"
+    made = {s.asset_id: LedgerEntry(ledger, s.cache_key()).read() for s in specs if not s.outpaint_from}
+    for spec in specs:
+        if spec.outpaint_from and (base := made.get(spec.outpaint_from)) is not None:
+            made[spec.asset_id] = LedgerEntry(ledger, outpaint_slot_key(base, spec)).read()
+    return sum(1 for master in made.values() if master is not None)
+
+
+def _finish_interrupted(code: int) -> None:
+    """Ctrl-C or SIGTERM: one line, the temporary API stopped, the process ended with 130 or 143."""
+    from imagegen_flows.deployments.temporary_api import stop_temporary_api
+    from imagegen_flows.flows.interrupts import end_process, set_finisher
+
+    set_finisher(None)  # once: a second interrupt or the watchdog must not print and stop again
+    finished = _masters_finished(**_INTERRUPTED_RUN)
+    print(f"interrupted: {finished} masters finished, rerun the same command to continue", file=sys.stderr,
+          flush=True)
+    stop_temporary_api()
+    end_process(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return COMMANDS[args.command](args)
+    if args.command != "run":
+        return COMMANDS[args.command](args)
+    from imagegen_flows.flows.interrupts import exit_code_for, raise_interrupt, set_finisher
+
+    set_finisher(_finish_interrupted)  # the watchdog ends an interrupted run through it
+    previous = {sig: signal.signal(sig, raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return run(args)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM outside the flow run (Terminated)
+        _finish_interrupted(exit_code_for(exc))
+    except BaseException as exc:
+        from prefect.exceptions import TerminationSignal
+
+        if not isinstance(exc, TerminationSignal):  # SIGTERM during the flow run, re-raised by Prefect
+            raise
+        _finish_interrupted(exit_code_for(exc))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return EXIT_FAILED  # not reached: _finish_interrupted ends the process
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.exceptions import TerminationSignal
 from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
 
@@ -29,6 +30,7 @@ from imagegen.summary import FailedAsset, RunSummary
 from imagegen_flows.blocks.resolve import catalog_block, provider_chain, publish_stores, quarantine_block
 from imagegen_flows.flows.gate_stage import gate_and_edit
 from imagegen_flows.flows.generate_stage import generate_all, plan_for_providers, providers_with_quota, usage_after
+from imagegen_flows.flows.interrupts import ending_promptly
 from imagegen_flows.flows.publish_stage import (
     alt_text_for,
     content_credentials,
@@ -70,30 +72,31 @@ def campaign_flow(brief: str | dict, out_dir: str = "imagegen-output", provider:
     `brief` is a path (relative to `brief_dir` or the working directory), an http(s) URL, YAML/JSON
     text, or the brief as a mapping; `provider` overrides the brief's provider.
     """
-    started = time.monotonic()
-    limit_malloc_arenas()  # before the task threads start: freed pixel buffers go back to few arenas
-    logger = get_run_logger()
-    settings = load_settings(provider=provider, max_provider_calls=max_provider_calls)
-    the_brief = brief_from_source(brief, Path(brief_dir) if brief_dir else None)
-    out = Path(out_dir).resolve()
-    providers = provider_chain(the_brief.provider, settings, override=settings.provider)
-    small, large = publish_stores(the_brief.publish, settings, out)  # a bad store name fails before any spend
-    catalog = catalog_block(settings, out)
-    credentials = content_credentials(settings, out)  # a broken signing identity fails before any spend
-    # prompt: every guard runs before any quota is spent or any file is written
-    specs, targets_by_asset = build_prompts(the_brief, providers, settings.local_master_size)
-    targets = resolve_targets(the_brief.size_sets, the_brief.targets)
-    logger.info(f"[prompt] {len(specs)} master(s) x {len(targets)} target(s) for campaign {the_brief.campaign}")
-    usable, quota_before = providers_with_quota(providers, len(specs), logger)
-    if usable[0] is not providers[0]:  # the primary has no quota left: plan for the provider that will work
-        specs, targets_by_asset = build_prompts(the_brief, usable, settings.local_master_size)
-    providers = usable
+    with ending_promptly():  # an interrupt ends the process within seconds, see flows/interrupts.py
+        started = time.monotonic()
+        limit_malloc_arenas()  # before the task threads start: freed pixel buffers go back to few arenas
+        logger = get_run_logger()
+        settings = load_settings(provider=provider, max_provider_calls=max_provider_calls)
+        the_brief = brief_from_source(brief, Path(brief_dir) if brief_dir else None)
+        out = Path(out_dir).resolve()
+        providers = provider_chain(the_brief.provider, settings, override=settings.provider)
+        small, large = publish_stores(the_brief.publish, settings, out)  # a bad store name fails before any spend
+        catalog = catalog_block(settings, out)
+        credentials = content_credentials(settings, out)  # a broken signing identity fails before any spend
+        # prompt: every guard runs before any quota is spent or any file is written
+        specs, targets_by_asset = build_prompts(the_brief, providers, settings.local_master_size)
+        targets = resolve_targets(the_brief.size_sets, the_brief.targets)
+        logger.info(f"[prompt] {len(specs)} master(s) x {len(targets)} target(s) for campaign {the_brief.campaign}")
+        usable, quota_before = providers_with_quota(providers, len(specs), logger)
+        if usable[0] is not providers[0]:  # the primary has no quota left: plan for the provider that will work
+            specs, targets_by_asset = build_prompts(the_brief, usable, settings.local_master_size)
+        providers = usable
 
-    run_id = str(flow_run.id or f"local-{time.time_ns()}")
-    with run_scratch(out / ".work", f"run-{run_id}") as work_dir:
-        return run_stages(the_brief, settings, specs, targets_by_asset, providers, quota_before, out, work_dir,
-                          run_id, stores=dict(small=small, large=large, quarantine=quarantine_block(out)),
-                          credentials=credentials, catalog=catalog, started=started, logger=logger)
+        run_id = str(flow_run.id or f"local-{time.time_ns()}")
+        with run_scratch(out / ".work", f"run-{run_id}") as work_dir:
+            return run_stages(the_brief, settings, specs, targets_by_asset, providers, quota_before, out, work_dir,
+                              run_id, stores=dict(small=small, large=large, quarantine=quarantine_block(out)),
+                              credentials=credentials, catalog=catalog, started=started, logger=logger)
 
 
 def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_asset: dict, providers: list,
@@ -125,6 +128,7 @@ def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_a
                            if future_exception(f) is None and aid in rendered else None)
 
     preload_in_background()  # the gate's GX import happens while the provider works
+    interrupted = False
     try:
         try:
             masters = generate_all(specs, the_brief, providers, masters_dir, run_id, settings.local_master_size,
@@ -155,9 +159,12 @@ def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_a
             jobs[aid] = publish_job(master, template, targets=targets_by_asset[aid], brief=the_brief,
                                     work_dir=work_dir, **stores, **credentials, rendered=ahead if usable else None)
         record = publish_and_catalog(jobs, catalog, logger, failed, out / "gallery.html")
+    except (KeyboardInterrupt, TerminationSignal):
+        interrupted = True  # the process ends within seconds (flows/interrupts.py): renders in flight are left
+        raise
     finally:
-        # renders nobody will store (of quarantined or edited masters) finish before their scratch goes
-        wait([f for f in unused + [f for _, f in rendered.values()] if isinstance(f, PrefectFuture)])
+        if not interrupted:  # renders nobody will store (of quarantined or edited masters) finish first
+            wait([f for f in unused + [f for _, f in rendered.values()] if isinstance(f, PrefectFuture)])
 
     summary = RunSummary(
         campaign=the_brief.campaign, out_dir=str(out), masters=len(specs), generated=len(masters), failed=failed,

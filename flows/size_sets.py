@@ -23,6 +23,7 @@ from imagegen.sizes import resolve_targets
 from imagegen.summary import FailedAsset, RunSummary
 from imagegen_flows.blocks.resolve import catalog_block, publish_stores, quarantine_block
 from imagegen_flows.flows.campaign import campaign_flow
+from imagegen_flows.flows.interrupts import ending_promptly
 from imagegen_flows.flows.publish_stage import content_credentials, publish_and_catalog, publish_job
 from imagegen_flows.flows.reporting import record_run
 from imagegen_flows.flows.streaming import thread_pool
@@ -33,41 +34,42 @@ from imagegen_flows.tasks.fetch import fetch_master
 def size_set_flow(brief: str | dict, size_sets: list[str], out_dir: str = "imagegen-output",
                   from_catalog: bool = True, brief_dir: str | None = None) -> RunSummary:
     """Publish `size_sets` for the brief's campaign; re-render published masters when there are any."""
-    started = time.monotonic()
-    logger = get_run_logger()
-    settings = load_settings()
-    the_brief = brief_from_source(brief, Path(brief_dir) if brief_dir else None)
-    targets = resolve_targets(size_sets, [])
-    out = Path(out_dir).resolve()
-    catalog = catalog_block(settings, out)
-    published = [r for r in catalog.get_catalog().rows(the_brief.campaign)
-                 if r.variant == MASTER_VARIANT and r.status == "published"] if from_catalog else []
-    if not published:
-        logger.info(f"[size-set] no published masters for {the_brief.campaign}: running the campaign flow")
-        data = the_brief.model_dump(mode="json", exclude={"base_dir"})
-        return campaign_flow(brief={**data, "size_sets": size_sets, "targets": []}, out_dir=out_dir,
-                             brief_dir=the_brief.base_dir)
+    with ending_promptly():  # an interrupt ends the process within seconds, see flows/interrupts.py
+        started = time.monotonic()
+        logger = get_run_logger()
+        settings = load_settings()
+        the_brief = brief_from_source(brief, Path(brief_dir) if brief_dir else None)
+        targets = resolve_targets(size_sets, [])
+        out = Path(out_dir).resolve()
+        catalog = catalog_block(settings, out)
+        published = [r for r in catalog.get_catalog().rows(the_brief.campaign)
+                     if r.variant == MASTER_VARIANT and r.status == "published"] if from_catalog else []
+        if not published:
+            logger.info(f"[size-set] no published masters for {the_brief.campaign}: running the campaign flow")
+            data = the_brief.model_dump(mode="json", exclude={"base_dir"})
+            return campaign_flow(brief={**data, "size_sets": size_sets, "targets": []}, out_dir=out_dir,
+                                 brief_dir=the_brief.base_dir)
 
-    logger.info(f"[size-set] re-rendering {len(published)} published master(s) for {', '.join(size_sets)}")
-    fetches = {row.asset_id: fetch_master.submit(row, str(out / "masters")) for row in published}
-    wait(list(fetches.values()))
-    failed: list[FailedAsset] = []
-    small, large = publish_stores(the_brief.publish, settings, out)
-    credentials = content_credentials(settings, out)
-    brief_without_master = the_brief.model_copy(update={"publish": the_brief.publish.model_copy(
-        update={"include_master": False})})
-    with run_scratch(out / ".work", f"run-{flow_run.id or time.time_ns()}") as work_dir:
-        jobs = {}
-        for row in published:
-            future = fetches[row.asset_id]
-            if not future.state.is_completed():
-                failed.append(FailedAsset(asset_id=row.asset_id, stage="fetch",
-                                          reason="the published master is unreachable"))
-                continue
-            jobs[row.asset_id] = publish_job(future.result(), template_from_row(row), targets=targets, small=small,
-                                             large=large, quarantine=quarantine_block(out),
-                                             brief=brief_without_master, work_dir=work_dir, **credentials)
-        record = publish_and_catalog(jobs, catalog, logger, failed, None)
-    summary = RunSummary(campaign=the_brief.campaign, out_dir=str(out), masters=len(published),
-                         generated=len(jobs), failed=failed, provider_calls=0)
-    return record_run(summary, record, catalog, out, started)
+        logger.info(f"[size-set] re-rendering {len(published)} published master(s) for {', '.join(size_sets)}")
+        fetches = {row.asset_id: fetch_master.submit(row, str(out / "masters")) for row in published}
+        wait(list(fetches.values()))
+        failed: list[FailedAsset] = []
+        small, large = publish_stores(the_brief.publish, settings, out)
+        credentials = content_credentials(settings, out)
+        brief_without_master = the_brief.model_copy(update={"publish": the_brief.publish.model_copy(
+            update={"include_master": False})})
+        with run_scratch(out / ".work", f"run-{flow_run.id or time.time_ns()}") as work_dir:
+            jobs = {}
+            for row in published:
+                future = fetches[row.asset_id]
+                if not future.state.is_completed():
+                    failed.append(FailedAsset(asset_id=row.asset_id, stage="fetch",
+                                              reason="the published master is unreachable"))
+                    continue
+                jobs[row.asset_id] = publish_job(future.result(), template_from_row(row), targets=targets, small=small,
+                                                 large=large, quarantine=quarantine_block(out),
+                                                 brief=brief_without_master, work_dir=work_dir, **credentials)
+            record = publish_and_catalog(jobs, catalog, logger, failed, None)
+        summary = RunSummary(campaign=the_brief.campaign, out_dir=str(out), masters=len(published),
+                             generated=len(jobs), failed=failed, provider_calls=0)
+        return record_run(summary, record, catalog, out, started)

@@ -195,12 +195,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INVALID
 
-    from imagegen_flows.deployments.temporary_api import detach_temporary_api
+    from imagegen_flows.deployments.temporary_api import detach_temporary_api, start_temporary_api
     from imagegen_flows.flows.campaign import campaign_flow
 
     detach_temporary_api()  # a terminal's Ctrl-C reaches us, not the API we need to record the interrupt
     _INTERRUPTED_RUN.update(specs=specs, masters_dir=Path(out).resolve() / "masters")
     try:
+        start_temporary_api()
         summary = campaign_flow(brief=str(Path(args.brief).resolve()), out_dir=out, provider=args.provider,
                                 max_provider_calls=args.max_provider_calls)
     except ImagegenError as err:

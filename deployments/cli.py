@@ -102,6 +102,7 @@ def validate(brief_path: str, provider: str | None, out: Path, out_source: str =
     from imagegen.brief_source import load_brief
     from imagegen.errors import BriefError, ProviderError, ProviderRequestInvalid
     from imagegen.settings import load_settings
+    from imagegen_flows.blocks.preflight import check_catalog, check_output_folder
     from imagegen_flows.blocks.resolve import catalog_block, provider_chain, publish_stores
     from imagegen_flows.flows.campaign import vlm_reviewer
     from imagegen_flows.flows.generate_stage import plan_for_providers
@@ -115,8 +116,8 @@ def validate(brief_path: str, provider: str | None, out: Path, out_source: str =
     vlm_reviewer(brief, settings)
     publish_stores(brief.publish, settings, out)
     catalog = catalog_block(settings, out)
-    _check_output_folder(out, out_source)
-    _check_catalog(catalog, settings.catalog_url, out_source)
+    check_output_folder(out, out_source)
+    check_catalog(catalog, settings.catalog_url, out_source)
     try:
         specs, targets_by_asset = plan_for_providers(brief, providers, settings.local_master_size)
     except ProviderRequestInvalid as err:  # the plan asks the primary provider for its models
@@ -128,28 +129,6 @@ def validate(brief_path: str, provider: str | None, out: Path, out_source: str =
         raise _preflight_failure(primary, err) from None
     _check_free_space(out, out_source, specs, targets_by_asset)
     return specs
-
-
-def _check_output_folder(out: Path, out_source: str) -> None:
-    """`out` is a folder we can write, or one we can create (it is not created here)."""
-    from imagegen.errors import SettingsError
-    from imagegen.preflight import folder_problem
-
-    if problem := folder_problem(out):
-        raise SettingsError([(out_source, problem)])
-
-
-def _check_catalog(catalog, catalog_url: str | None, out_source: str) -> None:
-    """The catalog answers, has (or can create) its table and takes a write; a failure names
-    IMAGEGEN_CATALOG_URL or, for the default `<out>/catalog.db`, the output folder."""
-    from imagegen.errors import CatalogError, SettingsError
-    from imagegen_flows.blocks.resolve import CATALOG_VARIABLE
-
-    try:
-        catalog.check_catalog()
-    except CatalogError as err:  # its message names the (masked) database and the reason
-        where = out_source if catalog_url is None else CATALOG_VARIABLE
-        raise SettingsError([(where, f"the catalog cannot be used: {err}")]) from None
 
 
 def _check_free_space(out: Path, out_source: str, specs: list, targets_by_asset: dict) -> None:
@@ -216,12 +195,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def setup(args: argparse.Namespace) -> int:
-    from imagegen.errors import ImagegenError
+    from imagegen.errors import ImagegenError, SettingsError
     from imagegen.settings import load_settings
     from imagegen_flows.deployments.setup import run_setup
 
     try:
         report = run_setup(load_settings())
+    except SettingsError as err:  # the environment, not a flag
+        _print_lines(err)
+        return EXIT_FAILED
     except ImagegenError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INVALID

@@ -27,6 +27,7 @@ from imagegen.scratch import run_scratch
 from imagegen.settings import load_settings
 from imagegen.sizes import resolve_targets
 from imagegen.summary import FailedAsset, RunSummary
+from imagegen_flows.blocks.preflight import check_catalog, check_output_folder
 from imagegen_flows.blocks.resolve import catalog_block, provider_chain, publish_stores, quarantine_block
 from imagegen_flows.flows.gate_stage import gate_and_edit
 from imagegen_flows.flows.generate_stage import generate_all, plan_for_providers, providers_with_quota, usage_after
@@ -52,15 +53,16 @@ def build_prompts(brief: Brief, providers: list, local_master_size: int) -> tupl
 
 def vlm_reviewer(brief: Brief, settings):
     """The VLM reviewer when the policy gates on it or IMAGEGEN_VLM_MODEL asks for reviewed alt text."""
-    from imagegen.errors import BriefError
+    from imagegen.errors import SettingsError
     from imagegen_flows.blocks.nvidia import vision_reviewer_from_settings
 
     if not (brief.quality.vlm_review or settings.vlm_model):
         return None
     reviewer = vision_reviewer_from_settings(settings)
-    if reviewer is None and brief.quality.vlm_review:
-        raise BriefError([("quality.vlm_review", "needs a reviewer: set NVIDIA_API_KEY (and IMAGEGEN_VLM_MODEL, "
-                                                 "IMAGEGEN_VLM_BASE_URL for another OpenAI-compatible endpoint)")])
+    if reviewer is None and brief.quality.vlm_review:  # the brief is fine; the environment lacks the key
+        raise SettingsError([("NVIDIA_API_KEY", "the brief's quality.vlm_review needs a reviewer: set it (and "
+                                                "IMAGEGEN_VLM_MODEL, IMAGEGEN_VLM_BASE_URL for another "
+                                                "OpenAI-compatible endpoint)")])
     return reviewer
 
 
@@ -82,6 +84,8 @@ def campaign_flow(brief: str | dict, out_dir: str = "imagegen-output", provider:
         providers = provider_chain(the_brief.provider, settings, override=settings.provider)
         small, large = publish_stores(the_brief.publish, settings, out)  # a bad store name fails before any spend
         catalog = catalog_block(settings, out)
+        check_output_folder(out, "out_dir")  # runs that never passed the CLI (deployments, events) check here
+        check_catalog(catalog, settings.catalog_url, "out_dir")
         credentials = content_credentials(settings, out)  # a broken signing identity fails before any spend
         # prompt: every guard runs before any quota is spent or any file is written
         specs, targets_by_asset = build_prompts(the_brief, providers, settings.local_master_size)

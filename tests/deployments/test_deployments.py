@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import yaml
 
+from tests.deployments.conftest import WATCH
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 POOL = "imagegen-process"
@@ -138,6 +140,53 @@ def test_adhoc_deployment_run_completes(prefect_server, worker, tmp_path, write_
     assert run.parameters == {"brief": str(brief), "out_dir": str(out)}
     rows = assert_published(out)
     assert len(rows) == 2 and {r["campaign"] for r in rows} == {"deploy-test"}
+
+
+def flow_run_processes(flow_run_id) -> list[int]:
+    """Processes on this machine running the given flow run (the worker passes its id in the environment)."""
+    marker = f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if marker in (proc / "environ").read_bytes().split(b"\0"):
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_cancel_from_the_ui_ends_the_flow_run_process_and_a_rerun_finishes(prefect_server, worker, tmp_path,
+                                                                           write_brief):
+    """"Cancel" in the UI (state Cancelling): the worker signals the flow-run process, which ends promptly
+    (flows/interrupts.py) instead of waiting for its task threads; a new run of the brief completes the set."""
+    from prefect.states import Cancelling
+
+    subjects = [{**WATCH, "variations": 4}, {**WATCH, "subject": "a leather wallet on a marble plinth",
+                                             "variations": 4}]
+    brief, out = write_brief(tmp_path / "brief", campaign="cancel-test", subjects=subjects), tmp_path / "out"
+    with prefect_server.client() as client:
+        deployment = client.read_deployment_by_name(f"{CAMPAIGN_FLOW}/adhoc")
+        created = client.create_flow_run_from_deployment(
+            deployment.id, parameters={"brief": str(brief), "out_dir": str(out)})
+
+    def generating():
+        return (out / "masters").is_dir() and any((out / "masters").glob("*.png"))
+
+    prefect_server.wait(generating, 240, "the first master of the run to be cancelled")
+    with prefect_server.client() as client:
+        client.set_flow_run_state(created.id, Cancelling(), force=True)
+    run = prefect_server.wait_for_final(created.id)
+    assert run.state.is_cancelled(), f"{run.state}\n{prefect_server.diagnostics()}"
+    prefect_server.wait(lambda: not flow_run_processes(created.id), 30, "the cancelled flow run's process to end")
+
+    with prefect_server.client() as client:
+        again = client.create_flow_run_from_deployment(
+            deployment.id, parameters={"brief": str(brief), "out_dir": str(out)})
+    rerun = prefect_server.wait_for_final(again.id)
+    assert rerun.state.is_completed(), f"{rerun.state}\n{prefect_server.diagnostics()}"
+    rows = catalog_rows(out)
+    assert len({r["asset_id"] for r in rows}) == 8 and {r["status"] for r in rows} == {"published"}
 
 
 def test_emitted_event_starts_a_run_with_the_payload_parameters(prefect_server, worker, tmp_path, write_brief):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from imagegen.stores.local import STALE_TEMP_AGE_SECONDS
+from imagegen.files import STALE_TEMP_AGE_SECONDS
 from tests.faults.conftest import (
     BIN,
     REPO,

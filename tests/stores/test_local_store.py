@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imagegen.providers.base import save_image_bytes
 from imagegen import files
 from imagegen.files import STALE_TEMP_AGE_SECONDS, sweep_stale_temp_files
+from imagegen.providers.base import save_image_bytes
 from imagegen.stores.local import LocalFolderStore
 
 

@@ -11,7 +11,7 @@ from prefect import task
 from prefect.context import TaskRunContext
 
 from imagegen.budget import budget_for_run
-from imagegen.files import copy_atomically, write_atomically
+from imagegen.files import copy_atomically, sweep_once_in_a_while, write_atomically
 from imagegen.imaging.brand import outpaint_canvas
 from imagegen.ledger import generation_slot
 from imagegen.models import GeneratedImage, GenerationRequest, ImageRef
@@ -34,8 +34,12 @@ def request_for(spec: PromptSpec, seed: int | None = None) -> GenerationRequest:
 
 
 def adopt_into(result: GeneratedImage, masters_dir: Path) -> GeneratedImage:
-    """Make sure a (possibly cached) master lives in this run's masters folder; copying costs no quota."""
+    """Make sure a (possibly cached) master lives in this run's masters folder; copying costs no quota.
+
+    Every master of a run passes here, cached or not, so the first one sweeps the folder (its ledger
+    and outpaint canvases too) of temp files a killed run left, as a store does when first used."""
     masters_dir.mkdir(parents=True, exist_ok=True)
+    sweep_once_in_a_while(masters_dir.resolve())
     source = Path(result.image.path)
     target = masters_dir / source.name
     if source.resolve() == target.resolve():

@@ -106,7 +106,7 @@ def full_disk(monkeypatch):
 # --------------------------------------------------------------------------- writes
 
 @pytest.mark.parametrize("mask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750),
-                                                      (0o077, 0o600, 0o700)])
+                                                      (0o077, 0o600, 0o700)], ids=["022", "027", "077"])
 def test_files_and_folders_get_the_modes_open_and_mkdir_give(tmp_path, mask, file_mode, dir_mode):
     with umask(mask):
         write_atomically(tmp_path / "a" / "b" / "one.jpg", b"jpeg")

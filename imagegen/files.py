@@ -61,6 +61,7 @@ _OLD_TEMP_SUFFIXES = (".tmp", ".part")  # earlier versions' fixed temp names: ga
 _sweep_lock = threading.Lock()
 _last_sweep: dict[tuple[Path, float], float] = {}  # (folder, max age) -> monotonic time of its last sweep
 _last_write_sweep: dict[Path, float] = {}  # folder -> monotonic time of the last sweep before a write into it
+_MAX_REMEMBERED = 4096  # folders remembered as swept before the ones swept too long ago are forgotten
 
 
 # --------------------------------------------------------------------------- writers
@@ -108,7 +109,8 @@ def temp_name(target_name: str, pid: int | None = None) -> str:
     """The name of a temp file for `target_name` written by `pid` (this process by default) on this host."""
     pid = os.getpid() if pid is None else pid
     start = _start_of(pid) if pid == os.getpid() else (stat[1] if (stat := _read_process_stat(pid)) else 0)
-    return f".{target_name[:_NAME_ROOM]}.{pid}.{_HOST}-{start}.{secrets.token_hex(4)}.tmp"
+    name = target_name.encode()[:_NAME_ROOM].decode(errors="ignore")
+    return f".{name}.{pid}.{_HOST}-{start}.{secrets.token_hex(4)}.tmp"
 
 
 def _create_temp(target: Path, mode: int = 0o666) -> tuple[int, Path]:
@@ -180,13 +182,14 @@ def transient_file(data: bytes, suffix: str = "") -> Iterator[Path]:
 
 # --------------------------------------------------------------------------- leftovers
 
-def _is_leftover(name: str, mtime: float, now: float, max_age_seconds: float) -> bool:
-    """Whether the file `name` is a temp file whose writer is gone."""
+def _is_leftover(entry: os.DirEntry[str], now: float, max_age_seconds: float) -> bool:
+    """Whether the file `entry` is a temp file whose writer is gone (a stat only for temp names)."""
+    name = entry.name
     ours = _TEMP_NAME.match(name)
     if ours is not None and ours["host"] == _HOST:
         return not writer_alive(int(ours["pid"]), int(ours["start"]))
     if ours is not None or name.startswith(_OLD_TEMP_PREFIXES) or name.endswith(_OLD_TEMP_SUFFIXES):
-        return now - mtime > max_age_seconds
+        return now - entry.stat(follow_symlinks=False).st_mtime > max_age_seconds
     return False
 
 
@@ -211,8 +214,7 @@ def sweep_stale_temp_files(root: str | Path, max_age_seconds: float = STALE_TEMP
                 if entry.is_dir(follow_symlinks=False):
                     if recursive:
                         pending.append(Path(entry.path))
-                elif entry.is_file(follow_symlinks=False) and _is_leftover(
-                        entry.name, entry.stat(follow_symlinks=False).st_mtime, now, max_age_seconds):
+                elif entry.is_file(follow_symlinks=False) and _is_leftover(entry, now, max_age_seconds):
                     os.unlink(entry.path)
                     removed.append(Path(entry.path))
             except FileNotFoundError:
@@ -225,10 +227,14 @@ def sweep_stale_temp_files(root: str | Path, max_age_seconds: float = STALE_TEMP
 def _due(last: dict[Any, float], key: Any, interval: float) -> bool:
     """Whether `key` was last swept over `interval` ago (marking it swept now if so); thread-safe."""
     with _sweep_lock:
+        now = time.monotonic()
         then = last.get(key)
-        if then is not None and time.monotonic() - then < interval:
+        if then is not None and now - then < interval:
             return False
-        last[key] = time.monotonic()
+        if len(last) >= _MAX_REMEMBERED:  # a long-lived process writes into ever new asset folders
+            for old in [k for k, t in last.items() if now - t >= interval]:
+                del last[old]
+        last[key] = now
         return True
 
 

@@ -12,6 +12,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from imagegen.catalog.base import CatalogRow
+from imagegen.files import open_text_atomically
 
 _env = Environment(loader=PackageLoader("imagegen", "templates"), autoescape=select_autoescape(["html"]))
 
@@ -113,10 +114,7 @@ def write_gallery(cards: Iterable[Markup], page: Path, *, campaign: str, summary
     stream = _env.get_template("gallery.html").stream(
         campaign=campaign, cards=cards, summary=summary,
         gx_report=image_src(Path(gx_report).resolve().as_uri(), page.parent) if gx_report else None)
-    page.parent.mkdir(parents=True, exist_ok=True)
-    tmp = page.with_suffix(".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
+    with open_text_atomically(page, encoding="utf-8") as fh:
         # jinja2 types dump()'s file as str | IO[bytes], but writes str to a text file when no encoding is given.
         stream.dump(fh)  # type: ignore[arg-type]
-    tmp.replace(page)
     return page

@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from imagegen.files import open_text_atomically
 from imagegen.models import GeneratedImage
 
 
@@ -30,9 +31,8 @@ class LedgerEntry:
         return result if Path(result.image.path).is_file() else None
 
     def write(self, result: GeneratedImage) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(result.model_dump_json())
-        os.replace(tmp, self.path)
+        with open_text_atomically(self.path) as fh:
+            fh.write(result.model_dump_json())
 
 
 @contextlib.contextmanager

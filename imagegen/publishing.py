@@ -9,6 +9,7 @@ from typing import Any, Literal
 from PIL import Image
 from pydantic import BaseModel
 
+from imagegen.files import write_atomically
 from imagegen.imaging.resample import reuse_pixels
 from imagegen.models import FORMAT_CONTENT_TYPES, FORMAT_EXTENSIONS, ImageRef, StoredObject
 from imagegen.sizes import Target
@@ -115,7 +116,6 @@ def _finish(source: Image.Image, target_w: int, target_h: int, saliency, options
 def render_responsive(source: Image.Image, policy: dict[str, Any], *, xmp: bytes, work_dir: Path
                       ) -> list[RenderedVariant]:
     """Web renditions of the whole master at byte-step breakpoints, per format (AVIF, WebP, JPEG)."""
-    from imagegen.imaging.encode import write_atomically
     from imagegen.imaging.responsive import WidthCascade, responsive_breakpoints
 
     rendered = []
@@ -142,7 +142,7 @@ def render_variants(master: ImageRef, targets: list[Target], *, xmp: bytes, work
     downscale, brand grade/border/logo, byte-budgeted encode with XMP, and (when asked) responsive
     web renditions. The master is decoded once."""
     from imagegen.imaging.crop import saliency_map
-    from imagegen.imaging.encode import encode_image, write_atomically
+    from imagegen.imaging.encode import encode_image
 
     options = options or WebOptions()
     work_dir.mkdir(parents=True, exist_ok=True)

@@ -6,13 +6,13 @@ must hash to the sha256 the catalog recorded before the master is used.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import httpx
 from prefect import task
 
 from imagegen.catalog.base import CatalogRow
+from imagegen.files import copy_atomically, open_atomically
 from imagegen.models import GeneratedImage, ImageRef
 from imagegen_flows.tasks.retrying import RETRY_OPTIONS
 
@@ -26,18 +26,15 @@ def fetch_master(row: CatalogRow, masters_dir: str) -> GeneratedImage:
     if row.url.startswith("file://"):
         source = Path(row.url.removeprefix("file://"))
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
+            copy_atomically(source, target)
     elif not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
         with httpx.stream("GET", row.url, timeout=60, follow_redirects=True) as response:
             response.raise_for_status()
-            with open(target.with_suffix(".part"), "wb") as fh:
+            with open_atomically(target) as fh:  # a failed or oversized download leaves nothing behind
                 for chunk in response.iter_bytes():
                     fh.write(chunk)
                     if fh.tell() > MAX_MASTER_BYTES:
                         raise ValueError(f"master {row.asset_id} is over {MAX_MASTER_BYTES} bytes")
-        target.with_suffix(".part").replace(target)
     image = ImageRef.from_file(target)
     if image.sha256 != row.sha256:
         raise ValueError(f"master {row.asset_id} changed since it was cataloged (sha256 mismatch)")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import shutil
 from pathlib import Path
 
 from PIL import Image
@@ -12,6 +11,7 @@ from prefect import task
 from prefect.context import TaskRunContext
 
 from imagegen.budget import budget_for_run
+from imagegen.files import copy_atomically, sweep_once_in_a_while, write_atomically
 from imagegen.imaging.brand import outpaint_canvas
 from imagegen.ledger import generation_slot
 from imagegen.models import GeneratedImage, GenerationRequest, ImageRef
@@ -34,14 +34,18 @@ def request_for(spec: PromptSpec, seed: int | None = None) -> GenerationRequest:
 
 
 def adopt_into(result: GeneratedImage, masters_dir: Path) -> GeneratedImage:
-    """Make sure a (possibly cached) master lives in this run's masters folder; copying costs no quota."""
+    """Make sure a (possibly cached) master lives in this run's masters folder; copying costs no quota.
+
+    Every master of a run passes here, cached or not, so the first one sweeps the folder (its ledger
+    and outpaint canvases too) of temp files a killed run left, as a store does when first used."""
     masters_dir.mkdir(parents=True, exist_ok=True)
+    sweep_once_in_a_while(masters_dir.resolve())
     source = Path(result.image.path)
     target = masters_dir / source.name
     if source.resolve() == target.resolve():
         return result
     if not target.exists():
-        shutil.copyfile(source, target)
+        copy_atomically(source, target)
     return result.model_copy(update={"image": ImageRef.from_file(target)})
 
 
@@ -137,7 +141,5 @@ def save_canvas(image, folder: Path) -> ImageRef:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{hashlib.sha256(data).hexdigest()}.png"
     if not path.exists():
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        write_atomically(path, data)
     return ImageRef.from_file(path)

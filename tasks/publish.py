@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 from prefect import task
 from prefect.transactions import get_transaction
 
+from imagegen.files import transient_file
 from imagegen.imaging.c2pa_signing import SigningFiles
 from imagegen.models import FORMAT_CONTENT_TYPES, GeneratedImage
 from imagegen.pixelwork import PIXEL_SLOTS
@@ -126,15 +126,11 @@ def quarantine_master(master: GeneratedImage, campaign: str, asset_id: str, prom
     key = variant_key(campaign, asset_id, MASTER_VARIANT, master.image.format)
     stored = target.put_file(key, Path(master.image.path), FORMAT_CONTENT_TYPES[master.image.format],
                              sha256=master.image.sha256)
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
-        json.dump({"campaign": campaign, "asset_id": asset_id, "prompt": prompt,
-                   "sha256": master.image.sha256, "reasons": reasons}, fh, indent=2, sort_keys=True)
-        reasons_path = Path(fh.name)
-    try:
-        # sorted JSON: the same reasons give the same bytes, so a rerun writes nothing
+    # sorted JSON: the same reasons give the same bytes, so a rerun writes nothing
+    reasons_json = json.dumps({"campaign": campaign, "asset_id": asset_id, "prompt": prompt,
+                               "sha256": master.image.sha256, "reasons": reasons}, indent=2, sort_keys=True)
+    with transient_file(reasons_json.encode(), suffix=".json") as reasons_path:
         target.put_file(key.rsplit("/", 1)[0] + "/reasons.json", reasons_path, "application/json")
-    finally:
-        reasons_path.unlink(missing_ok=True)
     published = [PublishedFile(variant=MASTER_VARIANT, platform="master", width=master.image.width,
                                height=master.image.height, format=master.image.format, stored=stored,
                                verified=target.verify(stored.key))]

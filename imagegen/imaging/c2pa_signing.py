@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -28,6 +27,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, SecretBytes
 
 from imagegen.errors import ImagegenError
+from imagegen.files import write_atomically
 from imagegen.imaging.encode import DIGITAL_SOURCE_TYPES
 
 SigningAlgorithm = Literal["ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "ED25519"]
@@ -242,11 +242,6 @@ def sign_file(path: Path, fmt: str, files: SigningFiles, manifest: dict[str, Any
         signed = cached.read_bytes()
     else:
         signed = sign_image(data, fmt, files.load(), manifest)
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(cached.suffix + ".tmp")
-        tmp.write_bytes(signed)
-        os.replace(tmp, cached)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(signed)
-    os.replace(tmp, path)
+        write_atomically(cached, signed)
+    write_atomically(path, signed)
     return len(signed), unsigned

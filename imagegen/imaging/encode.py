@@ -6,7 +6,7 @@ Each published file carries an XMP packet with the IPTC Digital Source Type
 anywhere can be traced back to the catalog row that made it.
 
 The pixels are encoded by `imagegen.imaging.codec` (the one encoder), in memory, and then written
-in one atomic write (temp file + ``os.replace``): a crash never leaves half a file where a
+in one atomic write (`imagegen.files.write_atomically`): a crash never leaves half a file where a
 published key is expected. Output is deterministic for identical input (no timestamps anywhere),
 so a rerun produces the same bytes and the same sha256, and content-addressed stores upload
 nothing twice.
@@ -15,15 +15,14 @@ nothing twice.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
+from imagegen.files import write_atomically
 from imagegen.imaging.codec import (
     MAX_ENCODES,
     PNG_XMP_KEY,
@@ -169,19 +168,6 @@ def _fit_png(img: Image.Image, xmp: bytes, max_bytes: int | None) -> tuple[bytes
     # real Floyd-Steinberg dithering: Pillow's quantize() ignores `dither` when it builds the palette itself
     data = encode_bytes(palette_quantise(img), "PNG", xmp=xmp, png_optimize=True)
     return data, 3, True, len(data) <= max_bytes
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temp file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def encode_image(img: Image.Image, path: str | Path, fmt: str, *, xmp: bytes, quality: int | None = None,

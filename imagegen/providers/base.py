@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from PIL import Image
 
 from imagegen.errors import ProviderError
+from imagegen.files import write_atomically
 from imagegen.models import FORMAT_EXTENSIONS, GeneratedImage, GenerationRequest, ImageRef, ProviderCapabilities
-from imagegen.stores.local import TEMP_PREFIX, sweep_once_in_a_while
 
 # A provider answer is untrusted input: cap its pixel count before decoding (decompression bombs).
 MAX_PROVIDER_PIXELS = 64_000_000
@@ -68,11 +66,6 @@ def save_image_bytes(data: bytes, dest_dir: Path, *, provider: str) -> ImageRef:
     dest_dir.mkdir(parents=True, exist_ok=True)
     target = dest_dir / f"{digest}.{ext}"
     if not target.exists():
-        # write-then-rename so a crash never leaves half a file under a content hash; what a kill -9
-        # leaves between the two is swept once it is stale (imagegen.stores.local)
-        sweep_once_in_a_while(dest_dir.resolve())
-        fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=TEMP_PREFIX)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, target)
+        # never half a file under a content hash; what a kill -9 leaves is swept (imagegen.files)
+        write_atomically(target, data)
     return ImageRef.from_file(target)

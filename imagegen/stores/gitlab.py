@@ -32,9 +32,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -48,6 +46,7 @@ from gitlab.const import RETRYABLE_TRANSIENT_ERROR_CODES
 from gitlab.exceptions import GitlabAuthenticationError, GitlabError
 
 from imagegen.errors import StoreError, TransientStoreError
+from imagegen.files import open_text_atomically
 from imagegen.models import sha256_file
 from imagegen.stores.base import AssetStore
 from imagegen.stores.remote import error_for_status, head_ok, is_sha256_hex, sha256_bytes, short_server_message
@@ -125,11 +124,8 @@ class JsonFileUploadIndex:
         if self.path is None:
             self._memory = entries
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".gitlab-index-")
-        with os.fdopen(fd, "w") as fh:
+        with open_text_atomically(self.path) as fh:
             json.dump(entries, fh, indent=1, sort_keys=True)
-        os.replace(tmp, self.path)
 
     def get(self, key: str) -> UploadRecord | None:
         with self._lock():

@@ -1,87 +1,19 @@
 """A folder on local disk as an asset store (the embedded default).
 
-Writes go to a `.incoming-*` temp file beside the target, then `os.replace` onto the key, so a reader
-never sees half a file. A writer killed between the two (kill -9, power loss) leaves the temp file
-behind; `sweep_stale_temp_files` removes such leftovers once they are old enough that no live writer
-can still own them. A store sweeps its folder when it is first used in a process, and again at most
-once per `STALE_TEMP_AGE_SECONDS` while the process lives (a long-lived `imagegen serve`).
+Writes go through `imagegen.files` (a temp file beside the target, then `os.replace` onto the key), so
+a reader never sees half a file and a file is readable as the umask says. A writer killed between the
+two (kill -9, power loss) leaves the temp file behind; a store sweeps its whole folder of such
+leftovers whose writer is gone when it is first used in a process, and again at most once per
+`STALE_TEMP_AGE_SECONDS` while the process lives (a long-lived `imagegen serve`).
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import shutil
-import tempfile
-import threading
-import time
 from pathlib import Path
 
+from imagegen.files import STALE_TEMP_AGE_SECONDS, copy_atomically, sweep_once_in_a_while
 from imagegen.models import sha256_file
 from imagegen.stores.base import AssetStore
-
-log = logging.getLogger(__name__)
-
-TEMP_PREFIX = ".incoming-"
-
-# How old (by mtime, i.e. since its last byte was written) a temp file must be before a sweep removes it.
-# Another process may be writing into the same folder right now: a concurrent run of another brief, or
-# the run a user restarted while the old one was still finishing. Its temp file is fresh, and removing
-# it would make that writer's os.replace fail. Copying one asset takes well under a second on a local
-# disk and seconds on a slow network mount, so a file untouched for 10 minutes has no live writer.
-STALE_TEMP_AGE_SECONDS = 600.0
-
-_sweep_lock = threading.Lock()
-_last_sweep: dict[tuple[Path, float], float] = {}  # (folder, max age) -> monotonic time of its last sweep
-
-
-def sweep_stale_temp_files(root: str | Path, max_age_seconds: float = STALE_TEMP_AGE_SECONDS,
-                           now: float | None = None) -> list[Path]:
-    """Remove `.incoming-*` files anywhere under `root` whose mtime is over `max_age_seconds` old.
-
-    Returns the removed paths. Fresh temp files (a live writer's) and every other file are left alone;
-    symlinked folders are not followed; a file another sweeper removed first is not an error.
-    """
-    now = time.time() if now is None else now
-    removed: list[Path] = []
-    pending = [Path(root)]
-    while pending:
-        folder = pending.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
-            continue
-        for entry in entries:
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    pending.append(Path(entry.path))
-                elif entry.name.startswith(TEMP_PREFIX) and entry.is_file(follow_symlinks=False) \
-                        and now - entry.stat(follow_symlinks=False).st_mtime > max_age_seconds:
-                    os.unlink(entry.path)
-                    removed.append(Path(entry.path))
-            except FileNotFoundError:
-                continue  # removed or renamed meanwhile
-    if removed:
-        log.info("removed %d write-then-rename leftover(s) older than %.0f s under %s", len(removed),
-                 max_age_seconds, root)
-    return removed
-
-
-def sweep_once_in_a_while(root: Path, max_age_seconds: float = STALE_TEMP_AGE_SECONDS) -> None:
-    """`sweep_stale_temp_files(root)` on the first call for `root` in this process, then at most once
-    per `max_age_seconds` (a younger leftover could not be removed sooner anyway). Thread-safe: one
-    caller sweeps, the others go on at once (they never need the sweep to finish: it only removes
-    files nobody writes to)."""
-    key = (root, max_age_seconds)
-    with _sweep_lock:
-        last = _last_sweep.get(key)
-        if last is not None and time.monotonic() - last < max_age_seconds:
-            return
-        _last_sweep[key] = time.monotonic()
-    try:
-        sweep_stale_temp_files(root, max_age_seconds)
-    except OSError as exc:  # a sweep is housekeeping: it never fails a write
-        log.warning("could not sweep stale temp files under %s: %s", root, exc)
 
 
 class LocalFolderStore(AssetStore):
@@ -111,16 +43,7 @@ class LocalFolderStore(AssetStore):
 
     def write(self, key: str, path: Path, content_type: str) -> None:
         self._sweep()
-        target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX)
-        os.close(fd)
-        try:
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, target)  # readers never see half a file
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)  # an error (not a kill) leaves no temp file behind
-            raise
+        copy_atomically(path, self._path(key))
 
     def url_for(self, key: str) -> str:
         if self.base_url:

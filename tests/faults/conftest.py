@@ -41,7 +41,8 @@ NVIDIA_KEY = "nvapi-SENTINEL-faults-key"
 LENIENT = {"min_width": 64, "min_height": 64, "max_edit_attempts": 0, "check_brand_colors": False,
            "min_sharpness": 0, "max_noise_sigma": 50, "max_clipped_fraction": 1.0, "max_blockiness": 50,
            "duplicate_max_distance": 0}
-# Temp files the stores and encoders write before an atomic rename (see imagegen.stores.local).
+# Temp files written before an atomic rename: `.<name>.<pid>.<host>-<start>.<random>.tmp` (imagegen.files)
+# and the `.incoming-*` of earlier versions.
 TEMP_FILE = re.compile(r"^\.(incoming-|.*\.tmp$)")
 CONFLICT_FILE = re.compile(r"-[0-9a-f]{12}\.[a-z]+$")  # imagegen.stores.base.conflict_key
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from imagegen.stores.local import STALE_TEMP_AGE_SECONDS
+from imagegen.files import STALE_TEMP_AGE_SECONDS
 from tests.faults.conftest import (
     BIN,
     REPO,
@@ -71,7 +71,7 @@ def test_killed_while_generating_then_rerun_spends_nothing_twice(api_url, nvidia
 
 
 def incoming_files(out) -> list[Path]:
-    """The local stores' write-then-rename temp files (imagegen.stores.local.TEMP_PREFIX)."""
+    """Temp files named as earlier versions named them (`.incoming-*`: no writer to ask, swept by age)."""
     return [path for path in map(Path, stored_files(out)[1]) if path.name.startswith(".incoming-")]
 
 
@@ -80,12 +80,12 @@ def test_killed_while_publishing_then_rerun_leaves_no_orphan(api_url, nvidia, tm
     rows exist until the rerun, which re-publishes nothing new (same bytes), writes every row and calls
     the provider zero times.
 
-    A kill between a store's temp write and its rename leaves a `.incoming-*` file. Whether this kill
-    does is down to timing, and the rerun may only sweep those older than STALE_TEMP_AGE_SECONDS (10
-    minutes: a younger one may be a concurrent writer's). So the test makes the leftovers deterministic:
-    it ages whatever the kill left and plants one more aged leftover (as if the rerun came 11 minutes
-    later) plus one fresh temp file (a concurrent writer's); the rerun must remove every aged one and
-    keep the fresh one."""
+    A kill between a store's temp write and its rename may leave a temp file named for the killed
+    process, which the rerun removes at once (imagegen.files). Temp files named as earlier versions did
+    (`.incoming-*`) have no writer to ask: the rerun only sweeps those older than STALE_TEMP_AGE_SECONDS
+    (10 minutes: a younger one may be a concurrent writer's). So the test plants one aged leftover (as
+    if the rerun came 11 minutes later) plus one fresh temp file (a concurrent writer's); the rerun
+    must remove the aged one and whatever the kill left, and keep the fresh one."""
     brief = write_brief(tmp_path, "kill-publish", provider={"name": "nvidia"}, size_sets=["social"], targets=[],
                         subjects=[{"subject": "a glass teapot", "seed": 777, "variations": 3}])
     out, home = tmp_path / "out", tmp_path / "home"
@@ -115,6 +115,7 @@ def test_killed_while_publishing_then_rerun_leaves_no_orphan(api_url, nvidia, tm
     assert nvidia.spent == spent and summary["provider_calls"] == 0
     assert consistency_problems(out, masters=3) == []
     assert incoming_files(out) == [in_flight], "aged leftovers must be swept, a fresh temp file kept"
+    assert stored_files(out)[1] == [str(in_flight)], "the killed run's temp files must be swept"
     assert summary["published"] == 3 and summary["catalog_inserted"] == 3 * 10  # master + 9 social targets
     # the killed run's scratch folder (renders waiting to be stored) was swept by the rerun
     assert list((out / ".work").iterdir()) == []

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from imagegen import files
+from imagegen.files import STALE_TEMP_AGE_SECONDS, sweep_stale_temp_files
 from imagegen.providers.base import save_image_bytes
-from imagegen.stores import local
-from imagegen.stores.local import STALE_TEMP_AGE_SECONDS, LocalFolderStore, sweep_stale_temp_files
+from imagegen.stores.local import LocalFolderStore
 
 
 def leftover(folder: Path, name: str, age_seconds: float) -> Path:
@@ -72,7 +73,7 @@ def test_a_process_sweeps_a_folder_once_per_stale_age(tmp_path, source):
     later = leftover(root / "a", ".incoming-later", 3_600)
     LocalFolderStore(root, stale_temp_age_seconds=30).put_file("a/two.jpg", source, "image/jpeg")
     assert later.exists(), "every task builds a store: walking the whole folder each time would be a cost per task"
-    local._last_sweep[(root.resolve(), 30)] -= 31  # 31 s later
+    files._last_sweep[(root.resolve(), 30)] -= 31  # 31 s later
     store.put_file("a/three.jpg", source, "image/jpeg")
     assert not later.exists()
 

@@ -176,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
 
     from imagegen_flows.deployments.temporary_api import detach_temporary_api, start_temporary_api
     from imagegen_flows.flows.campaign import campaign_flow
+    from imagegen_flows.flows.interrupts import pending_interrupt
 
     detach_temporary_api()  # a terminal's Ctrl-C reaches us, not the API we need to record the interrupt
     _INTERRUPTED_RUN.update(specs=specs, masters_dir=Path(out).resolve() / "masters")
@@ -184,6 +185,8 @@ def run(args: argparse.Namespace) -> int:
         summary = campaign_flow(brief=str(Path(args.brief).resolve()), out_dir=out, provider=args.provider,
                                 max_provider_calls=args.max_provider_calls)
     except ImagegenError as err:
+        if pending_interrupt() is not None:
+            raise  # what the interrupt broke is not the run's failure: main() reports the interrupt
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED
     if args.json:
@@ -274,24 +277,30 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command != "run":
         return COMMANDS[args.command](args)
-    from imagegen_flows.flows.interrupts import exit_code_for, raise_interrupt, set_finisher
+    from imagegen_flows.flows.interrupts import (
+        exit_code_for,
+        pending_interrupt,
+        quiet_tracebacks_once_interrupted,
+        raise_interrupt,
+        set_finisher,
+    )
 
     set_finisher(_finish_interrupted)  # the watchdog ends an interrupted run through it
+    quiet_tracebacks_once_interrupted()
     previous = {sig: signal.signal(sig, raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return run(args)
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM outside the flow run (Terminated)
-        _finish_interrupted(exit_code_for(exc))
-    except BaseException as exc:
-        from prefect.exceptions import TerminationSignal
-
-        if not isinstance(exc, TerminationSignal):  # SIGTERM during the flow run, re-raised by Prefect
+        code = run(args)
+    except BaseException as exc:  # Ctrl-C, SIGTERM (ours outside the flow, Prefect's inside it), or else
+        interrupted = exit_code_for(exc)
+        if interrupted is None:
             raise
-        _finish_interrupted(exit_code_for(exc))
+        _finish_interrupted(interrupted)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return EXIT_FAILED  # not reached: _finish_interrupted ends the process
+    if (interrupted := pending_interrupt()) is not None:  # the run ended anyway: the interrupt still wins
+        _finish_interrupted(interrupted)
+    return code
 
 
 if __name__ == "__main__":

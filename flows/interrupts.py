@@ -10,6 +10,7 @@ same brief finishes what is missing without paying again.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -31,11 +32,29 @@ class Terminated(KeyboardInterrupt):
 _finisher: Callable[[int], None] | None = None
 _watchdog_lock = threading.Lock()
 _watchdog: threading.Thread | None = None
+_pending_code: int | None = None  # the exit code of the interrupt under way, once one has arrived
 
 
-def exit_code_for(exc: BaseException) -> int:
-    """130 for Ctrl-C (SIGINT), 143 for SIGTERM and a worker's cancel."""
-    return EXIT_SIGTERM if isinstance(exc, (Terminated, TerminationSignal)) else EXIT_SIGINT
+def exit_code_for(exc: BaseException) -> int | None:
+    """The exit code of the interrupt under way or that `exc` is (130 for Ctrl-C, 143 for SIGTERM and a
+    worker's cancel); None when nothing interrupted the run.
+
+    An interrupt that lands inside Prefect's own bookkeeping can come out of the flow as another
+    exception (seen: "Task run is not set" from a task run being created), so once an interrupt has
+    arrived, whatever ends the run is reported as that interrupt.
+    """
+    if _pending_code is not None:
+        return _pending_code
+    if isinstance(exc, (Terminated, TerminationSignal)):
+        return EXIT_SIGTERM
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_SIGINT
+    return None
+
+
+def pending_interrupt() -> int | None:
+    """The exit code of the interrupt under way, or None."""
+    return _pending_code
 
 
 def set_finisher(finisher: Callable[[int], None] | None) -> None:
@@ -58,7 +77,7 @@ def end_process(code: int) -> None:
 
 def arm_watchdog(code: int, grace: float = GRACE_SECONDS) -> None:
     """End the process `grace` seconds from now unless it has ended by then (armed once per process)."""
-    global _watchdog
+    global _watchdog, _pending_code
 
     def expire() -> None:
         time.sleep(grace)
@@ -66,6 +85,7 @@ def arm_watchdog(code: int, grace: float = GRACE_SECONDS) -> None:
 
     with _watchdog_lock:
         if _watchdog is None:
+            _pending_code = code
             _watchdog = threading.Thread(target=expire, name="imagegen-interrupt-watchdog", daemon=True)
             _watchdog.start()
 
@@ -74,11 +94,32 @@ def arm_watchdog(code: int, grace: float = GRACE_SECONDS) -> None:
 def ending_promptly() -> Iterator[None]:
     """Around a flow body: an interrupt still propagates (Prefect records the run as crashed or cancelled),
     and the process ends within GRACE_SECONDS even if task threads are still busy."""
+    quiet_tracebacks_once_interrupted()
     try:
         yield
     except (KeyboardInterrupt, TerminationSignal) as exc:
-        arm_watchdog(exit_code_for(exc))
+        arm_watchdog(exit_code_for(exc) or EXIT_SIGINT)
         raise
+
+
+class _NoTracebackOnceInterrupted(logging.Filter):
+    """Once an interrupt is under way, log records keep their message but lose their traceback: what the
+    interrupt broke inside Prefect's bookkeeping is not news to the person who pressed Ctrl-C."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _pending_code is not None and record.exc_info:
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_tracebacks_once_interrupted() -> None:
+    """Put that filter on every handler Prefect's logging set up (idempotent)."""
+    loggers = [logging.getLogger(), *(logger for name, logger in logging.root.manager.loggerDict.items()
+                                      if name.startswith("prefect") and isinstance(logger, logging.Logger))]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if not any(isinstance(f, _NoTracebackOnceInterrupted) for f in handler.filters):
+                handler.addFilter(_NoTracebackOnceInterrupted())
 
 
 def raise_interrupt(signum: int, frame: object) -> None:

@@ -31,7 +31,7 @@ from pydantic import (
 
 from imagegen.errors import BriefError
 from imagegen.guards import MAX_SEED, check_prompt_characters, find_personal_data, slugify
-from imagegen.imaging.logo import SYMLINK_LOOP_REASON, check_logo, logo_file_stat
+from imagegen.imaging.logo import DEFAULT_LOGO_SCALE, SYMLINK_LOOP_REASON, check_logo, logo_file_stat
 from imagegen.models import FORMAT_EXTENSIONS
 from imagegen.presets import COMPOSITION_RULES, LIGHTING_PRESETS, STYLE_KEYWORDS
 from imagegen.sizes import BUILTIN_SIZE_SETS, Target, resolve_targets, unknown_size_set_reason
@@ -188,7 +188,7 @@ class LogoSpec(BaseModel):
                                                 "relative to the brief's folder")
     position: Literal["se", "sw", "ne", "nw", "center"] = "se"
     opacity: float = Field(0.5, ge=0.0, le=1.0)
-    scale: float = Field(0.15, ge=0.02, le=0.5, description="Logo width as a fraction of the image width")
+    scale: float = Field(DEFAULT_LOGO_SCALE, ge=0.02, le=0.5, description="Logo width as a fraction of the image width")
     margin: float = Field(0.03, ge=0.0, lt=0.5, description="Gap to the edges, as a fraction of the shorter side")
 
     @field_validator("path")

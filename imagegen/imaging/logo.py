@@ -207,7 +207,11 @@ def mark_width(image_width: int, scale: float) -> int:
 def mark_size(image_width: int, logo_size: tuple[int, int], scale: float) -> tuple[int, int]:
     """The logo's size on an image `image_width` wide: `scale` of that width, the logo's aspect kept."""
     width = mark_width(image_width, scale)
-    return width, max(1, round(logo_size[1] * width / logo_size[0]))
+    return width, _height_at(width, logo_size)
+
+
+def _height_at(width: int, logo_size: tuple[int, int]) -> int:
+    return max(1, round(logo_size[1] * width / logo_size[0]))
 
 
 _preparing = threading.Lock()  # renders run in parallel threads: one of them prepares, the rest reuse
@@ -221,6 +225,8 @@ def prepare_marks(source: Path, image_widths: Iterable[int], scale: float, work_
     something refused). The folder is named by the logo file's identity, so a changed logo gets
     new marks.
     """
+    from PIL import Image
+
     from imagegen.imaging.encode import write_atomically
 
     mark_widths = sorted({mark_width(width, scale) for width in image_widths})
@@ -235,18 +241,12 @@ def prepare_marks(source: Path, image_widths: Iterable[int], scale: float, work_
             full = logo.convert("RGBA")
             del logo
             for width in missing:
-                mark = full.resize(mark_size(width, full.size, 1.0), _lanczos())
+                mark = full.resize((width, _height_at(width, full.size)), Image.Resampling.LANCZOS)
                 buffer = io.BytesIO()
                 mark.save(buffer, "PNG")
                 write_atomically(marks[width], buffer.getvalue())
             del full
     return {width: str(path) for width, path in marks.items()}
-
-
-def _lanczos() -> Image.Resampling:
-    from PIL import Image
-
-    return Image.Resampling.LANCZOS
 
 
 class LogoMarks:

@@ -73,9 +73,12 @@ def render_options(brief: Brief) -> dict[str, Any]:
     web = WebOptions(grade=brief.brand.grade, border_width=border.width if border else None,
                      border_colour=border.colour if border else "#ffffff", ssim_floor=brief.publish.ssim_floor,
                      responsive=responsive.model_dump() if responsive.enabled else None)
-    return {"logo_path": str(brief.logo_path) if brief.logo_path else None,
+    logo_path = brief.logo_path
+    return {"logo_path": str(logo_path) if logo_path else None,
             "logo_options": {"position": logo.position, "opacity": logo.opacity, "scale": logo.scale,
                              "margin": logo.margin} if logo else None,
+            # every width the run stamps the logo on: the first render prepares the marks for all of them
+            "logo_widths": sorted({target.width for target in brief.all_targets}) if logo else None,
             "include_master": brief.publish.include_master, "web": web}
 
 

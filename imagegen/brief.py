@@ -6,11 +6,13 @@ A brief is a YAML or JSON file that marketing writes by hand, so every model for
 (worded by imagegen.brief_errors; imagegen.brief_source reads briefs from files, text and URLs, and
 imagegen.brief_checks refuses what pydantic's lax mode would take, such as `true` for a number).
 Prompt parts are checked for personal data, length and control or invisible characters (the rules in
-imagegen.guards) as the brief is validated, before any provider sees them.
+imagegen.guards) as the brief is validated, before any provider sees them; so is the brand logo: a
+whole PNG, JPEG or WebP file inside the brief's folder, within a byte and a pixel cap (imagegen.imaging.logo).
 """
 
 from __future__ import annotations
 
+import errno
 import re
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Annotated, Any, Literal
@@ -29,6 +31,7 @@ from pydantic import (
 
 from imagegen.errors import BriefError
 from imagegen.guards import MAX_SEED, check_prompt_characters, find_personal_data, slugify
+from imagegen.imaging.logo import DEFAULT_LOGO_SCALE, SYMLINK_LOOP_REASON, check_logo, logo_file_stat
 from imagegen.models import FORMAT_EXTENSIONS
 from imagegen.presets import COMPOSITION_RULES, LIGHTING_PRESETS, STYLE_KEYWORDS
 from imagegen.sizes import BUILTIN_SIZE_SETS, Target, resolve_targets, unknown_size_set_reason
@@ -149,22 +152,25 @@ def _escape_reason(relative: str) -> str | None:
 
 
 def resolve_inside(base_dir: Path, relative: str) -> Path:
-    """The absolute, symlink-free path of an existing file `relative` to `base_dir`.
+    """The absolute, symlink-free path of an existing regular file `relative` to `base_dir`.
 
     Raises ValueError (the reason) when the path escapes `base_dir` (absolute, '..', or a symlink
-    pointing out) or names no file.
+    pointing out), goes round a symlink loop, or names no file (missing, a folder, a FIFO...).
     """
     reason = _escape_reason(relative)
     if reason:
         raise ValueError(reason)
     base = base_dir.resolve()
-    resolved = (base / relative).resolve()
+    try:
+        resolved = (base / relative).resolve()
+    except RuntimeError:  # Python 3.11 reports a symlink loop so; later versions raise OSError(ELOOP)
+        raise ValueError(SYMLINK_LOOP_REASON) from None
+    except OSError as exc:
+        raise ValueError(SYMLINK_LOOP_REASON if exc.errno == errno.ELOOP
+                         else f"cannot resolve the path ({exc.strerror or type(exc).__name__})") from None
     if not resolved.is_relative_to(base):
         raise ValueError("escapes the brief's folder: it resolves (through a symlink) outside it")
-    if not resolved.exists():
-        raise ValueError(f"file not found (looked for {resolved})")
-    if not resolved.is_file():
-        raise ValueError("not a file")
+    logo_file_stat(resolved)
     return resolved
 
 
@@ -178,19 +184,21 @@ class LogoSpec(BaseModel):
 
     model_config = _STRICT
 
-    path: str = Field(min_length=1, description="Image file, relative to the brief's folder")
+    path: str = Field(min_length=1, description="PNG, JPEG or WebP file (at most 20 MB and 16 megapixels), "
+                                                "relative to the brief's folder")
     position: Literal["se", "sw", "ne", "nw", "center"] = "se"
     opacity: float = Field(0.5, ge=0.0, le=1.0)
-    scale: float = Field(0.15, ge=0.02, le=0.5, description="Logo width as a fraction of the image width")
+    scale: float = Field(DEFAULT_LOGO_SCALE, ge=0.02, le=0.5, description="Logo width as a fraction of the image width")
     margin: float = Field(0.03, ge=0.0, lt=0.5, description="Gap to the edges, as a fraction of the shorter side")
 
     @field_validator("path")
     @classmethod
     def _stay_inside_brief_folder(cls, value: str, info: ValidationInfo) -> str:
-        # With the brief's folder known (parse_brief passes it as context) the file is checked too.
+        # With the brief's folder known (parse_brief passes it as context) the file is checked too:
+        # a whole PNG, JPEG or WebP within the caps, before anything is spent (imagegen.imaging.logo).
         base_dir = (info.context or {}).get("base_dir")
         if base_dir is not None:
-            resolve_inside(Path(base_dir), value)
+            check_logo(resolve_inside(Path(base_dir), value))
         elif reason := _escape_reason(value):
             raise ValueError(reason)
         return value
@@ -404,7 +412,8 @@ class Brief(BaseModel):
 
     @property
     def logo_path(self) -> Path | None:
-        """Absolute path of the brand logo, checked again to lie inside the brief's folder.
+        """Absolute path of the brand logo, checked again to lie inside the brief's folder and to be a
+        file (its image was checked when the brief was loaded, and is again when it is prepared).
 
         A brief built in code (no base_dir) resolves the logo against the working directory.
         """

@@ -10,6 +10,7 @@ from PIL import Image
 from pydantic import BaseModel
 
 from imagegen.files import write_atomically
+from imagegen.imaging.logo import LogoMarks
 from imagegen.imaging.resample import reuse_pixels
 from imagegen.models import FORMAT_CONTENT_TYPES, FORMAT_EXTENSIONS, ImageRef, StoredObject
 from imagegen.sizes import Target
@@ -96,8 +97,8 @@ def provenance_xmp(*, prompt: str, model: str, provider: str, seed: int, altered
                      title=title)
 
 
-def _finish(source: Image.Image, target_w: int, target_h: int, saliency, options: WebOptions, logo,
-            logo_options) -> Image.Image:
+def _finish(source: Image.Image, target_w: int, target_h: int, saliency, options: WebOptions,
+            logo: LogoMarks | None, logo_options) -> Image.Image:
     """Crop and scale to the target, then the brand's grade, border (inside the target size) and logo."""
     from imagegen.imaging.brand import add_border, grade, overlay_logo
     from imagegen.imaging.crop import render_variant
@@ -109,7 +110,7 @@ def _finish(source: Image.Image, target_w: int, target_h: int, saliency, options
     if border:
         img = add_border(img, border, options.border_colour)
     if logo is not None:
-        img = overlay_logo(img, logo, **(logo_options or {}))
+        img = overlay_logo(img, logo.for_image(img.width), **(logo_options or {}))
     return img
 
 
@@ -136,11 +137,12 @@ def render_responsive(source: Image.Image, policy: dict[str, Any], *, xmp: bytes
 
 
 def render_variants(master: ImageRef, targets: list[Target], *, xmp: bytes, work_dir: Path,
-                    logo_path: Path | None = None, logo_options: dict[str, Any] | None = None,
+                    logo: LogoMarks | None = None, logo_options: dict[str, Any] | None = None,
                     include_master: bool = True, options: WebOptions | None = None) -> list[RenderedVariant]:
     """Render every target from `master` into `work_dir`: content-aware crop, high-quality
     downscale, brand grade/border/logo, byte-budgeted encode with XMP, and (when asked) responsive
-    web renditions. The master is decoded once."""
+    web renditions. The master is decoded once; the logo comes prepared (imaging.logo.prepare_marks),
+    never decoded at full size here."""
     from imagegen.imaging.crop import saliency_map
     from imagegen.imaging.encode import encode_image
 
@@ -148,10 +150,6 @@ def render_variants(master: ImageRef, targets: list[Target], *, xmp: bytes, work
     work_dir.mkdir(parents=True, exist_ok=True)
     with Image.open(master.path) as im:
         source = im.convert("RGB")
-    logo = None
-    if logo_path is not None:
-        with Image.open(logo_path) as lim:
-            logo = lim.convert("RGBA")
     saliency = saliency_map(source)
     rendered: list[RenderedVariant] = []
     if include_master:

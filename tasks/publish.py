@@ -11,6 +11,7 @@ from prefect.transactions import get_transaction
 
 from imagegen.files import transient_file
 from imagegen.imaging.c2pa_signing import SigningFiles
+from imagegen.imaging.logo import DEFAULT_LOGO_SCALE, LogoMarks, prepare_marks
 from imagegen.models import FORMAT_CONTENT_TYPES, GeneratedImage
 from imagegen.pixelwork import PIXEL_SLOTS
 from imagegen.publishing import (
@@ -38,7 +39,7 @@ from imagegen_flows.tasks.retrying import RETRY_OPTIONS
 @task(name="render-master", task_run_name="render {asset_id}", cache_result_in_memory=False)
 def render_master(master: GeneratedImage, campaign: str, asset_id: str, prompt: str, targets: list[Target],
                   work_dir: str, logo_path: str | None = None, logo_options: dict | None = None,
-                  include_master: bool = True, web: WebOptions | None = None,
+                  logo_widths: list[int] | None = None, include_master: bool = True, web: WebOptions | None = None,
                   signing: SigningFiles | None = None, signed_cache: str | None = None) -> RenderedSet:
     """Render every target of `master` into a scratch folder of its own, ready to be stored.
 
@@ -46,6 +47,10 @@ def render_master(master: GeneratedImage, campaign: str, asset_id: str, prompt: 
     provider is still making the others. The folder is named by asset and master bytes: an edited
     master renders into a new one, and the same master always renders into the same one. With
     `signing`, every file gets a signed C2PA manifest (reused from `signed_cache` for the same pixels).
+
+    The logo (`logo_path`, checked with the brief) is stamped from marks prepared once per run in
+    `work_dir`, for every image width of the run (`logo_widths`) and of `targets`: the first render
+    decodes the logo, the others read the small marks it left.
     """
     web = web or WebOptions()
     altered = bool(master.metadata.get("edits")) or logo_path is not None or bool(web.grade or web.border_width)
@@ -54,9 +59,13 @@ def render_master(master: GeneratedImage, campaign: str, asset_id: str, prompt: 
     folder = Path(work_dir) / f"{asset_id}-{master.image.sha256[:16]}"
     shutil.rmtree(folder, ignore_errors=True)  # what an earlier, failed attempt left
     with PIXEL_SLOTS:
-        rendered = render_variants(master.image, targets, xmp=xmp, work_dir=folder,
-                                   logo_path=Path(logo_path) if logo_path else None, logo_options=logo_options,
-                                   include_master=include_master, options=web)
+        logo = None
+        if logo_path is not None:
+            scale = (logo_options or {}).get("scale", DEFAULT_LOGO_SCALE)
+            widths = [*(logo_widths or []), *(target.width for target in targets)]
+            logo = LogoMarks(prepare_marks(Path(logo_path), widths, scale, Path(work_dir)), scale)
+        rendered = render_variants(master.image, targets, xmp=xmp, work_dir=folder, logo=logo,
+                                   logo_options=logo_options, include_master=include_master, options=web)
         blurhash = blurhash_of(master.image)
         palette = dominant_palette(master.image)
         if signing is not None:

@@ -31,6 +31,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
+from imagegen.imaging.logo import DEFAULT_LOGO_SCALE, mark_size
 from imagegen.imaging.metrics import dominant_colors, hex_to_rgb, rgb_to_hex
 
 __all__ = [
@@ -81,7 +82,7 @@ _POSITIONS = ("se", "sw", "ne", "nw", "center")
 
 
 def overlay_logo(img: Image.Image, logo: Image.Image, position: str = "se", opacity: float = 0.5,
-                 scale: float = 0.15, margin: float = 0.03) -> Image.Image:
+                 scale: float = DEFAULT_LOGO_SCALE, margin: float = 0.03) -> Image.Image:
     """Composite `logo` onto a copy of `img` (the seed's add_watermark, done right).
 
     The logo is resized to `scale` of the image width (aspect kept, LANCZOS), its own alpha is
@@ -93,9 +94,8 @@ def overlay_logo(img: Image.Image, logo: Image.Image, position: str = "se", opac
     if not 0.0 <= opacity <= 1.0 or not 0.0 < scale <= 1.0 or not 0.0 <= margin < 0.5:
         raise ValueError("opacity must be 0..1, scale 0..1 (exclusive of 0), margin 0..0.5")
     mark = logo.convert("RGBA")
-    width = max(1, round(img.width * scale))
-    height = max(1, round(mark.height * width / mark.width))
-    mark = mark.resize((width, height), Image.Resampling.LANCZOS)
+    # a mark prepared at exactly this size (imaging.logo.prepare_marks) is copied, not resampled again
+    mark = mark.resize(mark_size(img.width, mark.size, scale), Image.Resampling.LANCZOS)
     alpha = mark.getchannel("A").point(lambda a: round(a * opacity))
     mark.putalpha(alpha)
     x, y = _logo_origin(img.size, mark.size, position, round(min(img.size) * margin))

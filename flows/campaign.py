@@ -19,6 +19,7 @@ from prefect.runtime import flow_run
 from imagegen.brief import Brief
 from imagegen.brief_source import brief_from_source
 from imagegen.budget import budget_for_run, release_run
+from imagegen.files import sweep_once_in_a_while
 from imagegen.models import GeneratedImage
 from imagegen.pixelwork import limit_malloc_arenas
 from imagegen.prompts import PromptSpec
@@ -97,6 +98,7 @@ def campaign_flow(brief: str | dict, out_dir: str = "imagegen-output", provider:
         providers = usable
 
         run_id = str(flow_run.id or f"local-{time.time_ns()}")
+        sweep_once_in_a_while(out)  # temp files of a killed run on this folder go now, not at the end
         with run_scratch(out / ".work", f"run-{run_id}") as work_dir:
             return run_stages(the_brief, settings, specs, targets_by_asset, providers, quota_before, out, work_dir,
                               run_id, stores=dict(small=small, large=large, quarantine=quarantine_block(out)),

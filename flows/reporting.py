@@ -10,6 +10,7 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from imagegen.catalog.base import CatalogRow, UpsertResult
+from imagegen.files import open_text_atomically
 from imagegen.gallery import GalleryCards, write_gallery
 from imagegen.publishing import PublishedFile
 from imagegen.summary import RunSummary
@@ -67,7 +68,8 @@ def record_run(summary: RunSummary, record: RunRecord, catalog, out: Path, start
                       gx_report=summary.gx_report)
     finally:
         cards.close()
-    (out / "run-summary.json").write_text(summary.model_dump_json(indent=2))
+    with open_text_atomically(out / "run-summary.json") as fh:
+        fh.write(summary.model_dump_json(indent=2))
     report_artifacts(summary, record.table)
     return summary
 

@@ -16,6 +16,7 @@ from prefect.runtime import flow_run
 
 from imagegen.brief_source import brief_from_source
 from imagegen.catalog.rows import template_from_row
+from imagegen.files import sweep_once_in_a_while
 from imagegen.publishing import MASTER_VARIANT
 from imagegen.scratch import run_scratch
 from imagegen.settings import load_settings
@@ -54,6 +55,7 @@ def size_set_flow(brief: str | dict, size_sets: list[str], out_dir: str = "image
                                  brief_dir=the_brief.base_dir)
 
         logger.info(f"[size-set] re-rendering {len(published)} published master(s) for {', '.join(size_sets)}")
+        sweep_once_in_a_while(out)  # temp files of a killed run on this folder go now, not at the end
         fetches = {row.asset_id: fetch_master.submit(row, str(out / "masters")) for row in published}
         wait(list(fetches.values()))
         failed: list[FailedAsset] = []

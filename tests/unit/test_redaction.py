@@ -177,6 +177,13 @@ def test_url_location_drops_query_and_fragment_and_masks_user_info():
     assert url_location("http://host?token=abc") == "http://host"
 
 
+def test_endpoint_labels_of_httpx_requests_are_masked():
+    from imagegen.providers.http import endpoint_label
+
+    request = httpx.Request("POST", f"http://user:{SECRET}@127.0.0.1:9/v1/genai?token={SECRET}")
+    assert endpoint_label(request) == "POST http://user:***@127.0.0.1:9/v1/genai"
+
+
 def test_url_secrets_name_what_a_server_may_echo():
     url = f"http://user:{SECRET}%21@host/path?token=tok-{SECRET}&size=1"
     found = url_secrets(url)
@@ -212,6 +219,14 @@ def test_log_filter_masks_http_library_records(caplog):
         logger.info("no URL here: %d", 3)
     assert SECRET not in caplog.text
     assert 'HTTP Request: GET http://user:***@h/x?key=*** "200"' in caplog.text and "no URL here: 3" in caplog.text
+
+
+def test_the_http_libraries_loggers_are_filtered_once_imagegen_talks_http():
+    import imagegen.providers.http  # noqa: F401 - installs the filters
+    import imagegen.stores.remote  # noqa: F401
+
+    for name in ("httpx", "urllib3.connectionpool"):
+        assert sum(isinstance(f, MaskUrlsFilter) for f in logging.getLogger(name).filters) == 1
 
 
 def test_log_filter_leaves_a_record_it_cannot_format_to_its_handler():

@@ -49,7 +49,8 @@ def load_saved_block(name: str, field: str, expected: type[SavedBlock]) -> Saved
     `type: ignore[type-abstract]` at the callers.
     """
     if not _SAVED_BLOCK.match(name):
-        raise problem_at(field, f"{name!r} is not a saved block name like <block-type-slug>/<block-name>")
+        # a URL without its scheme lands here (IMAGEGEN_CATALOG_URL=user:pw@host/db): shown masked
+        raise problem_at(field, f"{mask_url(name)!r} is not a saved block name like <block-type-slug>/<block-name>")
     try:
         block = Block.load(name)
     except (ValueError, KeyError) as exc:

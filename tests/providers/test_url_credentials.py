@@ -13,7 +13,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from imagegen.errors import ProviderAuthError, ProviderRequestInvalid
+from imagegen.errors import ProviderAuthError, ProviderRequestInvalid, SettingsError
 from imagegen.providers.neuroflash_client import NeuroflashClient
 from imagegen.providers.nvidia import NvidiaClient, nvidia_account_key
 from imagegen.providers.nvidia_models import FLUX_DEV, generation_payload, rules_for
@@ -92,3 +92,13 @@ def test_block_reprs_mask_their_url_fields(block):
     assert_masked(repr(block))
     assert_masked(str(block))
     assert PASSWORD in block.model_dump_json()  # the block itself keeps the URL it must call
+
+
+@pytest.mark.parametrize("url", [f"user:{PASSWORD}@db/assets?token={TOKEN}", f"mysql://user:{PASSWORD}@db/x?token={TOKEN}"])
+def test_a_catalog_url_that_is_not_a_catalog_is_named_masked(url, tmp_path):
+    from imagegen.settings import ImagegenSettings
+    from imagegen_flows.blocks.resolve import catalog_block
+
+    with pytest.raises(SettingsError) as caught:
+        catalog_block(ImagegenSettings(catalog_url=url), tmp_path)
+    assert_masked(str(caught.value))

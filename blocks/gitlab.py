@@ -13,6 +13,7 @@ from typing import Any, Literal
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr
 
+from imagegen.redaction import mask_url_fields
 from imagegen.stores.base import AssetStore
 from imagegen_flows.blocks.storage import AssetStoreBlock
 
@@ -36,6 +37,9 @@ class GitLabCredentials(CredentialsBlock):
                              description="Personal, project or group access token with the api scope "
                                          "(env GITLAB_TOKEN)")
     timeout_seconds: float = Field(60.0, gt=0, title="Timeout", description="HTTP timeout per request")
+
+    def __repr_args__(self) -> list[tuple[str | None, Any]]:
+        return mask_url_fields(super().__repr_args__())  # a URL setting may carry credentials
 
     def get_client(self) -> Any:
         """A ready `gitlab.Gitlab` that retries 429 (honouring Retry-After), 5xx and timeouts."""

@@ -20,6 +20,7 @@ from imagegen.providers.neuroflash_client import (
     DEFAULT_TOKEN_URL,
     NeuroflashClient,
 )
+from imagegen.redaction import mask_url_fields
 from imagegen_flows.blocks.providers import ImageProviderBlock
 
 
@@ -49,6 +50,9 @@ class NeuroflashCredentials(CredentialsBlock):
                                      description="Workspace to bill; empty means the first one the client sees")
     timeout_seconds: float = Field(120.0, gt=0, title="Timeout (s)",
                                    description="Per-request timeout; image generation can take a minute")
+
+    def __repr_args__(self) -> list[tuple[str | None, Any]]:
+        return mask_url_fields(super().__repr_args__())  # a URL setting may carry credentials
 
     def get_client(self, *, rate_per_minute: float = DEFAULT_RATE_PER_MINUTE, limiter: Any = None,
                    transport: Any = None) -> NeuroflashClient:

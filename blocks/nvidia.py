@@ -23,6 +23,7 @@ from imagegen.providers.nvidia import (
 )
 from imagegen.providers.nvidia_models import FLUX_DEV, FLUX_KONTEXT
 from imagegen.providers.vlm import DEFAULT_VLM_BASE_URL, DEFAULT_VLM_MODEL, VisionReviewer
+from imagegen.redaction import mask_url_fields
 from imagegen_flows.blocks.providers import ImageProviderBlock
 
 
@@ -48,6 +49,9 @@ class NvidiaCredentials(CredentialsBlock):
                             description="Where 202-accepted requests are polled: {status_url}/{reqId}")
     assets_url: str = Field(DEFAULT_ASSETS_URL, title="NVCF assets URL",
                             description="Upload endpoint for edit inputs too large to send inline")
+
+    def __repr_args__(self) -> list[tuple[str | None, Any]]:
+        return mask_url_fields(super().__repr_args__())  # a URL setting may carry credentials
 
     def get_client(self, *, rate_per_minute: float | None = DEFAULT_RATE_PER_MINUTE,
                    nim_url: str | None = None, **kwargs: Any) -> NvidiaClient:
@@ -92,6 +96,9 @@ class NvidiaImageProvider(ImageProviderBlock):
     poll_seconds: int = Field(DEFAULT_POLL_SECONDS, ge=0, description="NVCF-POLL-SECONDS sent with each request")
     poll_deadline_seconds: float = Field(600.0, gt=0, description="Give up polling a 202-accepted request after this")
 
+    def __repr_args__(self) -> list[tuple[str | None, Any]]:
+        return mask_url_fields(super().__repr_args__())  # a URL setting may carry credentials
+
     def _client(self) -> NvidiaClient:
         options: dict[str, Any] = dict(nim_url=self.nim_url, timeout=self.timeout_seconds,
                                        poll_seconds=self.poll_seconds, poll_deadline=self.poll_deadline_seconds)
@@ -132,6 +139,9 @@ class NvidiaVisionReviewer(Block):
     rate_per_minute: float = Field(DEFAULT_RATE_PER_MINUTE, gt=0, title="Requests per minute",
                                    description="Shared with image generation on the same key")
     timeout_seconds: float = Field(60.0, gt=0, description="Read timeout of one HTTP call")
+
+    def __repr_args__(self) -> list[tuple[str | None, Any]]:
+        return mask_url_fields(super().__repr_args__())  # a URL setting may carry credentials
 
     def get_reviewer(self) -> VisionReviewer:
         return VisionReviewer.for_account(self.credentials.api_key.get_secret_value(),

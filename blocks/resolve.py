@@ -16,6 +16,7 @@ from typing import TypeVar
 from prefect.blocks.core import Block
 
 from imagegen.errors import BriefError, ImagegenError, SettingsError, UsageError
+from imagegen.redaction import mask_url
 from imagegen.settings import ImagegenSettings
 from imagegen_flows.blocks.catalog import CatalogBlock, SqliteCatalogBlock
 from imagegen_flows.blocks.gitlab import GitLabCredentials, GitLabUploads
@@ -48,7 +49,8 @@ def load_saved_block(name: str, field: str, expected: type[SavedBlock]) -> Saved
     `type: ignore[type-abstract]` at the callers.
     """
     if not _SAVED_BLOCK.match(name):
-        raise problem_at(field, f"{name!r} is not a saved block name like <block-type-slug>/<block-name>")
+        # a URL without its scheme lands here (IMAGEGEN_CATALOG_URL=user:pw@host/db): shown masked
+        raise problem_at(field, f"{mask_url(name)!r} is not a saved block name like <block-type-slug>/<block-name>")
     try:
         block = Block.load(name)
     except (ValueError, KeyError) as exc:
@@ -138,8 +140,6 @@ def catalog_block(settings: ImagegenSettings, out_dir: Path) -> CatalogBlock:
         return PostgresCatalogBlock(dsn=url)
     if "/" in url and "://" not in url:
         return load_saved_block(url, CATALOG_VARIABLE, CatalogBlock)  # type: ignore[type-abstract]
-    from imagegen.catalog.remote import mask_url
-
     raise SettingsError([(CATALOG_VARIABLE, f"{mask_url(url)!r} is not a catalog; use sqlite:///path, "
                                             "postgresql://user:password@host/db, supabase, or a saved "
                                             "catalog block <block-type-slug>/<block-name>")])

@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr
 
 from imagegen.catalog.base import PREFLIGHT_TIMEOUT_SECONDS, Catalog
 from imagegen.errors import CatalogError
+from imagegen.redaction import mask_url, mask_url_fields, url_secrets
 from imagegen.stores.base import AssetStore
 from imagegen.stores.remote import short_server_message
 from imagegen_flows.blocks.catalog import CatalogBlock
@@ -37,6 +38,9 @@ class SupabaseCredentials(CredentialsBlock):
     key: SecretStr = Field(..., title="API key",
                            description="Service-role key for server-side writes (env SUPABASE_KEY); never logged")
     timeout_seconds: float = Field(30.0, gt=0, title="Timeout", description="HTTP timeout of Storage and REST calls")
+
+    def __repr_args__(self) -> list[tuple[str | None, Any]]:
+        return mask_url_fields(super().__repr_args__())  # a URL setting may carry credentials
 
     def get_client(self) -> Any:
         """A ready `supabase.Client` whose Storage and REST calls share one httpx client with our timeout
@@ -108,6 +112,7 @@ class SupabaseCatalogBlock(CatalogBlock):
         try:
             client = quick.get_client()
         except Exception as exc:  # noqa: BLE001 - supabase-py refuses a malformed URL or key with its own type
-            reason = short_server_message(exc, [self.credentials.key.get_secret_value()])
-            raise CatalogError(f"no Supabase client for {self.credentials.url!r}: {reason}") from None
+            secrets = [self.credentials.key.get_secret_value(), *url_secrets(self.credentials.url)]
+            reason = short_server_message(exc, secrets)
+            raise CatalogError(f"no Supabase client for {mask_url(self.credentials.url)!r}: {reason}") from None
         SupabaseRestCatalog(client, table=self.table).preflight()

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+from imagegen.redaction import mask_urls_in
 
 
 class FailedAsset(BaseModel):
     asset_id: str
     stage: str
     reason: str
+
+    @field_validator("reason")
+    @classmethod
+    def _urls_masked(cls, reason: str) -> str:
+        """A reason quotes an error's text; a URL in it may carry credentials (the clients mask theirs,
+        this holds for any other)."""
+        return mask_urls_in(reason)
 
 
 class RunSummary(BaseModel):

@@ -34,8 +34,9 @@ from imagegen.catalog.base import (
     probe_row,
     schema_sql,
 )
-from imagegen.catalog.remote import JSON_COLUMNS, ROW_COLUMNS, TransientCatalogError, mask_url, passwords_of
+from imagegen.catalog.remote import JSON_COLUMNS, ROW_COLUMNS, TransientCatalogError
 from imagegen.errors import CatalogError
+from imagegen.redaction import mask_url, mask_urls_in, url_secrets
 from imagegen.stores.remote import scrub
 
 _SCHEMA_LOCK_ID = 0x1A6E_A55E  # pg_advisory_xact_lock key: "imagegen assets"
@@ -81,7 +82,7 @@ class PostgresCatalog(Catalog):
         state = getattr(exc, "sqlstate", None) or ""
         diag = getattr(exc, "diag", None)
         detail = (diag.message_primary if diag is not None and diag.message_primary else str(exc)).strip()
-        detail = scrub(detail, passwords_of(self._dsn))
+        detail = mask_urls_in(scrub(detail, url_secrets(self._dsn)))
         message = (f"{action} media_assets on {mask_url(self._dsn)}: {detail}"
                    + (f" (SQLSTATE {state})" if state else ""))
         transient = isinstance(exc, psycopg.OperationalError) and (

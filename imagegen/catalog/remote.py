@@ -1,43 +1,15 @@
-"""Helpers shared by the server-backed catalogs (PostgreSQL, Supabase REST): retry classification,
-password masking and the row <-> JSON mapping."""
+"""Helpers shared by the server-backed catalogs (PostgreSQL, Supabase REST): retry classification
+and the row <-> JSON mapping. (Masking a catalog URL's password is imagegen.redaction's job.)"""
 
 from __future__ import annotations
 
-import re
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from imagegen.catalog.base import CatalogRow
 from imagegen.errors import CatalogError, TransientCatalogError  # noqa: F401 (re-exported)
 
 JSON_COLUMNS = ("gates", "metadata")
 ROW_COLUMNS = tuple(CatalogRow.model_fields)
-
-
-
-
-_USERINFO_PASSWORD = re.compile(r"(?P<user>[^\s:/@?#]*):(?P<password>[^\s/]*)@")
-_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
-
-
-def mask_url(url: str) -> str:
-    """`url` with any password replaced by '***': URL userinfo (even unencoded '@' in it) and
-    `password=` in a query string or a key=value DSN."""
-    masked = _KV_PASSWORD.sub(r"\1***", url)
-    return _USERINFO_PASSWORD.sub(lambda m: f"{m['user']}:***@", masked)
-
-
-def passwords_of(url: str) -> list[str]:
-    """The password in a DSN, as written and percent-decoded, so driver error texts can be scrubbed."""
-    match = _KV_PASSWORD.search(url)
-    if match:
-        raw = match.group(2).strip("'")
-    else:
-        try:
-            raw = urlsplit(url).password
-        except ValueError:
-            raw = None
-    return [raw, unquote(raw)] if raw else []
 
 
 def row_to_json(row: CatalogRow) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from imagegen.catalog.remote import (
     same_content,
 )
 from imagegen.errors import CatalogError, is_transient_status
+from imagegen.redaction import url_secrets
 from imagegen.stores.remote import short_server_message
 
 Key = tuple[str, str, str]
@@ -71,7 +72,8 @@ class SupabaseRestCatalog(Catalog):
             return TransientCatalogError(f"{action} {where}: transport error ({type(exc).__name__})")
         if not isinstance(exc, APIError):
             return CatalogError(f"{action} {where}: {type(exc).__name__}")
-        secrets = [getattr(self.client, "supabase_key", None)]
+        url = getattr(self.client, "supabase_url", None)  # SUPABASE_URL may carry credentials too
+        secrets = [getattr(self.client, "supabase_key", None), *url_secrets(str(url) if url else None)]
         detail = short_server_message(exc.message or exc.details or "no message", secrets)
         message = f"{action} {where}: {detail}" + (f" (code {exc.code})" if exc.code else "")
         return TransientCatalogError(message) if _is_transient_code(exc.code) else CatalogError(message)

@@ -4,8 +4,9 @@ Nothing here knows a particular provider. `raise_for_provider_status` is the one
 status becomes an imagegen error (and so decides what is transient); providers with rules of their
 own (neuroflash's quota answers) check those first and hand everything else to it. Every message
 built here names the provider, the HTTP status and the endpoint (without query string: presigned URLs
-carry signatures) and passes through `redact()`, so an API key a server echoes back never reaches an
-exception or a log line.
+carry signatures; user info masked: a URL setting may carry a password) and passes through `redact()`,
+so an API key a server echoes back, or a URL with credentials in it, never reaches an exception or a
+log line.
 """
 
 from __future__ import annotations
@@ -35,10 +36,12 @@ from imagegen.errors import (
     TransientProviderError,
     is_transient_status,
 )
+from imagegen.redaction import REDACTED, mask_urls_in, mask_urls_in_logs, url_location
 
 logger = logging.getLogger(__name__)
+# httpx logs every request's URL at INFO, user info and query included: a URL setting may carry both.
+mask_urls_in_logs()
 
-REDACTED = "***"
 _MAX_DETAIL_CHARS = 300
 # A Retry-After longer than this is a server's mistake or a ban; waiting longer helps no run.
 MAX_RETRY_AFTER_S = 3600.0
@@ -55,11 +58,12 @@ class RateLimiter(Protocol):
 # --------------------------------------------------------------------------- secrets
 
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """`text` with every non-trivial secret replaced by ***."""
+    """`text` with every non-trivial secret replaced by ***, and every URL in it masked (user info and
+    secret-looking query parameters: see imagegen.redaction)."""
     for secret in secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, REDACTED)
-    return text
+    return mask_urls_in(text)
 
 
 # --------------------------------------------------------------------------- shared HTTP clients
@@ -165,8 +169,9 @@ def close_shared_clients() -> None:
 # --------------------------------------------------------------------------- response details
 
 def endpoint_label(request: httpx.Request) -> str:
-    """'POST http://host/path' without the query string (presigned URLs carry signatures)."""
-    return f"{request.method} {request.url.copy_with(query=None, fragment=None)}"
+    """'POST http://host/path' without the query string (presigned URLs carry signatures) and with any
+    password in the user info masked (`user:***@host`)."""
+    return f"{request.method} {url_location(str(request.url))}"
 
 
 def parse_retry_after(value: str | None) -> float | None:

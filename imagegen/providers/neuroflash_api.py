@@ -22,6 +22,7 @@ from pydantic.alias_generators import to_camel
 from imagegen.errors import ProviderError, ProviderRequestInvalid
 from imagegen.models import FORMAT_CONTENT_TYPES
 from imagegen.providers.http import redact
+from imagegen.redaction import url_location
 
 PROVIDER = "neuroflash"
 MAX_ERROR_DETAIL_CHARS = 300
@@ -247,13 +248,7 @@ def relative_image_path(url: str) -> str:
         return parts.path + (f"?{parts.query}" if parts.query else "")
     raise ProviderRequestInvalid(
         f"neuroflash /edit needs the relative image path from /history (e.g. /api/ds-prototypes/"
-        f"image_generation/<id>/view), got {describe_url(url)}", provider=PROVIDER)
-
-
-def describe_url(url: str) -> str:
-    """A URL without its query string: presigned download URLs carry signatures there."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.scheme else parts.path
+        f"image_generation/<id>/view), got {url_location(url)}", provider=PROVIDER)
 
 
 def find_model(models: list[ImageModel], model_id: str, secrets: Iterable[str | None] = ()) -> ImageModel:

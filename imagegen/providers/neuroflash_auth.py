@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from imagegen.errors import ProviderAuthError, is_transient_status
 from imagegen.providers.http import raise_for_provider_status, send_request, status_message
 from imagegen.providers.neuroflash_api import PROVIDER
+from imagegen.redaction import mask_url, url_secrets
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +44,13 @@ class AccessTokens:
         self.fetches = 0
 
     def __repr__(self) -> str:
-        return f"AccessTokens(client_id={self.client_id!r}, token_url={self.token_url!r})"
+        return f"AccessTokens(client_id={self.client_id!r}, token_url={mask_url(self.token_url)!r})"
 
-    def secrets(self) -> tuple[str, str | None]:
-        """The client secret and the current token: what `redact()` must remove from wire text."""
-        return self._secret.get_secret_value(), (self._token.get_secret_value() if self._token else None)
+    def secrets(self) -> tuple[str | None, ...]:
+        """The client secret, the current token and the token URL's credentials: what `redact()` must
+        remove from wire text."""
+        return (self._secret.get_secret_value(), (self._token.get_secret_value() if self._token else None),
+                *url_secrets(self.token_url))
 
     def get(self) -> str:
         """The cached token, fetched anew when missing or about to expire."""

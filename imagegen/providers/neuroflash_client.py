@@ -60,7 +60,6 @@ from imagegen.providers.neuroflash_api import (
     Quota,
     check_generate_request,
     check_image_type,
-    describe_url,
     find_model,
     mentions_quota,
     parse_generation_answer,
@@ -69,6 +68,7 @@ from imagegen.providers.neuroflash_api import (
 )
 from imagegen.providers.neuroflash_auth import AccessTokens
 from imagegen.ratelimit import shared_limiter
+from imagegen.redaction import mask_url, url_location, url_secrets
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class NeuroflashClient:
         self.quota_last: Quota | None = None
 
     def __repr__(self) -> str:
-        return (f"NeuroflashClient(client_id={self.client_id!r}, api_url={self.api_url!r}, "
+        return (f"NeuroflashClient(client_id={self.client_id!r}, api_url={mask_url(self.api_url)!r}, "
                 f"workspace_id={self._workspace_id!r})")
 
     def close(self) -> None:
@@ -162,8 +162,8 @@ class NeuroflashClient:
     # ---- secrets ------------------------------------------------------------------------
 
     def _secrets(self) -> tuple[str | None, ...]:
-        """The secret and the current token: removed from any text that may have come off the wire."""
-        return self._tokens.secrets()
+        """The secret, the current token and the URLs' credentials: removed from any wire text."""
+        return (*self._tokens.secrets(), *url_secrets(self.api_url))
 
     def _error(self, cls: type[ProviderError], message: str) -> ProviderError:
         return cls(redact(message, self._secrets()), provider=PROVIDER)
@@ -402,7 +402,7 @@ class NeuroflashClient:
             response = send_request(self._http, request, PROVIDER, secrets=secrets, stream=True)
             self._raise_for_status(response, secrets)
         try:
-            data = self._read_capped(response, describe_url(url))
+            data = self._read_capped(response, url_location(url))
         finally:
             response.close()
         declared = [ct for ct in (image.content_type, response.headers.get("content-type")) if ct]

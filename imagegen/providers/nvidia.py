@@ -47,6 +47,7 @@ from imagegen.providers.nvidia_models import (
 )
 from imagegen.providers.payloads import INLINE_DATA_URL_LIMIT, encode_jpeg, encode_png, jpeg_data_url
 from imagegen.ratelimit import TokenBucket, shared_limiter
+from imagegen.redaction import mask_url, url_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -99,9 +100,9 @@ def parse_artifacts(payload: Any, *, provider: str = PROVIDER) -> Artifact:
 # --------------------------------------------------------------------------- client
 
 def nvidia_account_key(api_key: str | None, nim_url: str | None = None) -> str:
-    """Rate-limit bucket name: one per API key (hashed, never the key) or per NIM server."""
+    """Rate-limit bucket name: one per API key (hashed, never the key) or per NIM server (its URL masked)."""
     if nim_url:
-        return f"nim:{nim_url.rstrip('/')}"
+        return f"nim:{mask_url(nim_url.rstrip('/'))}"
     return f"nvidia:{hashlib.sha256((api_key or '').encode()).hexdigest()[:12]}"
 
 
@@ -143,6 +144,9 @@ class NvidiaClient:
         self.status_url = status_url.rstrip("/")
         self.assets_url = assets_url.rstrip("/")
         self.nim_url = nim_url.rstrip("/") if nim_url else None
+        # what a server may echo of the URLs' credentials (user info, Basic auth made of it, ?token=)
+        self._url_secrets = tuple(secret for url in (self.base_url, self.status_url, self.assets_url, self.nim_url)
+                                  for secret in url_secrets(url))
         self.poll_seconds = int(poll_seconds)
         self.limiter = limiter
         self.inline_image_limit = inline_image_limit
@@ -166,7 +170,7 @@ class NvidiaClient:
         return cls(api_key, limiter=limiter, **kwargs)
 
     def __repr__(self) -> str:
-        return f"NvidiaClient(endpoint={self.endpoint!r}, url={self.nim_url or self.base_url!r})"
+        return f"NvidiaClient(endpoint={self.endpoint!r}, url={mask_url(self.nim_url or self.base_url)!r})"
 
     def __enter__(self) -> NvidiaClient:
         return self
@@ -184,8 +188,8 @@ class NvidiaClient:
         return "nim" if self.nim_url else "hosted"
 
     @property
-    def _secrets(self) -> tuple[str]:
-        return (self._api_key,)
+    def _secrets(self) -> tuple[str, ...]:
+        return (self._api_key, *self._url_secrets)
 
     def infer_url(self, model: str) -> str:
         return f"{self.nim_url}/v1/infer" if self.nim_url else f"{self.base_url}/{model}"

@@ -25,6 +25,7 @@ from imagegen.providers.nvcf import NvcfPolling, resolve_nvcf
 from imagegen.providers.nvidia import DEFAULT_RATE_PER_MINUTE, DEFAULT_STATUS_URL, nvidia_account_key
 from imagegen.providers.payloads import INLINE_DATA_URL_LIMIT, fitted_jpeg_data_url
 from imagegen.ratelimit import TokenBucket, shared_limiter
+from imagegen.redaction import mask_url, url_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +171,8 @@ class VisionReviewer:
         self.max_tokens = max_tokens
         self.inline_image_limit = inline_image_limit
         self.polling = NvcfPolling(status_url=status_url.rstrip("/"), interval=poll_interval, deadline=poll_deadline)
+        # what a server may echo of the URLs' credentials (user info, Basic auth made of it, ?token=)
+        self._url_secrets = (*url_secrets(self.base_url), *url_secrets(self.polling.status_url))
         headers = {"Accept": "application/json", "NVCF-POLL-SECONDS": str(int(poll_seconds))}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
@@ -187,7 +190,7 @@ class VisionReviewer:
         return cls(api_key, limiter=shared_limiter(nvidia_account_key(api_key), rate_per_minute), **kwargs)
 
     def __repr__(self) -> str:
-        return f"VisionReviewer(model={self.model!r}, url={self.base_url!r})"
+        return f"VisionReviewer(model={self.model!r}, url={mask_url(self.base_url)!r})"
 
     def __enter__(self) -> VisionReviewer:
         return self
@@ -215,7 +218,7 @@ class VisionReviewer:
         }
         if self.limiter is not None:
             self.limiter.acquire()
-        secrets = (self._api_key,)
+        secrets = (self._api_key, *self._url_secrets)
         request = self._http.build_request("POST", f"{self.base_url}/chat/completions", json=body)
         response = send_request(self._http, request, PROVIDER, secrets=secrets)
         if response.status_code not in (200, 202):

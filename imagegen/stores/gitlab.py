@@ -48,6 +48,7 @@ from gitlab.exceptions import GitlabAuthenticationError, GitlabError
 from imagegen.errors import StoreError, TransientStoreError
 from imagegen.files import open_text_atomically
 from imagegen.models import sha256_file
+from imagegen.redaction import mask_url, url_secrets
 from imagegen.stores.base import AssetStore
 from imagegen.stores.remote import error_for_status, head_ok, is_sha256_hex, sha256_bytes, short_server_message
 
@@ -249,7 +250,8 @@ class GitLabUploadStore(AssetStore):
             size_text = f"{size} bytes" if size is not None else "this size"
             return StoreError(f"{action} {where}: file of {size_text} is over the GitLab instance's "
                               "attachment limit (HTTP 413)")
-        detail = short_server_message(exc.error_message, [getattr(self.gl, "private_token", None)])
+        secrets = [getattr(self.gl, "private_token", None), *url_secrets(getattr(self.gl, "url", None))]
+        detail = short_server_message(exc.error_message, secrets)
         return error_for_status(code, f"{action} {where}: HTTP {code}: {detail}")
 
     def _call(self, action: str, key: str, fn, *args, size: int | None = None, **kwargs):
@@ -328,8 +330,9 @@ class GitLabUploadStore(AssetStore):
     def url_for(self, key: str) -> str:
         if self.mode == "generic_packages":
             version, file_name = package_coordinates(key)
-            return (f"{self.gl.api_url}/projects/{self.project().get_id()}/packages/generic/"
-                    f"{quote(self.package_name, safe='')}/{quote(version, safe='')}/{quote(file_name, safe='')}")
+            return mask_url(f"{self.gl.api_url}/projects/{self.project().get_id()}/packages/generic/"
+                            f"{quote(self.package_name, safe='')}/{quote(version, safe='')}/"
+                            f"{quote(file_name, safe='')}")
         record = self.index.get(key)
         if record is None:
             raise StoreError(f"no GitLab upload is recorded for {self._where(key)}")
@@ -352,7 +355,8 @@ class GitLabUploadStore(AssetStore):
         project = self.project()
         answer = self._upload_once_per_body(key, upload_filename(key), data)
         web_url = getattr(project, "web_url", None) if not answer.get("full_path") else None
-        url = absolute_upload_url(answer, self.gl.url, web_url)
+        # GITLAB_URL may carry credentials: the URL that is recorded and published never does
+        url = mask_url(absolute_upload_url(answer, self.gl.url, web_url))
         self.index.put(key, UploadRecord(url=url, sha256=sha256, upload_id=answer.get("id")))
 
     def _delete_upload(self, key: str) -> None:

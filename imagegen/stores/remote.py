@@ -14,6 +14,10 @@ from collections.abc import Iterable
 import httpx
 
 from imagegen.errors import StoreError, TransientStoreError, is_transient_status
+from imagegen.redaction import REDACTED, mask_urls_in, mask_urls_in_logs
+
+# httpx (Supabase) and urllib3 (python-gitlab) log request URLs; SUPABASE_URL and GITLAB_URL may carry credentials.
+mask_urls_in_logs()
 
 HEAD_TIMEOUT_SECONDS = 10.0
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -21,11 +25,12 @@ _MAX_SERVER_MESSAGE = 300
 
 
 def scrub(text: str, secrets: Iterable[str | None]) -> str:
-    """`text` with every non-empty secret replaced by '***' (servers sometimes echo what they got)."""
+    """`text` with every non-empty secret replaced by '***' (servers sometimes echo what they got) and
+    every URL in it masked (imagegen.redaction)."""
     for secret in secrets:
         if secret:
-            text = text.replace(secret, "***")
-    return text
+            text = text.replace(secret, REDACTED)
+    return mask_urls_in(text)
 
 
 def short_server_message(text: object, secrets: Iterable[str | None] = ()) -> str:

@@ -23,6 +23,7 @@ from storage3.exceptions import StorageApiError
 
 from imagegen.errors import StoreError, TransientStoreError
 from imagegen.models import sha256_file
+from imagegen.redaction import mask_url, url_secrets
 from imagegen.stores.base import AssetStore
 from imagegen.stores.remote import error_for_status, head_ok, is_sha256_hex, sha256_bytes, short_server_message
 
@@ -62,7 +63,8 @@ class SupabaseStorageStore(AssetStore):
         return f"Supabase Storage bucket {self.bucket!r}, key {key!r}"
 
     def _secrets(self) -> list[str | None]:
-        return [getattr(self.client, "supabase_key", None)]
+        url = getattr(self.client, "supabase_url", None)
+        return [getattr(self.client, "supabase_key", None), *url_secrets(str(url) if url else None)]
 
     def _error(self, exc: Exception, action: str, key: str) -> StoreError:
         """Map a storage3/httpx failure to StoreError/TransientStoreError without leaking the key secret.
@@ -138,8 +140,10 @@ class SupabaseStorageStore(AssetStore):
                                   "during the upload; retry to store beside it")
 
     def url_for(self, key: str) -> str:
+        """The public or signed URL, without the credentials SUPABASE_URL's user info may carry (a signed
+        URL's own token stays: it is what makes the URL work)."""
         if self.public:
-            return self._files().get_public_url(key)
+            return mask_url(self._files().get_public_url(key), query=False)
         try:
             signed = self._files().create_signed_url(key, self.signed_url_seconds)
         except (StorageApiError, httpx.HTTPError) as exc:
@@ -147,7 +151,7 @@ class SupabaseStorageStore(AssetStore):
         url = signed.get("signedURL") or signed.get("signedUrl")
         if not url:
             raise StoreError(f"signing a URL for {self._where(key)}: Storage returned no URL")
-        return url
+        return mask_url(url, query=False)
 
     def delete(self, key: str) -> None:
         try:

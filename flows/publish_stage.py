@@ -1,7 +1,8 @@
 """Publish stage: each master is quarantined, or rendered and stored, and its files cataloged chunk by chunk.
 
-A chunk is one transaction: when the catalog refuses its rows, the publish tasks' rollback hooks delete
-the files they wrote, so no file is left without a row and no row without a file.
+Rows are written only after their files, and when the catalog refuses a chunk's rows the files the run
+wrote for that chunk are removed again: no file is left without a row and no row without a file. A
+master that fails to publish fails alone; the other masters of its chunk are published and cataloged.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from prefect.futures import PrefectFuture, wait
-from prefect.transactions import transaction
 
 from imagegen.brief import Brief
 from imagegen.catalog.base import CatalogRow, UpsertResult
@@ -28,9 +28,9 @@ from imagegen.summary import FailedAsset
 from imagegen_flows.flows.reporting import RunRecord
 from imagegen_flows.flows.streaming import forget_cancel_events, future_exception, release_memory
 from imagegen_flows.tasks.catalog import write_catalog
-from imagegen_flows.tasks.publish import publish_master, quarantine_master, render_master
+from imagegen_flows.tasks.publish import publish_master, quarantine_master, render_master, unpublish
 
-# Masters published and cataloged per transaction: a catalog outage rolls back one chunk's files,
+# Masters published and cataloged per chunk: a catalog outage removes one chunk's files again,
 # and the rows of earlier chunks need not stay in memory until the end of the run.
 CATALOG_CHUNK = 64
 
@@ -92,6 +92,12 @@ class PublishJob:
     render: dict[str, Any] = field(default_factory=dict)  # render_master arguments
     store: dict[str, Any] = field(default_factory=dict)  # publish_master arguments besides `rendered`
     rendered: Any = None  # a RenderedSet, or the future of a render made while the run was generating
+
+    def store_blocks(self) -> list[Any]:
+        """The store blocks this job writes to."""
+        if self.quarantine is not None:
+            return [self.quarantine["store"]]
+        return [self.store["small_store"], self.store["large_store"]]
 
 
 def render_arguments(master: GeneratedImage, *, campaign: str, asset_id: str, prompt: str, targets,
@@ -167,10 +173,9 @@ def ensure_rendered(jobs: list[PublishJob]) -> None:
 
 def publish_and_catalog(jobs: dict[str, PublishJob], catalog, logger, failed: list[FailedAsset],
                         gallery_page: Path | None, chunk: int = CATALOG_CHUNK) -> RunRecord:
-    """Publish and catalog in chunks, each chunk one transaction: if the catalog refuses a chunk's rows,
-    every publish task of that chunk has its rollback hook delete the files it wrote, so no file is
-    left without a row (and no row without a file, since rows are written only after their files).
-    Earlier chunks stay published and cataloged; a rerun of the same brief completes the set.
+    """Publish and catalog in chunks: if the catalog refuses a chunk's rows, the files this run wrote for
+    that chunk are removed (`unpublish_chunk`) and the refusal ends the run. Earlier chunks stay published
+    and cataloged; a rerun of the same brief completes the set.
     The gallery's cards for `gallery_page` are drawn chunk by chunk (None: the caller draws them)."""
     record = RunRecord(GalleryCards(gallery_page) if gallery_page is not None else None)
 
@@ -180,10 +185,12 @@ def publish_and_catalog(jobs: dict[str, PublishJob], catalog, logger, failed: li
     counter = [0]
     for index, part in enumerate(chunks):
         ensure_rendered([jobs[aid] for aid in part + (chunks[index + 1] if index + 1 < len(chunks) else [])])
-        with transaction():
-            part_rows, part_stored = publish_chunk({aid: jobs[aid] for aid in part}, logger, failed, counter,
-                                                   len(ids))
+        part_rows, part_stored = publish_chunk({aid: jobs[aid] for aid in part}, logger, failed, counter, len(ids))
+        try:
             upserted = write_catalog(part_rows, catalog)
+        except Exception:
+            unpublish_chunk(part_stored, [jobs[aid] for aid in part], logger)
+            raise  # the catalog's refusal is what the run reports
         for aid in part:  # the chunk's masters and renders are done with: let them go
             jobs[aid].rendered = jobs[aid].master = None
         record.add(part_rows, part_stored)
@@ -194,3 +201,17 @@ def publish_and_catalog(jobs: dict[str, PublishJob], catalog, logger, failed: li
     logger.info(f"[catalog] {total.inserted} new, {total.updated} updated, {total.unchanged} unchanged")
     record.upserted = total
     return record
+
+
+def unpublish_chunk(stored: list[PublishedFile], chunk_jobs: list[PublishJob], logger) -> None:
+    """The catalog refused a chunk's rows: remove the files this run wrote for them. A removal that fails
+    as well is logged as a second error, so the catalog's refusal stays the cause the run reports."""
+    blocks = {id(block): block for job in chunk_jobs for block in job.store_blocks()}
+    written = [f for f in stored if f.stored.written]
+    try:
+        unpublish(written, list(blocks.values()))
+    except Exception as exc:
+        logger.error(f"[catalog] the catalog refused the rows, and removing their {len(written)} file(s) failed "
+                     f"too ({safe_reason(exc)}); left without rows: "
+                     + ", ".join(f"{f.stored.store}:{f.stored.key}" for f in written[:10])
+                     + (" ..." if len(written) > 10 else ""))

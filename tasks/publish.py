@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 from prefect import task
-from prefect.transactions import get_transaction
 
 from imagegen.files import transient_file
 from imagegen.imaging.c2pa_signing import SigningFiles
@@ -82,9 +81,10 @@ def publish_master(rendered: RenderedSet, campaign: str, asset_id: str, small_st
                    sizes: str = "100vw") -> PublishResult:
     """Store each rendered file in the store its size routes to, then drop the scratch folder.
 
-    Files this attempt wrote are removed again if it fails, or if the surrounding transaction
-    (publish + catalog) rolls back, so no file is left without its catalog row. A retry stores the
-    same rendered files again: nothing is rendered twice.
+    Files this attempt wrote are removed again if it fails (and by `unpublish` if the catalog refuses
+    their rows), so no file is left without its catalog row. A failure is this master's alone: the
+    other masters of its chunk keep their files. A retry stores the same rendered files again:
+    nothing is rendered twice.
     """
     router = SizeRouter(small=small_store.get_store(), large=large_store.get_store(), threshold_bytes=threshold_bytes)
     published: list[PublishedFile] = []
@@ -94,7 +94,6 @@ def publish_master(rendered: RenderedSet, campaign: str, asset_id: str, small_st
     except BaseException:
         remove_written(published, {s.name: s for s in (router.small, router.large)})
         raise
-    remember_for_rollback(published, (small_store, large_store))
     shutil.rmtree(rendered.directory, ignore_errors=True)  # the stores hold the only copies now
     return PublishResult(files=published, blurhash=rendered.blurhash, palette=rendered.palette,
                          picture=picture_snippet(published, alt=alt_text, sizes=sizes))
@@ -107,23 +106,15 @@ def remove_written(files: list[PublishedFile], stores: dict) -> None:
             stores[f.stored.store].delete(f.stored.key)
 
 
-def remember_for_rollback(files: list[PublishedFile], store_blocks) -> None:
-    transaction = get_transaction()
-    if transaction is not None:
-        transaction.set("published", [f.model_dump(mode="json") for f in files])
-        transaction.set("store_blocks", list(store_blocks))
-
-
-def undo_publish(transaction) -> None:
-    """Rollback hook: the catalog did not take the rows, so the files this run wrote go again (idempotent)."""
+@task(name="unpublish", cache_result_in_memory=False, **RETRY_OPTIONS)
+def unpublish(files: list[PublishedFile], store_blocks: list[AssetStoreBlock]) -> None:
+    """Remove the files a run wrote when the catalog refused their rows (idempotent; files that were already
+    there, written=False, stay), so no file is left without its catalog row."""
     stores = {}
-    for block in transaction.get("store_blocks", []):
+    for block in store_blocks:
         store = block.get_store()
         stores[store.name] = store
-    remove_written([PublishedFile.model_validate(f) for f in transaction.get("published", [])], stores)
-
-
-publish_master.on_rollback(undo_publish)
+    remove_written(files, stores)
 
 
 @task(name="quarantine-master", task_run_name="quarantine {asset_id}", cache_result_in_memory=False,
@@ -143,9 +134,6 @@ def quarantine_master(master: GeneratedImage, campaign: str, asset_id: str, prom
     published = [PublishedFile(variant=MASTER_VARIANT, platform="master", width=master.image.width,
                                height=master.image.height, format=master.image.format, stored=stored,
                                verified=target.verify(stored.key))]
-    remember_for_rollback(published, (store,))
     return PublishResult(files=published)
 
-
-quarantine_master.on_rollback(undo_publish)
 

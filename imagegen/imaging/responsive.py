@@ -131,6 +131,7 @@ def responsive_breakpoints(img: Image.Image, fmt: str, *, min_width: int = 320, 
             probed[width] = len(encode_bytes(cascade.at(width), fmt, q, xmp=xmp, probe=True))
         return probed[width]
 
+    size_at(top)  # the widest rendition is always delivered, also when it is the only one (max_images 1)
     if max_images == 1 or size_at(top) - size_at(bottom) < bytes_step:
         kept = [top]
     else:

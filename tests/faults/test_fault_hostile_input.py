@@ -256,6 +256,21 @@ def test_unicode_subjects_work_end_to_end(prefect_harness, tmp_path, capsys):
     assert subject in read_xmp(out / "assets" / thumb["store_key"])
 
 
+def test_responsive_max_images_1_publishes_one_rendition_per_format(prefect_harness, tmp_path, capsys):
+    """`publish.responsive.max_images: 1` once failed every asset with a bare KeyError."""
+    brief = write_brief(tmp_path, "one-rendition", provider=SMALL_LOCAL, targets=SMALL_TARGET,
+                        publish={"responsive": {"enabled": True, "formats": ["WEBP", "JPEG"], "min_width": 64,
+                                                "max_width": 200, "max_images": 1}})
+    out = tmp_path / "out"
+    code, summary, err = run(capsys, brief, out)
+    assert code == 0, err
+    assert summary["failed"] == [] and summary["published"] == 1
+    assert consistency_problems(out, masters=1) == []
+    variants = {r["variant"] for r in catalog_rows(out)}
+    renditions = sorted(v for v in variants if re.search(r"_\d+w$", v))
+    assert len(renditions) == 2, variants  # one width per format
+
+
 @pytest.mark.parametrize("subject, reason", [
     ("a mug\u0000with a NUL", "contains a control character (U+0000) at position 6"),
     ("a mug \u202egnp.exe", "contains a bidirectional-text control (U+202E RIGHT-TO-LEFT OVERRIDE) at position 7"),

@@ -138,3 +138,44 @@ def test_catalog_outage_rolls_back_uploads(prefect_harness, stores, tmp_path, ca
     code, summary, _ = run(capsys, brief, out)
     assert code == 0 and summary["catalog_inserted"] == 6
     assert len(stored_keys(supabase, gitlab)) == 6
+
+
+def test_a_master_that_fails_to_publish_fails_alone(prefect_harness, tmp_path, capsys, monkeypatch):
+    """One master's store write fails after its sibling has been published: the sibling keeps its files
+    and rows (no row without a file, no file without a row), the failed one has neither, and a rerun
+    publishes it. (With the chunk as one Prefect transaction, the failure rolled back the sibling's
+    files while its rows were still written.)"""
+    import time
+
+    from imagegen.errors import StoreError
+    from imagegen.stores.local import LocalFolderStore
+    from tests.faults.conftest import consistency_problems
+
+    brief = yaml.safe_load(write_brief(tmp_path, "fails-alone").read_text())
+    brief.update(publish={"small_store": "local", "large_store": "local"},
+                 targets=[{"name": "feed_square", "platform": "web", "width": 320, "height": 320, "format": "JPEG"}],
+                 provider={"name": "local", "master_width": 512, "master_height": 512},
+                 quality={**brief["quality"], "min_width": 256, "min_height": 256})
+    path = tmp_path / "fails-alone.yaml"
+    path.write_text(yaml.safe_dump(brief))
+    out = tmp_path / "out"
+    write = LocalFolderStore.write
+
+    def refuse_the_perfume_late(self, key, source, content_type):
+        if "perfume" in key and self.name == "local":
+            time.sleep(2)  # the sibling is published by now
+            raise StoreError(f"the disk refused {key}")
+        return write(self, key, source, content_type)
+
+    monkeypatch.setattr(LocalFolderStore, "write", refuse_the_perfume_late)
+    code, summary, err = run(capsys, path, out)
+    assert code == 1, err
+    assert [f["stage"] for f in summary["failed"]] == ["publish"] and "perfume" in summary["failed"][0]["asset_id"]
+    assert summary["published"] == 1
+    assert consistency_problems(out, masters=1) == []  # every row's file exists, every file has its row
+    assert not [r for r in rows(out) if "perfume" in r["asset_id"]]
+
+    monkeypatch.setattr(LocalFolderStore, "write", write)
+    code, summary, err = run(capsys, path, out)
+    assert code == 0 and summary["published"] == 2, err
+    assert consistency_problems(out, masters=2) == []

@@ -191,6 +191,18 @@ def test_breakpoints_obey_step_bounds_and_count(fmt: str, step: int, max_images:
     assert result.encodes >= len(widths)
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "WEBP", "PNG"])
+def test_breakpoints_with_max_images_1_deliver_the_widest_rendition_alone(fmt: str) -> None:
+    """`publish.responsive.max_images: 1` once failed every asset with a KeyError: the single width was
+    chosen without being encoded."""
+    result = responsive.responsive_breakpoints(_photo(1600, 1000), fmt, min_width=240, max_width=1400,
+                                               bytes_step=1_000, max_images=1)
+    assert result.widths == [1400]
+    (only,) = result.renditions
+    assert only.bytes == len(only.data) > 0
+    assert Image.open(io.BytesIO(only.data)).size == (1400, 875)
+
+
 def test_breakpoints_more_images_where_bytes_grow_faster() -> None:
     """Detailed images earn more breakpoints than smooth ones under the same step: the point of
     choosing by bytes instead of fixed widths."""

@@ -110,12 +110,13 @@ def test_a_model_the_provider_does_not_offer_is_a_brief_error(neuroflash, tmp_pa
     assert neuroflash.calls["generate"] == 0 and not out.exists()
 
 
-def test_missing_credentials_stay_an_invalid_choice_of_provider(neuroflash, monkeypatch, tmp_path, capsys):
-    """No credentials at all: the brief names a provider this environment cannot use (exit 2, as for a
-    store whose credentials are missing); the message names the variables to set."""
+def test_missing_provider_credentials_are_the_environments_problem(neuroflash, monkeypatch, tmp_path, capsys):
+    """No credentials at all: the brief is fine, the environment lacks what its provider needs (exit 1, as
+    for a store or catalog whose credentials are missing); the message names the variable to set."""
     monkeypatch.delenv("NEUROFLASH_CLIENT_SECRET")
     brief, out = write_brief(tmp_path, "nf-no-secret", provider=SMALL), tmp_path / "out"
     code, text = run(capsys, brief, out)
-    assert code == 2, text
-    assert "provider.name: provider 'neuroflash' needs NEUROFLASH_CLIENT_SECRET in the environment" in text
+    assert code == 1, text
+    assert "error: NEUROFLASH_CLIENT_SECRET: provider 'neuroflash' needs it in the environment" in text
+    assert "Traceback" not in text
     assert not out.exists()

@@ -20,6 +20,7 @@ from imagegen.brief_checks import boolean_number_problems, nesting_problem
 from imagegen.brief_errors import describe_value, problems_from_validation_error, unknown_field_reason
 from imagegen.brief_text import parse_json, parse_yaml
 from imagegen.errors import BriefError
+from imagegen.redaction import mask_url
 
 # The largest brief read from a file, text or URL: a real one is a few KB.
 MAX_BRIEF_BYTES = 1_000_000
@@ -103,25 +104,28 @@ def brief_from_source(source: str | dict | Brief, base_dir: Path | None = None) 
             raise BriefError([("brief", OVERSIZED_REASON)], "brief parameter")
         return parse_brief(parse_yaml(text, "brief parameter"), base, "brief parameter")
     if text.startswith(("http://", "https://")):
-        return parse_brief(parse_yaml(_fetch_brief(text), text), base, text)
+        shown = mask_url(text)  # a signed brief URL carries its token: messages name it masked
+        return parse_brief(parse_yaml(_fetch_brief(text), shown), base, shown)
     return load_brief(text if Path(text).is_absolute() else base / text)
 
 
 def _fetch_brief(url: str) -> str:
     import httpx
 
+    shown = mask_url(url)
+
     try:
         with httpx.stream("GET", url, timeout=30, follow_redirects=True) as response:
             if response.status_code != 200:
-                raise BriefError([("brief", f"fetching the brief answered HTTP {response.status_code}")], url)
+                raise BriefError([("brief", f"fetching the brief answered HTTP {response.status_code}")], shown)
             body = b""
             for chunk in response.iter_bytes():
                 body += chunk
                 if len(body) > MAX_BRIEF_BYTES:
-                    raise BriefError([("brief", OVERSIZED_REASON)], url)
+                    raise BriefError([("brief", OVERSIZED_REASON)], shown)
     except httpx.HTTPError as exc:
-        raise BriefError([("brief", f"cannot fetch the brief ({type(exc).__name__})")], url) from None
+        raise BriefError([("brief", f"cannot fetch the brief ({type(exc).__name__})")], shown) from None
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:
-        raise BriefError([("brief", "the brief is not UTF-8 text")], url) from None
+        raise BriefError([("brief", "the brief is not UTF-8 text")], shown) from None

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretBytes
 from imagegen.errors import ImagegenError
 from imagegen.files import write_atomically
 from imagegen.imaging.encode import DIGITAL_SOURCE_TYPES
+from imagegen.redaction import mask_url_fields
 
 SigningAlgorithm = Literal["ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "ED25519"]
 SIGNABLE_MIME_TYPES: dict[str, str] = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
@@ -173,6 +174,9 @@ class SigningFiles(BaseModel):
     private_key: str
     algorithm: SigningAlgorithm = "ES256"
     timestamp_url: str | None = None
+
+    def __repr_args__(self) -> Any:  # Prefect records task arguments: the time-stamp URL may hold a token
+        return mask_url_fields(super().__repr_args__())
 
     def load(self) -> C2paSigningConfig:
         return C2paSigningConfig.from_files(self.certificate_chain, self.private_key, algorithm=self.algorithm,

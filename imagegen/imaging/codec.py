@@ -30,7 +30,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from skimage.metrics import structural_similarity
 
 PNG_XMP_KEY = "XML:com.adobe.xmp"  # the iTXt keyword the XMP spec defines for PNG
-LOSSY_FORMATS: tuple[str, ...] = ("AVIF", "WEBP", "JPEG")
 MIME_TYPES: dict[str, str] = {"AVIF": "image/avif", "WEBP": "image/webp", "JPEG": "image/jpeg", "PNG": "image/png"}
 
 # Searched quality range per lossy format. The top is where more bytes stop buying visible

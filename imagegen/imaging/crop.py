@@ -227,12 +227,6 @@ def _plateau_centre(masses: np.ndarray, offsets: np.ndarray) -> int:
 
 # --------------------------------------------------------------------------- rendering
 
-def upscale_factor(src_w: int, src_h: int, target_w: int, target_h: int) -> float:
-    """How much the planned crop must be enlarged to reach the target (> 1.0 means upscaling)."""
-    crop_w, _ = largest_window(src_w, src_h, target_w, target_h)
-    return target_w / crop_w
-
-
 def downscale_filter(src_len: float, dst_len: float) -> Image.Resampling:
     """The filter for resampling `src_len` pixels to `dst_len`: BICUBIC for a downscale by at most
     `BICUBIC_MAX_FACTOR`, LANCZOS for larger downscales and for upscales."""

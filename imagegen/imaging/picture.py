@@ -7,22 +7,13 @@ percent-encoded) and the intrinsic width/height, so the browser reserves the box
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Mapping, Sequence
-from typing import Literal, TypedDict, Unpack
+from collections.abc import Mapping, Sequence
+from typing import Literal
 
 from imagegen.imaging.codec import MIME_TYPES, normalise_format
-from imagegen.imaging.responsive import Rendition, ResponsiveSet
 
 # <picture> source order: the browser takes the first type it supports, so best compression first.
 PICTURE_ORDER: tuple[str, ...] = ("AVIF", "WEBP", "JPEG", "PNG")
-
-
-class ImgOptions(TypedDict, total=False):
-    """The <img> attributes `picture_for_sets` passes on to `picture_html`."""
-
-    loading: Literal["lazy", "eager"]
-    decoding: Literal["async", "sync", "auto"]
-    css_class: str | None
 
 
 def _srcset_url(url: str) -> str:
@@ -63,14 +54,3 @@ def picture_html(srcsets: Mapping[str, Sequence[tuple[str, int]]], *, alt: str, 
                  f'loading="{loading}" decoding="{decoding}"{class_attr}>')
     lines.append("</picture>")
     return "\n".join(lines)
-
-
-def picture_for_sets(sets: Sequence[ResponsiveSet], url_for: Callable[[Rendition], str], *, alt: str,
-                     sizes: str = "100vw", **options: Unpack[ImgOptions]) -> str:
-    """`picture_html` for responsive sets, with `url_for` naming each rendition's published URL."""
-    srcsets = {s.format: [(url_for(r), r.width) for r in s.renditions] for s in sets}
-    fallback = next((s for s in sets if s.format in ("JPEG", "PNG")), None)
-    if fallback is None:
-        raise ValueError("a <picture> needs a JPEG or PNG responsive set as fallback")
-    largest = fallback.renditions[-1]
-    return picture_html(srcsets, alt=alt, width=largest.width, height=largest.height, sizes=sizes, **options)

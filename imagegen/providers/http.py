@@ -137,12 +137,6 @@ def shared_client(*, scope: Iterable[str | None], headers: Mapping[str, str], ti
     return client
 
 
-def shared_client_count() -> int:
-    """How many shared clients are alive (for tests and diagnostics)."""
-    with _shared_lock:
-        return len(_shared_clients)
-
-
 def _forget_after_fork() -> None:
     """A forked child must not use its parent's connections (two processes on one TLS stream), nor a
     lock some parent thread held at the fork: it starts with none. Nothing is closed: the sockets are

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imagegen.imaging import blurhash, codec, format_policy, picture, responsive
+from imagegen.imaging import blurhash, codec, picture, responsive
 from imagegen.imaging.encode import build_xmp
-from imagegen.sizes import Target
 
 
 def _photo(width: int = 480, height: int = 320, seed: int = 0) -> Image.Image:
@@ -362,39 +361,9 @@ def test_picture_needs_a_fallback_and_keeps_empty_alt() -> None:
     assert 'alt=""' in html and "<source" not in html
 
 
-def test_picture_for_responsive_sets() -> None:
-    img = _photo(900, 600)
-    sets = [responsive.responsive_breakpoints(img, f, min_width=300, bytes_step=4_000, max_images=4)
-            for f in ("JPEG", "AVIF", "WEBP")]
-    html = picture.picture_for_sets(sets, lambda r: f"/c/x-{r.width}.{r.format.lower()}", alt="A product")
-    assert html.index("image/avif") < html.index("image/webp") < html.index("<img")
-    jpeg = sets[0].renditions[-1]
-    assert f'width="{jpeg.width}" height="{jpeg.height}"' in html
-    for s in sets:
-        for r in s.renditions:
-            assert f"/c/x-{r.width}.{r.format.lower()} {r.width}w" in html
-
-
-# --------------------------------------------------------------------------- format policy
-
-
-def test_format_policy() -> None:
-    assert format_policy.format_policy("web").formats == ("AVIF", "WEBP", "JPEG")
-    assert format_policy.format_policy("web", has_alpha=True).formats == ("AVIF", "WEBP", "PNG")
-    assert format_policy.format_policy("email").formats == ("JPEG",)
-    assert format_policy.format_policy("instagram", flat_graphic=True).formats == ("PNG",)
-    assert format_policy.format_policy("print").formats == ("PNG",)
-
-
-def test_format_plan_honours_the_brief_then_the_content() -> None:
-    explicit = Target(name="hero", platform="web", width=100, height=100, format="WEBP")
-    assert format_policy.format_plan_for_target(explicit, _photo()).formats == ("WEBP",)
-    implicit = Target(name="hero", platform="web", width=100, height=100)
-    assert format_policy.format_plan_for_target(implicit, _photo()).formats == ("AVIF", "WEBP", "JPEG")
-    assert format_policy.format_plan_for_target(implicit, _flat_graphic()).fallback == "PNG"
+def test_transparency_is_detected_by_alpha_actually_used() -> None:
     transparent = Image.new("RGBA", (50, 50), (255, 0, 0, 0))
     assert codec.has_transparency(transparent) and not codec.has_transparency(_photo().convert("RGBA"))
-    assert format_policy.is_flat_graphic(_flat_graphic()) and not format_policy.is_flat_graphic(_photo())
 
 
 # --------------------------------------------------------------------------- blurhash

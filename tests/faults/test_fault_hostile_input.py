@@ -259,6 +259,7 @@ def test_unicode_subjects_work_end_to_end(prefect_harness, tmp_path, capsys):
 def test_responsive_max_images_1_publishes_one_rendition_per_format(prefect_harness, tmp_path, capsys):
     """`publish.responsive.max_images: 1` once failed every asset with a bare KeyError."""
     brief = write_brief(tmp_path, "one-rendition", provider=SMALL_LOCAL, targets=SMALL_TARGET,
+                        subjects=[{"subject": "a ceramic mug on a wooden table", "seed": 3, "variations": 1}],
                         publish={"responsive": {"enabled": True, "formats": ["WEBP", "JPEG"], "min_width": 64,
                                                 "max_width": 200, "max_images": 1}})
     out = tmp_path / "out"

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr
 
+from imagegen.catalog.base import PREFLIGHT_TIMEOUT_SECONDS
 from imagegen.redaction import mask_url_fields
 from imagegen.stores.base import AssetStore
 from imagegen_flows.blocks.storage import AssetStoreBlock
@@ -85,3 +86,12 @@ class GitLabUploads(AssetStoreBlock):
         return GitLabUploadStore(self.credentials.get_client(), self.project, mode=self.mode,
                                  package_name=self.package_name, index=JsonFileUploadIndex(self.index_path),
                                  name=self.store_name, max_retries=self.max_retries)
+
+    def check_store(self) -> None:
+        """The project's pre-flight through a client with the short pre-flight timeout and no retries."""
+        from imagegen.stores.gitlab import GitLabUploadStore
+
+        timeout = min(self.credentials.timeout_seconds, PREFLIGHT_TIMEOUT_SECONDS)
+        quick = self.credentials.model_copy(update={"timeout_seconds": timeout})
+        GitLabUploadStore(quick.get_client(), self.project, mode=self.mode, package_name=self.package_name,
+                          name=self.store_name, max_retries=0).preflight()

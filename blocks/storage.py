@@ -19,6 +19,11 @@ class AssetStoreBlock(Block, ABC):
     def get_store(self) -> AssetStore:
         """A store with idempotent, never-overwriting `put_file`."""
 
+    def check_store(self) -> None:
+        """Before any spend: reachable and writable (AssetStore.preflight, short timeout, at most one
+        attempt, nothing left written). Raises StoreError with the reason."""
+        self.get_store().preflight()
+
 
 class LocalAssetFolder(AssetStoreBlock):
     """A folder on this machine's disk (or a shared mount) that holds published assets.

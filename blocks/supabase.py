@@ -12,7 +12,7 @@ from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr
 
 from imagegen.catalog.base import PREFLIGHT_TIMEOUT_SECONDS, Catalog
-from imagegen.errors import CatalogError
+from imagegen.errors import CatalogError, StoreError
 from imagegen.redaction import mask_url, mask_url_fields, url_secrets
 from imagegen.stores.base import AssetStore
 from imagegen.stores.remote import short_server_message
@@ -79,6 +79,20 @@ class SupabaseStorage(AssetStoreBlock):
 
         return SupabaseStorageStore(self.credentials.get_client(), self.bucket, public=self.public,
                                     signed_url_seconds=self.signed_url_seconds, name=self.store_name)
+
+    def check_store(self) -> None:
+        """The bucket's pre-flight through a client with the short pre-flight timeout."""
+        from imagegen.stores.supabase import SupabaseStorageStore
+
+        timeout = min(self.credentials.timeout_seconds, PREFLIGHT_TIMEOUT_SECONDS)
+        quick = self.credentials.model_copy(update={"timeout_seconds": timeout})
+        try:
+            client = quick.get_client()
+        except Exception as exc:  # noqa: BLE001 - supabase-py refuses a malformed URL or key with its own type
+            secrets = [self.credentials.key.get_secret_value(), *url_secrets(self.credentials.url)]
+            reason = short_server_message(exc, secrets)
+            raise StoreError(f"no Supabase client for {mask_url(self.credentials.url)!r}: {reason}") from None
+        SupabaseStorageStore(client, self.bucket, public=self.public, name=self.store_name).preflight()
 
 
 class SupabaseCatalogBlock(CatalogBlock):

@@ -102,7 +102,7 @@ def validate(brief_path: str, provider: str | None, out: Path, out_source: str =
     from imagegen.brief_source import load_brief
     from imagegen.errors import BriefError, ProviderError, ProviderRequestInvalid
     from imagegen.settings import load_settings
-    from imagegen_flows.blocks.preflight import check_catalog, check_output_folder
+    from imagegen_flows.blocks.preflight import check_catalog, check_output_folder, check_stores
     from imagegen_flows.blocks.resolve import catalog_block, provider_chain, publish_stores
     from imagegen_flows.flows.campaign import vlm_reviewer
     from imagegen_flows.flows.generate_stage import plan_for_providers
@@ -118,6 +118,7 @@ def validate(brief_path: str, provider: str | None, out: Path, out_source: str =
     catalog = catalog_block(settings, out)
     check_output_folder(out, out_source)
     check_catalog(catalog, settings.catalog_url, out_source)
+    check_stores(*publish_stores(brief.publish, settings, out), brief.publish.small_store, brief.publish.large_store)
     try:
         specs, targets_by_asset = plan_for_providers(brief, providers, settings.local_master_size)
     except ProviderRequestInvalid as err:  # the plan asks the primary provider for its models

@@ -28,7 +28,7 @@ from imagegen.scratch import run_scratch
 from imagegen.settings import load_settings
 from imagegen.sizes import resolve_targets
 from imagegen.summary import FailedAsset, RunSummary
-from imagegen_flows.blocks.preflight import check_catalog, check_output_folder
+from imagegen_flows.blocks.preflight import check_catalog, check_output_folder, check_stores
 from imagegen_flows.blocks.resolve import catalog_block, provider_chain, publish_stores, quarantine_block
 from imagegen_flows.flows.gate_stage import gate_and_edit
 from imagegen_flows.flows.generate_stage import generate_all, plan_for_providers, providers_with_quota, usage_after
@@ -87,6 +87,7 @@ def campaign_flow(brief: str | dict, out_dir: str = "imagegen-output", provider:
         catalog = catalog_block(settings, out)
         check_output_folder(out, "out_dir")  # runs that never passed the CLI (deployments, events) check here
         check_catalog(catalog, settings.catalog_url, "out_dir")
+        check_stores(small, large, the_brief.publish.small_store, the_brief.publish.large_store)
         credentials = content_credentials(settings, out)  # a broken signing identity fails before any spend
         # prompt: every guard runs before any quota is spent or any file is written
         specs, targets_by_asset = build_prompts(the_brief, providers, settings.local_master_size)

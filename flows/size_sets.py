@@ -22,7 +22,7 @@ from imagegen.scratch import run_scratch
 from imagegen.settings import load_settings
 from imagegen.sizes import resolve_targets
 from imagegen.summary import FailedAsset, RunSummary
-from imagegen_flows.blocks.preflight import check_catalog, check_output_folder
+from imagegen_flows.blocks.preflight import check_catalog, check_output_folder, check_stores
 from imagegen_flows.blocks.resolve import catalog_block, publish_stores, quarantine_block
 from imagegen_flows.flows.campaign import campaign_flow
 from imagegen_flows.flows.interrupts import ending_promptly
@@ -46,6 +46,8 @@ def size_set_flow(brief: str | dict, size_sets: list[str], out_dir: str = "image
         catalog = catalog_block(settings, out)
         check_output_folder(out, "out_dir")
         check_catalog(catalog, settings.catalog_url, "out_dir")
+        check_stores(*publish_stores(the_brief.publish, settings, out), the_brief.publish.small_store,
+                     the_brief.publish.large_store)
         published = [r for r in catalog.get_catalog().rows(the_brief.campaign)
                      if r.variant == MASTER_VARIANT and r.status == "published"] if from_catalog else []
         if not published:

@@ -53,6 +53,11 @@ class AssetStore(ABC):
     def delete(self, key: str) -> None:
         """Remove `key`; a missing key is not an error (rollback hooks call this more than once)."""
 
+    def preflight(self) -> None:  # noqa: B027 - a store without checks of its own passes
+        """Before any spend, with a short timeout and at most one attempt: raise StoreError (one line
+        naming the store and the reason, never a secret) when the store cannot take files. Leaves
+        nothing behind."""
+
     def verify(self, key: str) -> bool:
         """True when the published URL answers. Local stores check the file; remote ones send HEAD."""
         return self.stored_sha256(key) is not None

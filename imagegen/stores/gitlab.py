@@ -18,6 +18,9 @@ Two modes, because GitLab has two ways to hold a file and only one of them is ad
 
 The absolute upload URL is `base_url + full_path` (GitLab 17.1+; older servers also return a path from
 the instance root) and `project.web_url + url` when no `full_path` came back (there is no `markdown_url`).
+The pre-flight writes nothing: it reads the project, whose `permissions` give the token's role in it
+(project or group membership), and asks for Developer or above, which uploads and package files need.
+
 The project is resolved by numeric id or a non-lazy get: a lazy get by path double-encodes on upload.
 python-gitlab retries 429 honouring Retry-After and, with `retry_transient_errors=True`, 5xx and
 timeouts; every call here passes `max_retries` so a dead server fails in bounded time. Markdown uploads
@@ -56,6 +59,8 @@ GitLabMode = Literal["uploads", "generic_packages"]
 DEFAULT_PACKAGE_NAME = "imagegen-assets"
 _UPLOAD_URL_TAIL = re.compile(r"/uploads/(?P<secret>[0-9a-f]{32})/(?P<filename>[^/?#]+)$")
 MAX_RETRY_AFTER_SECONDS = 120.0
+DEVELOPER_ACCESS = 30  # GitLab's access level of the Developer role: uploads and package files need it
+_ROLE_NAMES = {0: "no access", 5: "Minimal Access", 10: "Guest", 15: "Planner", 20: "Reporter"}
 
 
 # -- the key index of `uploads` mode ---------------------------------------------------------------
@@ -203,6 +208,17 @@ def package_coordinates(key: str) -> tuple[str, str]:
     return version, "__".join(parts)
 
 
+def access_level(permissions: Any) -> int | None:
+    """The token's highest access level in a project from its `permissions` answer (None: not a member)."""
+    if not isinstance(permissions, dict):
+        return None
+    levels = [access.get("access_level") for access in (permissions.get("project_access"),
+                                                         permissions.get("group_access"))
+              if isinstance(access, dict)]
+    known = [level for level in levels if isinstance(level, int)]
+    return max(known) if known else None
+
+
 # -- the store -------------------------------------------------------------------------------------
 
 class GitLabUploadStore(AssetStore):
@@ -348,6 +364,25 @@ class GitLabUploadStore(AssetStore):
 
     def verify(self, key: str) -> bool:
         return head_ok(self.url_for(key), what=f"verifying {self._where(key)}", timeout=self.head_timeout)
+
+    def preflight(self) -> None:
+        """The project answers and the token may write to it (see the module docstring); each call makes
+        `max_retries` retries at most (the block's check passes 0)."""
+        level = access_level(getattr(self.project(), "permissions", None))
+        if level is None and self._token_is_admin():
+            return  # an administrator writes to any project without being a member
+        if level is None or level < DEVELOPER_ACCESS:
+            role = "it is not a member" if level is None else f"its role is {_ROLE_NAMES.get(level, level)}"
+            raise StoreError(f"{self._where('')}: the token may not write to the project ({role}); it needs "
+                             "at least the Developer role and the api scope")
+
+    def _token_is_admin(self) -> bool:
+        """True when the token belongs to an administrator (False when GitLab will not say)."""
+        try:
+            user = self.gl.http_get("/user", max_retries=self.max_retries)
+        except (GitlabError, requests.RequestException):
+            return False
+        return isinstance(user, dict) and bool(user.get("is_admin"))
 
     # -- uploads mode ----------------------------------------------------------------------------
 

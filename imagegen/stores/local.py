@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from imagegen.errors import StoreError
 from imagegen.files import STALE_TEMP_AGE_SECONDS, copy_atomically, sweep_once_in_a_while
 from imagegen.models import sha256_file
+from imagegen.preflight import folder_problem
 from imagegen.stores.base import AssetStore
 
 
@@ -55,3 +57,8 @@ class LocalFolderStore(AssetStore):
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def preflight(self) -> None:
+        """The root is a folder we can write, or one we can create (probed, not created)."""
+        if problem := folder_problem(self.root):
+            raise StoreError(f"local store {self.name!r}: {problem}")

@@ -9,12 +9,17 @@ Contract (shared/docs/provider-contracts.md section 5):
   `file_options["metadata"]` as the multipart field `metadata`) and read back with
   `GET /object/info/{bucket}/{key}` (one small request). An object without that metadata (uploaded
   by something else) is downloaded and hashed: correct, but it costs one full download per check.
+- Pre-flight: one upload of a 1x1 PNG under `.imagegen-preflight/` (a PNG, so buckets that only allow
+  images take it), then its removal: that proves the bucket exists and the key may write, in two
+  requests, without the bucket-admin rights `get_bucket` needs.
 - URLs: public buckets use `get_public_url` (built locally, no request); private buckets a signed
   URL valid for `signed_url_seconds` (one request per call).
 """
 
 from __future__ import annotations
 
+import base64
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,9 @@ from imagegen.stores.remote import error_for_status, head_ok, is_sha256_hex, sha
 # Published assets are immutable (a changed file gets a new key), so caches may keep them a year.
 CACHE_CONTROL_SECONDS = "31536000"
 DEFAULT_SIGNED_URL_SECONDS = 7 * 24 * 3600
+PREFLIGHT_PREFIX = ".imagegen-preflight"
+_PROBE_PNG = base64.b64decode(  # 1x1 transparent PNG
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
 
 
 def storage_status(exc: StorageApiError) -> int | None:
@@ -166,3 +174,24 @@ class SupabaseStorageStore(AssetStore):
 
     def verify(self, key: str) -> bool:
         return head_ok(self.url_for(key), what=f"verifying {self._where(key)}", timeout=self.head_timeout)
+
+    def preflight(self) -> None:
+        """Upload a tiny probe object and remove it at once (the client's timeout applies; storage3 makes
+        one attempt)."""
+        key = f"{PREFLIGHT_PREFIX}/{uuid.uuid4().hex}.png"
+        options = {"content-type": "image/png", "upsert": "false"}
+        try:
+            self._files().upload(key, _PROBE_PNG, file_options=options)
+        except (StorageApiError, httpx.HTTPError) as exc:
+            raise self._preflight_error(exc) from None
+        self.delete(key)
+
+    def _preflight_error(self, exc: Exception) -> StoreError:
+        where = f"Supabase Storage bucket {self.bucket!r}"
+        if isinstance(exc, StorageApiError) and storage_status(exc) == 404:
+            return StoreError(f"{where} does not exist (HTTP 404); check IMAGEGEN_SUPABASE_BUCKET")
+        if isinstance(exc, httpx.ConnectError):
+            url = getattr(self.client, "supabase_url", None)
+            return StoreError(f"{where}: cannot reach {mask_url(str(url)).rstrip('/') if url else 'the server'} "
+                              f"({type(exc).__name__})")
+        return self._error(exc, "writing a probe object to", f"{PREFLIGHT_PREFIX}/")

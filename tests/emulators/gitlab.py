@@ -1,7 +1,9 @@
 """Loopback GitLab: the project, Markdown uploads and generic package routes python-gitlab calls.
 
 Follows shared/docs/provider-contracts.md section 4 and GitLab's API docs:
-- GET    /api/v4/projects/:id                       id or URL-encoded path -> {id, path_with_namespace, web_url}
+- GET    /api/v4/projects/:id                       id or URL-encoded path -> {id, path_with_namespace, web_url,
+                                                   permissions: {project_access: {access_level}, group_access}}
+- GET    /api/v4/user                               {id, username, is_admin}
 - POST   /api/v4/projects/:id/uploads               multipart `file` -> 201 {id, alt, url, full_path, markdown}
 - DELETE /api/v4/projects/:id/uploads/:upload_id    and /uploads/:secret/:filename (GitLab 17.2+)
 - GET/HEAD /-/project/:id/uploads/:secret/:name     (full_path, GitLab 17.1+) and web_url + url
@@ -68,6 +70,9 @@ class GitLabEmulator:
         self.max_attachment_bytes = max_attachment_bytes
         self.full_path_style = full_path_style
         self.report_sha256 = report_sha256
+        # the token's role in the project, as `permissions.project_access` says (None: not a member)
+        self.access_level: int | None = 40
+        self.is_admin = False  # what GET /user says of the token's user
         self.uploads: dict[int, Upload] = {}
         self.packages: dict[int, tuple[str, str]] = {}  # package id -> (name, version)
         self.package_files: dict[int, PackageFile] = {}
@@ -76,6 +81,7 @@ class GitLabEmulator:
         self._ids = itertools.count(1)
         self._routes = [
             ("GET", re.compile(r"^/api/v4/projects/(?P<project>[^/]+)$"), self.get_project, True),
+            ("GET", re.compile(r"^/api/v4/user$"), self.get_user, True),
             ("POST", re.compile(r"^/api/v4/projects/(?P<project>[^/]+)/uploads$"), self.create_upload, True),
             ("DELETE", re.compile(r"^/api/v4/projects/(?P<project>[^/]+)/uploads/(?P<upload_id>\d+)$"),
              self.delete_upload, True),
@@ -134,9 +140,15 @@ class GitLabEmulator:
 
     # -- project and uploads ---------------------------------------------------------------------
 
+    def get_user(self, request: Request, body: bytes) -> Response:
+        return JSONResponse({"id": 1, "username": "publisher", "is_admin": self.is_admin})
+
     def get_project(self, request: Request, body: bytes, project: str) -> Response:
+        access = None if self.access_level is None else {"access_level": self.access_level,
+                                                          "notification_level": 3}
         return JSONResponse({"id": PROJECT_ID, "path_with_namespace": PROJECT_PATH, "name": "media-assets",
-                             "web_url": f"{self.base_url(request)}/{PROJECT_PATH}"})
+                             "web_url": f"{self.base_url(request)}/{PROJECT_PATH}",
+                             "permissions": {"project_access": access, "group_access": None}})
 
     def create_upload(self, request: Request, body: bytes, project: str) -> Response:
         if len(body) > self.max_attachment_bytes:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from imagegen.stores.supabase import PREFLIGHT_PREFIX
 from tests.emulators.gitlab import PROJECT_ID, GitLabEmulator
 from tests.emulators.serve import serve_asgi
 from tests.emulators.supabase import SupabaseEmulator
@@ -68,6 +69,11 @@ def rows(out: Path) -> list[dict]:
         return [dict(r) for r in conn.execute("SELECT * FROM media_assets")]
 
 
+def asset_uploads(supabase: SupabaseEmulator) -> list:
+    """Supabase uploads of published files, not the pre-flight's probe objects."""
+    return [c for c in supabase.calls_to("POST", "/storage/v1/object/") if f"/{PREFLIGHT_PREFIX}/" not in c.path]
+
+
 def stored_keys(supabase: SupabaseEmulator, gitlab: GitLabEmulator) -> set[str]:
     return {f"supabase:{key}" for _, key in supabase.objects} | {
         f"gitlab:{u.filename}:{u.id}" for u in gitlab.uploads.values()}
@@ -89,24 +95,37 @@ def test_routes_by_size_verifies_urls_and_reruns_upload_nothing(prefect_harness,
     secret_free = json.dumps(catalog) + err + (out / "run-summary.json").read_text()
     assert SUPABASE_KEY not in secret_free and GITLAB_TOKEN not in secret_free
 
-    uploads_before = (len(supabase.calls_to("POST", "/storage/v1/object/")),
+    uploads_before = (len(asset_uploads(supabase)),
                       len(gitlab.calls_to("POST", f"/api/v4/projects/{PROJECT_ID}/uploads")))
     code, summary, _ = run(capsys, brief, out)
     assert code == 0
     assert summary["provider_calls"] == 0 and summary["files_written"] == 0 and summary["catalog_inserted"] == 0
-    assert (len(supabase.calls_to("POST", "/storage/v1/object/")),
+    assert (len(asset_uploads(supabase)),
             len(gitlab.calls_to("POST", f"/api/v4/projects/{PROJECT_ID}/uploads"))) == uploads_before
+    assert len(supabase.calls_to("POST", f"/storage/v1/object/media-assets/{PREFLIGHT_PREFIX}/")) == 4
+    assert len(supabase.objects) == sum(r["store"] == "supabase" for r in catalog), "a probe object was kept"
 
 
-def test_store_outage_leaves_no_orphan_and_next_run_completes(prefect_harness, stores, tmp_path, capsys):
+def test_store_outage_leaves_no_orphan_and_next_run_completes(prefect_harness, stores, tmp_path, capsys,
+                                                             monkeypatch):
+    from imagegen_flows.flows import campaign
+
     supabase, gitlab = stores
     brief, out = write_brief(tmp_path, "stores-outage"), tmp_path / "out"
-    supabase.faults.outage = True  # GitLab takes the big master, then every Supabase upload fails
+    checked = campaign.check_stores
+
+    def check_stores_then_break_supabase(*args):
+        """Supabase fails after the pre-flight found it fine (which refuses a broken store before any spend)."""
+        checked(*args)
+        supabase.faults.outage = True  # GitLab takes the big master, then every Supabase upload fails
+
+    monkeypatch.setattr(campaign, "check_stores", check_stores_then_break_supabase)
     code, summary, _ = run(capsys, brief, out)
     assert code == 1
     assert {f["stage"] for f in summary["failed"]} == {"publish"}
     assert rows(out) == [] and stored_keys(supabase, gitlab) == set(), "orphan files or dangling rows"
 
+    monkeypatch.setattr(campaign, "check_stores", checked)
     supabase.faults.outage = False
     code, summary, _ = run(capsys, brief, out)
     assert code == 0 and summary["published"] == 2 and summary["provider_calls"] == 0

@@ -110,3 +110,18 @@ def test_saving_a_provider_image_sweeps_the_masters_folder(tmp_path):
     ref = save_image_bytes(buffer.getvalue(), masters, provider="test")
     assert Path(ref.path).is_file()
     assert not stale.exists() and fresh.exists()
+
+
+def test_preflight_probes_without_creating_or_leaving_anything(tmp_path):
+    from imagegen.errors import StoreError
+
+    LocalFolderStore(tmp_path / "out" / "assets").preflight()  # creatable: fine, and not created
+    assert list(tmp_path.iterdir()) == []
+    root = tmp_path / "assets"
+    root.mkdir()
+    LocalFolderStore(root).preflight()
+    assert list(root.iterdir()) == [], "the write probe was left behind"
+    afile = tmp_path / "a-file"
+    afile.write_text("not a folder")
+    with pytest.raises(StoreError, match=f"^local store 'local': {afile} is a file, not a folder$"):
+        LocalFolderStore(afile).preflight()

@@ -518,7 +518,7 @@ def test_poll_seconds_must_fit_in_the_read_timeout():
 
 
 def test_provider_from_settings(emu, tmp_path):
-    from imagegen.errors import BriefError
+    from imagegen.errors import SettingsError
     from imagegen.settings import ImagegenSettings
     from imagegen_flows.blocks.nvidia import nvidia_provider_from_settings, vision_reviewer_from_settings
 
@@ -531,12 +531,12 @@ def test_provider_from_settings(emu, tmp_path):
     assert hosted.get_generator().generate(request(), tmp_path).provider == "nvidia"
     assert vision_reviewer_from_settings(settings).credentials.api_key.get_secret_value() == SENTINEL
 
-    with pytest.raises(BriefError, match="IMAGEGEN_NIM_URL"):
+    with pytest.raises(SettingsError, match="IMAGEGEN_NIM_URL"):
         nvidia_provider_from_settings(settings, self_hosted=True)
     nim = nvidia_provider_from_settings(settings.model_copy(update={"nim_url": emu.url}), self_hosted=True)
     assert nim.provider_name == "nim" and nim.account_key() == f"nim:{emu.url}"
 
     keyless = ImagegenSettings(NVIDIA_API_KEY="")
-    with pytest.raises(BriefError, match="NVIDIA_API_KEY"):
+    with pytest.raises(SettingsError, match="NVIDIA_API_KEY"):
         nvidia_provider_from_settings(keyless)
     assert vision_reviewer_from_settings(keyless) is None

@@ -12,7 +12,7 @@ from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr
 
 from imagegen.catalog.base import PREFLIGHT_TIMEOUT_SECONDS, Catalog
-from imagegen.errors import CatalogError, StoreError
+from imagegen.errors import CatalogError, ImagegenError, StoreError
 from imagegen.redaction import mask_url, mask_url_fields, url_secrets
 from imagegen.stores.base import AssetStore
 from imagegen.stores.remote import short_server_message
@@ -51,6 +51,16 @@ class SupabaseCredentials(CredentialsBlock):
         http = httpx.Client(timeout=self.timeout_seconds, follow_redirects=True)
         return create_client(self.url, self.key.get_secret_value(), options=ClientOptions(httpx_client=http))
 
+    def get_preflight_client(self, error: type[ImagegenError]) -> Any:
+        """A client with the short pre-flight timeout, for a store's or catalog's check; a URL or key that
+        supabase-py refuses becomes `error` (StoreError or CatalogError), with the URL masked."""
+        quick = self.model_copy(update={"timeout_seconds": min(self.timeout_seconds, PREFLIGHT_TIMEOUT_SECONDS)})
+        try:
+            return quick.get_client()
+        except Exception as exc:  # noqa: BLE001 - supabase-py refuses a malformed URL or key with its own type
+            reason = short_server_message(exc, [self.key.get_secret_value(), *url_secrets(self.url)])
+            raise error(f"no Supabase client for {mask_url(self.url)!r}: {reason}") from None
+
 
 class SupabaseStorage(AssetStoreBlock):
     """A Supabase Storage bucket that receives published assets (seed 000: files under 2 MB).
@@ -84,14 +94,7 @@ class SupabaseStorage(AssetStoreBlock):
         """The bucket's pre-flight through a client with the short pre-flight timeout."""
         from imagegen.stores.supabase import SupabaseStorageStore
 
-        timeout = min(self.credentials.timeout_seconds, PREFLIGHT_TIMEOUT_SECONDS)
-        quick = self.credentials.model_copy(update={"timeout_seconds": timeout})
-        try:
-            client = quick.get_client()
-        except Exception as exc:  # noqa: BLE001 - supabase-py refuses a malformed URL or key with its own type
-            secrets = [self.credentials.key.get_secret_value(), *url_secrets(self.credentials.url)]
-            reason = short_server_message(exc, secrets)
-            raise StoreError(f"no Supabase client for {mask_url(self.credentials.url)!r}: {reason}") from None
+        client = self.credentials.get_preflight_client(StoreError)
         SupabaseStorageStore(client, self.bucket, public=self.public, name=self.store_name).preflight()
 
 
@@ -121,12 +124,4 @@ class SupabaseCatalogBlock(CatalogBlock):
         """The REST catalog's pre-flight through a client with the short pre-flight timeout."""
         from imagegen.catalog.supabase_rest import SupabaseRestCatalog
 
-        timeout = min(self.credentials.timeout_seconds, PREFLIGHT_TIMEOUT_SECONDS)
-        quick = self.credentials.model_copy(update={"timeout_seconds": timeout})
-        try:
-            client = quick.get_client()
-        except Exception as exc:  # noqa: BLE001 - supabase-py refuses a malformed URL or key with its own type
-            secrets = [self.credentials.key.get_secret_value(), *url_secrets(self.credentials.url)]
-            reason = short_server_message(exc, secrets)
-            raise CatalogError(f"no Supabase client for {mask_url(self.credentials.url)!r}: {reason}") from None
-        SupabaseRestCatalog(client, table=self.table).preflight()
+        SupabaseRestCatalog(self.credentials.get_preflight_client(CatalogError), table=self.table).preflight()

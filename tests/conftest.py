@@ -59,3 +59,20 @@ def assert_no_sentinel_left() -> None:
 @pytest.fixture
 def examples_dir() -> Path:
     return REPO / "examples"
+
+
+@pytest.fixture
+def decoded(monkeypatch) -> list[tuple[int, int]]:
+    """Sizes whose pixels Pillow decoded, in any thread, while the test ran (a load() with tiles to decode)."""
+    from PIL import ImageFile
+
+    sizes: list[tuple[int, int]] = []
+    real_load = ImageFile.ImageFile.load
+
+    def recording_load(self):
+        if self.tile:
+            sizes.append(self.size)
+        return real_load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", recording_load)
+    return sizes

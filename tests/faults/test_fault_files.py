@@ -37,6 +37,7 @@ from tests.faults.conftest import (
     tail,
     write_brief,
 )
+from tests.unit.test_files import umask
 
 pytestmark = pytest.mark.prefect
 
@@ -63,15 +64,6 @@ def temp_files(out: Path) -> list[str]:
     """Every temp file under `out`, whoever wrote it and whatever its naming."""
     return sorted(str(p.relative_to(out)) for p in out.rglob("*")
                   if p.is_file() and (TEMP_FILE.match(p.name) or p.name.endswith((".tmp", ".part"))))
-
-
-@contextlib.contextmanager
-def umask(mask: int):
-    old = os.umask(mask)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 # --------------------------------------------------------------------------- modes

@@ -14,27 +14,12 @@ import re
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageFile
+from PIL import Image
 
 from tests.faults.conftest import consistency_problems, write_brief
 from tests.faults.test_fault_hostile_input import SMALL_LOCAL, bomb_png, run  # noqa: F401 (bomb_png: fixture)
 
 pytestmark = pytest.mark.prefect
-
-
-@pytest.fixture
-def decoded(monkeypatch) -> list[tuple[int, int]]:
-    """Sizes whose pixels Pillow decoded in any thread of this process (a load() with tiles to decode)."""
-    sizes: list[tuple[int, int]] = []
-    real_load = ImageFile.ImageFile.load
-
-    def recording_load(self):
-        if self.tile:
-            sizes.append(self.size)
-        return real_load(self)
-
-    monkeypatch.setattr(ImageFile.ImageFile, "load", recording_load)
-    return sizes
 
 
 def _place_logo(folder: Path, case: str, bomb: bytes) -> None:

@@ -12,7 +12,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageFile
+from PIL import Image
 
 from imagegen.brief_source import parse_brief
 from imagegen.errors import BriefError
@@ -70,21 +70,6 @@ def _gradient_logo(size=(300, 120)) -> Image.Image:
     blue = red.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     alpha = Image.radial_gradient("L").resize(size).point(lambda v: 255 - v)
     return Image.merge("RGBA", (red, green, blue, alpha))
-
-
-@pytest.fixture
-def decoded(monkeypatch) -> list[tuple[int, int]]:
-    """Sizes whose pixels Pillow decoded while the test ran (a load() with tiles still to decode)."""
-    sizes: list[tuple[int, int]] = []
-    real_load = ImageFile.ImageFile.load
-
-    def recording_load(self):
-        if self.tile:
-            sizes.append(self.size)
-        return real_load(self)
-
-    monkeypatch.setattr(ImageFile.ImageFile, "load", recording_load)
-    return sizes
 
 
 # --------------------------------------------------------------------------- refusals, through the brief

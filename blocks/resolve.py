@@ -53,11 +53,33 @@ def load_saved_block(name: str, field: str, expected: type[SavedBlock]) -> Saved
         raise problem_at(field, f"{mask_url(name)!r} is not a saved block name like <block-type-slug>/<block-name>")
     try:
         block = Block.load(name)
-    except (ValueError, KeyError) as exc:
-        raise problem_at(field, f"no saved block {name!r} on the Prefect API ({type(exc).__name__})") from None
+    except (ValueError, KeyError):
+        raise problem_at(field, f"no saved block {name!r} on the Prefect API; {saved_blocks_like(expected)}") from None
     if not isinstance(block, expected):
-        raise problem_at(field, f"saved block {name!r} is a {type(block).__name__}, not a {expected.__name__}")
+        raise problem_at(field, f"saved block {name!r} is a {type(block).__name__}, not a {expected.__name__}; "
+                                f"{saved_blocks_like(expected)}")
     return block
+
+
+def saved_blocks_like(expected: type[SavedBlock]) -> str:
+    """The saved blocks that would fit, and the block types they could be, for an error about a wrong name:
+    a typo in a slug is then one look away from its fix."""
+    from prefect.client.orchestration import get_client
+    from prefect.utilities.dispatch import get_registry_for_type
+
+    import imagegen_flows.blocks.neuroflash
+    import imagegen_flows.blocks.nvidia  # noqa: F401 - registers the block types imported lazily elsewhere
+
+    types = sorted(slug for slug, cls in (get_registry_for_type(Block) or {}).items()
+                   if isinstance(cls, type) and issubclass(cls, expected))
+    try:
+        with get_client(sync_client=True) as client:
+            documents = client.read_block_documents(include_secrets=False)
+    except Exception:  # noqa: BLE001 - the hint is a courtesy; the error it decorates is the point
+        documents = []
+    names = sorted(f"{d.block_type.slug}/{d.name}" for d in documents
+                   if d.block_type is not None and d.block_type.slug in types and not d.is_anonymous)
+    return (f"saved: {', '.join(names) if names else 'none'}; block types: {', '.join(types) or 'none'}")
 
 
 def provider_block(name: str, settings: ImagegenSettings, model: str | None = None,

@@ -72,8 +72,16 @@ def campaign_flow(brief: str | dict, out_dir: str = "imagegen-output", provider:
                   max_provider_calls: int | None = None, brief_dir: str | None = None) -> RunSummary:
     """Turn a campaign brief into published, quality-gated image sets.
 
-    `brief` is a path (relative to `brief_dir` or the working directory), an http(s) URL, YAML/JSON
-    text, or the brief as a mapping; `provider` overrides the brief's provider.
+    Args:
+        brief: The campaign brief: a path (relative to `brief_dir` or the worker's working directory), an
+            https URL, the brief itself as YAML/JSON text, or a mapping.
+        out_dir: The output folder on the worker: masters, local assets, quarantine, the catalog (SQLite
+            default), the gallery and the run summary.
+        provider: Overrides the brief's provider: `local`, `nvidia`, `nim` or `neuroflash`, or a saved block
+            `<block-type-slug>/<name>`. Empty keeps the brief's.
+        max_provider_calls: Stop spending after this many provider calls in this run. Empty means no limit
+            beyond `IMAGEGEN_MAX_PROVIDER_CALLS`.
+        brief_dir: The folder relative brief paths (and the brief's logo path) are read from.
     """
     with ending_promptly():  # an interrupt ends the process within seconds, see flows/interrupts.py
         started = time.monotonic()

@@ -20,7 +20,7 @@ from imagegen.files import sweep_once_in_a_while
 from imagegen.publishing import MASTER_VARIANT
 from imagegen.scratch import run_scratch
 from imagegen.settings import load_settings
-from imagegen.sizes import resolve_targets
+from imagegen.sizes import BuiltinSizeSet, resolve_targets
 from imagegen.summary import FailedAsset, RunSummary
 from imagegen_flows.blocks.preflight import check_catalog, check_output_folder, check_stores
 from imagegen_flows.blocks.resolve import catalog_block, publish_stores, quarantine_block
@@ -33,9 +33,20 @@ from imagegen_flows.tasks.fetch import fetch_master
 
 
 @flow(name="imagegen-size-set", log_prints=False, task_runner=thread_pool())
-def size_set_flow(brief: str | dict, size_sets: list[str], out_dir: str = "imagegen-output",
+def size_set_flow(brief: str | dict, size_sets: list[BuiltinSizeSet], out_dir: str = "imagegen-output",
                   from_catalog: bool = True, brief_dir: str | None = None) -> RunSummary:
-    """Publish `size_sets` for the brief's campaign; re-render published masters when there are any."""
+    """Publish `size_sets` for the brief's campaign; re-render published masters when there are any.
+
+    Args:
+        brief: The campaign's brief: a path (relative to `brief_dir` or the worker's working directory),
+            an https URL, or the brief itself as YAML/JSON text. Its campaign name finds the published masters.
+        size_sets: The built-in size sets to publish, e.g. `social_weekly` (Instagram and Facebook) or
+            `social` (every platform).
+        out_dir: The output folder on the worker: the catalog (SQLite default), masters, local assets.
+        from_catalog: Re-render masters already published in the catalog (no provider call); off runs the
+            whole campaign flow for these size sets.
+        brief_dir: The folder relative brief paths (and the brief's logo path) are read from.
+    """
     with ending_promptly():  # an interrupt ends the process within seconds, see flows/interrupts.py
         started = time.monotonic()
         logger = get_run_logger()
@@ -78,5 +89,5 @@ def size_set_flow(brief: str | dict, size_sets: list[str], out_dir: str = "image
                                                  brief=brief_without_master, work_dir=work_dir, **credentials)
             record = publish_and_catalog(jobs, catalog, logger, failed, None)
         summary = RunSummary(campaign=the_brief.campaign, out_dir=str(out), masters=len(published),
-                             generated=len(jobs), failed=failed, provider_calls=0)
+                             generated=0, rerendered=len(jobs), failed=failed, provider_calls=0)
         return record_run(summary, record, catalog, out, started)

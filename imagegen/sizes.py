@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -143,12 +144,16 @@ BUILTIN_SIZE_SETS: dict[str, list[Target]] = {
     "thumbnails": _THUMBNAILS,
 }
 
+# The same names as a type, so a deployment's "Custom run" form offers them as a choice (a test keeps the two equal).
+BuiltinSizeSet = Literal["instagram", "facebook", "x", "linkedin", "pinterest", "youtube", "social", "social_weekly",
+                         "thumbnails"]
+
 
 def unknown_size_set_reason(name: str) -> str:
     return f"unknown size set {name!r}; known: {', '.join(sorted(BUILTIN_SIZE_SETS))}"
 
 
-def resolve_targets(size_sets: list[str], targets: list[Target]) -> list[Target]:
+def resolve_targets(size_sets: Sequence[str], targets: list[Target]) -> list[Target]:
     """Every target to render: the size sets' targets in order, then the explicit ones.
 
     Names are unique in the result: a target named in several sets appears once, and an explicit

@@ -31,7 +31,9 @@ class RunSummary(BaseModel):
     files_stored: int = Field(0, description="Files the stores hold for this run")
     files_written: int = Field(0, description="Files actually written this run (0 on an unchanged rerun)")
     provider_calls: int = 0
-    providers_used: dict[str, int] = Field(default_factory=dict)
+    providers_used: dict[str, int] = Field(default_factory=dict,
+                                           description="Masters by the provider that made them (new or cached)")
+    rerendered: int | None = Field(None, description="Size-set runs: published masters re-rendered (no provider)")
     provider_usage: dict[str, dict] = Field(default_factory=dict,
                                             description="Quota before and after, for providers that report it")
     catalog_inserted: int = 0
@@ -44,14 +46,19 @@ class RunSummary(BaseModel):
 
     def lines(self) -> list[str]:
         """The human summary the CLI prints."""
-        out = [
-            f"campaign {self.campaign}: {self.masters} masters planned, {self.generated} generated, "
-            f"{self.published} published, {self.quarantined} quarantined"
-            + (f", {len(self.failed)} failed" if self.failed else ""),
-            f"files: {self.files_stored} stored, {self.files_written} written this run",
-            f"provider calls: {self.provider_calls}"
-            + (" (" + ", ".join(f"{k}: {v}" for k, v in sorted(self.providers_used.items())) + ")"
-               if self.providers_used else ""),
+        counts = (f"{self.published} published, {self.quarantined} quarantined"
+                  + (f", {len(self.failed)} failed" if self.failed else ""))
+        files = f"files: {self.files_stored} stored, {self.files_written} written this run"
+        if self.rerendered is not None:  # a size-set run: nothing planned or generated, only re-rendered
+            out = [f"campaign {self.campaign}: re-rendered {self.rerendered} published masters, "
+                   f"{self.provider_calls} provider calls; {counts}", files]
+        else:
+            by_provider = ", ".join(f"{name} {n}" for name, n in sorted(self.providers_used.items()))
+            out = [f"campaign {self.campaign}: {self.masters} masters planned, {self.generated} generated, {counts}",
+                   files,
+                   f"provider calls: {self.provider_calls}"
+                   + (f"; masters by provider: {by_provider}" if by_provider else "")]
+        out += [
             f"catalog: {self.catalog} (+{self.catalog_inserted} new, {self.catalog_updated} updated, "
             f"{self.catalog_unchanged} unchanged)",
         ]

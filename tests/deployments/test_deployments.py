@@ -232,6 +232,40 @@ def test_event_without_out_dir_still_starts_a_run(prefect_server, worker):
     assert run.state.is_failed()  # the brief has no subjects
 
 
+
+def readme_n8n_request() -> tuple[str, dict[str, str], str]:
+    """The README's n8n HTTP Request node as written: the URL, the header, the JSON body. The first two
+    lines carry a Prefect Cloud variant in brackets, for a reader, not for the request."""
+    text = (REPO / "README.md").read_text()
+    block = text.split("for n8n", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    request_line, header_line, *body = block.splitlines()
+    method, url = request_line.split("(")[0].split()
+    assert method == "POST"
+    name, value = header_line.split("(")[0].split(":", 1)
+    return url, {name.strip(): value.strip()}, "\n".join(body)
+
+
+def test_the_readme_n8n_recipe_starts_a_run(prefect_server, worker, tmp_path, write_brief):
+    """The n8n node's URL, headers and body exactly as the README gives them; only the placeholders are
+    filled in as n8n would ({{$uuid}}, {{$now}}), and the example brief and folder swapped for real ones."""
+    url, headers, body = readme_n8n_request()
+    brief = write_brief(tmp_path / "n8n", campaign="n8n-test")
+    body = (body.replace("{{$uuid}}", str(uuid.uuid4())).replace("{{$now}}", datetime.now(timezone.utc).isoformat())
+            .replace("https://cms.example.com/briefs/spring.yaml", str(brief))
+            .replace("/srv/imagegen/output", str(tmp_path / "n8n" / "out")))
+    response = httpx.post(url.replace("{PREFECT_API_URL}", prefect_server.url), content=body,
+                          headers=headers, timeout=10)
+    assert response.status_code == 204, f"{response.status_code} {response.text}"
+
+    def started():
+        return [r for r in runs_of(prefect_server, f"{CAMPAIGN_FLOW}/on-brief-submitted")
+                if r.parameters.get("brief") == str(brief)]
+
+    (created,) = prefect_server.wait(started, 60, "the flow run the n8n request triggers")
+    run = prefect_server.wait_for_final(created.id)
+    assert run.state.is_completed(), f"{run.state}\n{prefect_server.diagnostics()}"
+    assert {r["campaign"] for r in assert_published(tmp_path / "n8n" / "out")} == {"n8n-test"}
+
 # ----------------------------------------------------------------------------------------- serve
 
 def test_serve_registers_the_deployments(prefect_server, deployed, tmp_path):

@@ -69,6 +69,8 @@ def test_new_size_set_from_catalog_calls_no_provider(prefect_harness, tmp_path, 
     assert count_provider_calls == []
     assert summary.provider_calls == 0 and not summary.failed
     assert summary.masters == 2 and summary.published == 2
+    assert summary.lines()[0] == ("campaign size-set-test: re-rendered 2 published masters, 0 provider calls; "
+                                  "2 published, 0 quarantined")
     assert summary.catalog_inserted == 2  # one pinterest_pin per published master, nothing else
     after = rows(out)
     new = [r for r in after if r["variant"] == "pinterest_pin"]

@@ -1,7 +1,8 @@
 """`imagegen setup`: everything a Prefect server needs before deployments run, in one idempotent step.
 
 1. registers every imagegen block type (so the UI can create them),
-2. saves blocks built from the environment (only those whose variables are set),
+2. saves blocks built from the environment (only those whose variables are set); credentials are
+   saved once, under their own name, and referenced by the blocks that use them,
 3. creates the global concurrency limits that mirror the providers' rate limits,
 4. creates the `imagegen-process` work pool.
 
@@ -85,7 +86,14 @@ def _public(value: Any) -> Any:
 def _same_block(existing, wanted) -> bool:
     # model_dump keeps SecretStr objects, which compare by their secret values; a loaded block's dump
     # also carries its document id and name, which a block built from the environment has not
-    return type(existing) is type(wanted) and _public(existing.model_dump()) == _public(wanted.model_dump())
+    return (type(existing) is type(wanted) and _public(existing.model_dump()) == _public(wanted.model_dump())
+            and _credentials_document(existing) == _credentials_document(wanted))
+
+
+def _credentials_document(block) -> Any:
+    # equal values are not enough: a block saved by an older setup holds an inline copy of its credentials,
+    # and must be saved again to refer to the named credentials block instead
+    return getattr(getattr(block, "credentials", None), "_block_document_id", None)
 
 
 def save_block(name: str, block, report: SetupReport) -> None:
@@ -99,6 +107,27 @@ def save_block(name: str, block, report: SetupReport) -> None:
         return
     block.save(name, overwrite=True)
     report.record(label, "created" if existing is None else "updated")
+
+
+def credentials_name(credentials: Block) -> str:
+    """The saved name of a credentials block: its service (`imagegen-nvidia-credentials` -> `nvidia`)."""
+    return credentials.get_block_type_slug().removeprefix("imagegen-").removesuffix("-credentials")
+
+
+def referencing_saved_credentials(block, saved: dict[str, Block], report: SetupReport):
+    """`block` with its credentials saved once under their own name and referenced, not copied inline
+    (as AwsCredentials inside S3Bucket): the NVIDIA provider and reviewer share one key, and rotating it
+    is one edit of `imagegen-nvidia-credentials/nvidia` in the UI. `saved` remembers this run's saves."""
+    from prefect.blocks.core import Block
+
+    credentials = getattr(block, "credentials", None)
+    if not isinstance(credentials, Block):
+        return block
+    name = credentials_name(credentials)
+    if name not in saved:
+        save_block(name, credentials, report)
+        saved[name] = type(credentials).load(name)  # loaded, it carries the document id the parent refers to
+    return block.model_copy(update={"credentials": saved[name]})
 
 
 def ensure_block_types(client, report: SetupReport) -> None:
@@ -179,8 +208,9 @@ def run_setup(settings: ImagegenSettings) -> SetupReport:
     report = SetupReport()
     with get_client(sync_client=True) as client:
         ensure_block_types(client, report)
+        saved_credentials: dict[str, Block] = {}
         for name, block in blocks_from_environment(settings).items():
-            save_block(name, block, report)
+            save_block(name, referencing_saved_credentials(block, saved_credentials, report), report)
         ensure_rate_limits(client, settings, report)
         ensure_work_pool(client, report)
     return report

@@ -31,15 +31,16 @@ def test_first_run_creates_everything(setup_runs):
     assert set(report) == {"created"}, setup_runs.first.stdout
     created = report["created"]
     assert {f"block type {slug}" for slug in SLUGS} <= created
-    assert {"block imagegen-local-provider/local", "block imagegen-nvidia-image-provider/nvidia",
-            "block imagegen-nvidia-vision-reviewer/nvidia-vlm"} <= created
+    assert {"block imagegen-local-provider/local", "block imagegen-nvidia-credentials/nvidia",
+            "block imagegen-nvidia-image-provider/nvidia", "block imagegen-nvidia-vision-reviewer/nvidia-vlm"} <= created
     assert {w for w in created if w.startswith("concurrency limit")} == {
         "concurrency limit imagegen-nvidia-rate (40/min)", "concurrency limit imagegen-neuroflash-rate (30/min)"}
     assert f"work pool {POOL} (process)" in created
 
     state = setup_runs.state_after_first
     assert SLUGS <= set(state["block_types"])
-    assert {("imagegen-local-provider", "local"), ("imagegen-nvidia-image-provider", "nvidia"),
+    assert {("imagegen-local-provider", "local"), ("imagegen-nvidia-credentials", "nvidia"),
+            ("imagegen-nvidia-image-provider", "nvidia"),
             ("imagegen-nvidia-vision-reviewer", "nvidia-vlm")} <= set(state["documents"])
     assert {name: value[:3] for name, value in state["limits"].items()} == {
         "imagegen-nvidia-rate": (40, pytest.approx(40 / 60), True),
@@ -60,8 +61,33 @@ def test_saved_block_holds_the_key_and_setup_never_prints_it(prefect_server, set
         assert SENTINEL_KEY not in run.stdout + run.stderr
         assert "SENTINEL" not in run.stdout + run.stderr
     with prefect_server.client() as client:
-        document = client.read_block_document_by_name("nvidia", "imagegen-nvidia-image-provider")
+        document = client.read_block_document_by_name("nvidia", "imagegen-nvidia-credentials")
     assert SENTINEL_KEY in str(document.data)  # saved (as a secret), so a worker can use the block
+
+
+def test_the_key_is_saved_once_and_rotating_it_is_one_edit(prefect_server, setup_runs):
+    """The provider and the reviewer refer to one named credentials block (as S3Bucket refers to
+    AwsCredentials): an edit of that block, as the UI makes it, reaches both."""
+    from prefect.client.schemas.actions import BlockDocumentUpdate
+
+    rotated = "nvapi-SENTINEL-rotated"
+    with prefect_server.client() as client:
+        credentials = client.read_block_document_by_name("nvidia", "imagegen-nvidia-credentials")
+        users = [client.read_block_document_by_name(name, slug) for name, slug in
+                 (("nvidia", "imagegen-nvidia-image-provider"), ("nvidia-vlm", "imagegen-nvidia-vision-reviewer"))]
+        for user in users:
+            referenced = user.block_document_references["credentials"]["block_document"]
+            assert (str(referenced["id"]), referenced["name"], referenced["is_anonymous"]) == (
+                str(credentials.id), "nvidia", False)
+        client.update_block_document(credentials.id, BlockDocumentUpdate(data={**credentials.data,
+                                                                               "api_key": rotated}))
+        seen = [client.read_block_document_by_name(u.name, u.block_type.slug, include_secrets=True) for u in users]
+    assert all(rotated in str(document.data) and SENTINEL_KEY not in str(document.data) for document in seen)
+    # put the session's key back, through setup, which sees the one difference
+    run = prefect_server.run(str(Path(sys.executable).parent / "imagegen"), "setup", NVIDIA_API_KEY=SENTINEL_KEY)
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = lines(run.stdout)
+    assert report["updated"] == {"block imagegen-nvidia-credentials/nvidia"}
 
 
 def test_a_changed_environment_updates_only_what_changed(prefect_server, setup_runs):

@@ -126,7 +126,8 @@ def referencing_saved_credentials(block, saved: dict[str, Block], report: SetupR
     name = credentials_name(credentials)
     if name not in saved:
         save_block(name, credentials, report)
-        saved[name] = type(credentials).load(name)  # loaded, it carries the document id the parent refers to
+        # loaded, it carries the document id the parent refers to (a sync call here: no coroutine)
+        saved[name] = type(credentials).load(name)  # type: ignore[assignment]
     return block.model_copy(update={"credentials": saved[name]})
 
 

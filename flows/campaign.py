@@ -30,6 +30,7 @@ from imagegen.sizes import resolve_targets
 from imagegen.summary import FailedAsset, RunSummary
 from imagegen_flows.blocks.preflight import check_catalog, check_output_folder, check_stores
 from imagegen_flows.blocks.resolve import catalog_block, provider_chain, publish_stores, quarantine_block
+from imagegen_flows.flows.event_inputs import confined_inputs
 from imagegen_flows.flows.gate_stage import gate_and_edit
 from imagegen_flows.flows.generate_stage import generate_all, plan_for_providers, providers_with_quota, usage_after
 from imagegen_flows.flows.interrupts import ending_promptly
@@ -69,7 +70,8 @@ def vlm_reviewer(brief: Brief, settings):
 
 @flow(name="imagegen-campaign", log_prints=False, task_runner=thread_pool())
 def campaign_flow(brief: str | dict, out_dir: str = "imagegen-output", provider: str | None = None,
-                  max_provider_calls: int | None = None, brief_dir: str | None = None) -> RunSummary:
+                  max_provider_calls: int | None = None, brief_dir: str | None = None,
+                  confined: bool = False) -> RunSummary:
     """Turn a campaign brief into published, quality-gated image sets.
 
     Args:
@@ -82,14 +84,19 @@ def campaign_flow(brief: str | dict, out_dir: str = "imagegen-output", provider:
         max_provider_calls: Stop spending after this many provider calls in this run. Empty means no limit
             beyond `IMAGEGEN_MAX_PROVIDER_CALLS`.
         brief_dir: The folder relative brief paths (and the brief's logo path) are read from.
+        confined: For runs started by an event (untrusted input): `brief` and `out_dir` must stay under
+            IMAGEGEN_BRIEFS_ROOT and IMAGEGEN_OUTPUT_ROOT, and brief URLs must be https to public addresses;
+            a refused payload fails the run with the reason and emits `imagegen.brief.rejected`.
     """
     with ending_promptly():  # an interrupt ends the process within seconds, see flows/interrupts.py
         started = time.monotonic()
         limit_malloc_arenas()  # before the task threads start: freed pixel buffers go back to few arenas
         logger = get_run_logger()
         settings = load_settings(provider=provider, max_provider_calls=max_provider_calls)
-        the_brief = brief_from_source(brief, Path(brief_dir) if brief_dir else None)
-        out = Path(out_dir).resolve()
+        if confined:
+            the_brief, out = confined_inputs(brief, out_dir, brief_dir, settings)
+        else:
+            the_brief, out = brief_from_source(brief, Path(brief_dir) if brief_dir else None), Path(out_dir).resolve()
         providers = provider_chain(the_brief.provider, settings, override=settings.provider)
         small, large = publish_stores(the_brief.publish, settings, out)  # a bad store name fails before any spend
         catalog = catalog_block(settings, out)

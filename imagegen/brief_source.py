@@ -11,6 +11,7 @@ traceback.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -25,6 +26,7 @@ from imagegen.redaction import mask_url
 # The largest brief read from a file, text or URL: a real one is a few KB.
 MAX_BRIEF_BYTES = 1_000_000
 OVERSIZED_REASON = f"the brief is over {MAX_BRIEF_BYTES} bytes"
+MAX_REDIRECTS = 5
 
 
 def load_brief(path: str | Path) -> Brief:
@@ -88,9 +90,13 @@ def parse_brief(data: dict, base_dir: Path, source: str | None = None) -> Brief:
     return brief
 
 
-def brief_from_source(source: str | dict | Brief, base_dir: Path | None = None) -> Brief:
+def brief_from_source(source: str | dict | Brief, base_dir: Path | None = None,
+                      check_url: Callable[[str], None] | None = None) -> Brief:
     """A brief from whatever a deployment parameter or an event payload carries: a Brief, a mapping,
-    YAML/JSON text, an http(s) URL (fetched with a timeout and a size cap), or a file path."""
+    YAML/JSON text, an http(s) URL (fetched with a timeout and a size cap), or a file path.
+
+    `check_url` (event-triggered runs, see imagegen.event_inputs) vets the URL and every redirect hop
+    before it is requested; it raises to refuse one."""
     if isinstance(source, Brief):
         return source
     base = Path(base_dir or ".").resolve()
@@ -105,24 +111,35 @@ def brief_from_source(source: str | dict | Brief, base_dir: Path | None = None) 
         return parse_brief(parse_yaml(text, "brief parameter"), base, "brief parameter")
     if text.startswith(("http://", "https://")):
         shown = mask_url(text)  # a signed brief URL carries its token: messages name it masked
-        return parse_brief(parse_yaml(_fetch_brief(text), shown), base, shown)
+        return parse_brief(parse_yaml(_fetch_brief(text, check_url), shown), base, shown)
     return load_brief(text if Path(text).is_absolute() else base / text)
 
 
-def _fetch_brief(url: str) -> str:
+def _fetch_brief(url: str, check_url: Callable[[str], None] | None = None) -> str:
     import httpx
 
     shown = mask_url(url)
-
+    body = b""
     try:
-        with httpx.stream("GET", url, timeout=30, follow_redirects=True) as response:
-            if response.status_code != 200:
-                raise BriefError([("brief", f"fetching the brief answered HTTP {response.status_code}")], shown)
-            body = b""
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > MAX_BRIEF_BYTES:
-                    raise BriefError([("brief", OVERSIZED_REASON)], shown)
+        # redirects are followed here, not by httpx, so that each hop is vetted before it is requested
+        with httpx.Client(timeout=30, follow_redirects=False) as client:
+            for _hop in range(MAX_REDIRECTS + 1):
+                if check_url is not None:
+                    check_url(url)
+                with client.stream("GET", url) as response:
+                    if response.is_redirect and response.next_request is not None:
+                        url = str(response.next_request.url)
+                        continue
+                    if response.status_code != 200:
+                        raise BriefError([("brief", f"fetching the brief answered HTTP {response.status_code}")],
+                                         shown)
+                    for chunk in response.iter_bytes():
+                        body += chunk
+                        if len(body) > MAX_BRIEF_BYTES:
+                            raise BriefError([("brief", OVERSIZED_REASON)], shown)
+                    break
+            else:
+                raise BriefError([("brief", f"more than {MAX_REDIRECTS} redirects")], shown)
     except httpx.HTTPError as exc:
         raise BriefError([("brief", f"cannot fetch the brief ({type(exc).__name__})")], shown) from None
     try:

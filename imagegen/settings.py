@@ -37,6 +37,12 @@ class ImagegenSettings(BaseSettings):
     local_master_size: int = Field(2048, ge=64, le=8192,
                                    description="Side of the square master the local provider renders")
 
+    # Event-triggered runs (untrusted payloads) are confined to these; see imagegen/event_inputs.py
+    output_root: Path = Field(Path("imagegen-output"), description="Events may only write under this folder")
+    briefs_root: Path = Field(Path("."), description="Events may only read brief files under this folder")
+    brief_trusted_hosts: str = Field("", description="Comma-separated hosts an event's brief URL may reach over "
+                                                     "http or at a private address")
+
     # NVIDIA (hosted API and self-hosted NIM)
     nvidia_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("NVIDIA_API_KEY", "IMAGEGEN_NVIDIA_API_KEY"))

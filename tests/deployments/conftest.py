@@ -192,11 +192,15 @@ def deployed(prefect_server, setup_runs) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="session")
-def worker(prefect_server, deployed):
-    """One process worker polling imagegen-process every second; its flow runs log at INFO to worker.log."""
+def worker(prefect_server, deployed, tmp_path_factory):
+    """One process worker polling imagegen-process every second; its flow runs log at INFO to worker.log.
+
+    Event-triggered runs may read briefs and write output only under the session's temporary folder
+    (every test's tmp_path is inside it), as an operator would confine them to a shared volume."""
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    roots = str(tmp_path_factory.getbasetemp())
     env = prefect_server.env(PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="2",
-                             PREFECT_LOGGING_LEVEL="INFO")
+                             PREFECT_LOGGING_LEVEL="INFO", IMAGEGEN_OUTPUT_ROOT=roots, IMAGEGEN_BRIEFS_ROOT=roots)
     process = Server.spawn([str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"],
                            prefect_server.worker_log, cwd=prefect_server.client_home, env=env)
 

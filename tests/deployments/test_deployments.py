@@ -204,33 +204,77 @@ def test_emitted_event_starts_a_run_with_the_payload_parameters(prefect_server, 
                 if r.parameters.get("brief") == expected["brief"]]
 
     (created,) = prefect_server.wait(started, 60, "the event-triggered flow run")
-    assert created.parameters == expected
+    assert created.parameters == {**expected, "confined": True}
     run = prefect_server.wait_for_final(created.id)
     assert run.state.is_completed(), f"{run.state}\n{prefect_server.diagnostics()}"
     rows = assert_published(folder / "out")
     assert {r["campaign"] for r in rows} == {"event-test"}
 
 
+def send_event(server, payload: dict) -> None:
+    event = {"id": str(uuid.uuid4()), "occurred": datetime.now(timezone.utc).isoformat(),
+             "event": "imagegen.brief.submitted", "resource": {"prefect.resource.id": "imagegen.brief.webhook"},
+             "payload": payload}
+    response = httpx.post(f"{server.url}/events", json=[event], timeout=10)
+    assert response.status_code == 204, response.text
+
+
+def rejected_events(server, since: datetime) -> list[dict]:
+    response = httpx.post(f"{server.url}/events/filter", timeout=10, json={
+        "filter": {"occurred": {"since": since.isoformat()}, "event": {"name": ["imagegen.brief.rejected"]}},
+        "limit": 50})
+    assert response.status_code == 200, response.text
+    return response.json()["events"]
+
+
 def test_event_without_out_dir_still_starts_a_run(prefect_server, worker):
     """A webhook may send just the brief (here a mapping, which must stay a mapping): out_dir falls back
     to imagegen-output. The brief is invalid on purpose, so the run fails before it writes anything."""
     marker = f"no-out-dir-{uuid.uuid4().hex[:8]}"
-    event = {"id": str(uuid.uuid4()), "occurred": datetime.now(timezone.utc).isoformat(),
-             "event": "imagegen.brief.submitted",
-             "resource": {"prefect.resource.id": "imagegen.brief.webhook"},
-             "payload": {"brief": {"campaign": marker}}}
-    response = httpx.post(f"{prefect_server.url}/events", json=[event], timeout=10)
-    assert response.status_code == 204, response.text
+    send_event(prefect_server, {"brief": {"campaign": marker}})
 
     def started():
         return [r for r in runs_of(prefect_server, f"{CAMPAIGN_FLOW}/on-brief-submitted")
                 if r.parameters.get("brief") == {"campaign": marker}]
 
     (created,) = prefect_server.wait(started, 60, "the flow run of an event without out_dir")
-    assert created.parameters == {"brief": {"campaign": marker}, "out_dir": "imagegen-output"}
+    assert created.parameters == {"brief": {"campaign": marker}, "out_dir": "imagegen-output", "confined": True}
     run = prefect_server.wait_for_final(created.id, timeout=120)
     assert run.state.is_failed()  # the brief has no subjects
 
+
+def test_refused_event_payloads_fail_visibly_and_emit_rejected(prefect_server, worker, tmp_path, write_brief):
+    """No brief, and a folder outside IMAGEGEN_OUTPUT_ROOT: each starts a run that fails with the reason
+    (what the UI shows) and emits imagegen.brief.rejected; nothing is written outside the root."""
+    since = datetime.now(timezone.utc) - timedelta(seconds=5)
+    brief = write_brief(tmp_path / "ok", campaign="refused-test")
+    outside = Path("/var/tmp") / f"imagegen-event-{uuid.uuid4().hex[:8]}"
+    cases = {"no brief": ({"out_dir": str(tmp_path / "out")}, "event.payload.brief: missing"),
+             "outside root": ({"brief": str(brief), "out_dir": str(outside)},
+                              f"event.payload.out_dir: '{outside}' is outside IMAGEGEN_OUTPUT_ROOT")}
+    for payload, _reason in cases.values():
+        send_event(prefect_server, payload)
+
+    def both_final():
+        runs = {name: [r for r in runs_of(prefect_server, f"{CAMPAIGN_FLOW}/on-brief-submitted")
+                       if r.created > since and r.parameters.get("out_dir") == payload.get("out_dir")
+                       and r.parameters.get("brief") == payload.get("brief", "")]
+                for name, (payload, _reason) in cases.items()}
+        if not all(len(found) == 1 and found[0].state and found[0].state.is_final() for found in runs.values()):
+            return None
+        return {name: found[0] for name, found in runs.items()}
+
+    finished = prefect_server.wait(both_final, 180, "the refused event runs to fail")
+    for name, (_payload, reason) in cases.items():
+        run = finished[name]
+        assert run.state.is_failed() and reason in (run.state.message or ""), (name, run.state)
+    assert not outside.exists()
+
+    def rejections_arrived():  # events are sent in the background and stored a moment later
+        reasons = [e["payload"]["reason"] for e in rejected_events(prefect_server, since)]
+        return reasons if all(any(reason in r for r in reasons) for _payload, reason in cases.values()) else None
+
+    prefect_server.wait(rejections_arrived, 30, "an imagegen.brief.rejected event per refused payload")
 
 
 def readme_n8n_request() -> tuple[str, dict[str, str], str]:

@@ -194,4 +194,4 @@ def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_a
         providers_used={p: sum(1 for m in masters.values() if m.provider == p)
                         for p in {m.provider for m in masters.values()}},
         gx_report=report.docs_index if report else None)
-    return record_run(summary, record, catalog, out, started)
+    return record_run(summary, record, catalog, out, started, run_id)

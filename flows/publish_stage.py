@@ -172,12 +172,12 @@ def ensure_rendered(jobs: list[PublishJob]) -> None:
 
 
 def publish_and_catalog(jobs: dict[str, PublishJob], catalog, logger, failed: list[FailedAsset],
-                        gallery_page: Path | None, chunk: int = CATALOG_CHUNK) -> RunRecord:
+                        gallery_page: Path, chunk: int = CATALOG_CHUNK) -> RunRecord:
     """Publish and catalog in chunks: if the catalog refuses a chunk's rows, the files this run wrote for
     that chunk are removed (`unpublish_chunk`) and the refusal ends the run. Earlier chunks stay published
     and cataloged; a rerun of the same brief completes the set.
-    The gallery's cards for `gallery_page` are drawn chunk by chunk (None: the caller draws them)."""
-    record = RunRecord(GalleryCards(gallery_page) if gallery_page is not None else None)
+    The gallery's cards for `gallery_page` are drawn chunk by chunk."""
+    record = RunRecord(GalleryCards(gallery_page))
 
     ids = list(jobs)
     chunks = [ids[i:i + chunk] for i in range(0, len(ids), chunk)]

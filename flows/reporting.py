@@ -13,6 +13,7 @@ from imagegen.catalog.base import CatalogRow, UpsertResult
 from imagegen.files import open_text_atomically
 from imagegen.gallery import GalleryCards, write_gallery
 from imagegen.publishing import PublishedFile
+from imagegen.run_records import SUMMARY_FILE, run_folder, write_index
 from imagegen.summary import RunSummary
 
 
@@ -21,7 +22,7 @@ class RunRecord:
     """What the run's record (summary, gallery, table artifact) needs of its catalog rows, gathered
     chunk by chunk so that a long run lets each chunk's rows (4-6 KB each) go once they are written."""
 
-    gallery: GalleryCards | None  # None: the page shows the whole campaign, drawn from the catalog
+    gallery: GalleryCards  # this run's cards, drawn chunk by chunk
     statuses: dict[str, str] = field(default_factory=dict)  # asset id -> published / quarantined
     files_stored: int = 0
     files_written: int = 0
@@ -36,18 +37,16 @@ class RunRecord:
                         "size": f"{r.width}x{r.height}", "format": r.format, "bytes": r.bytes,
                         "gates": "pass" if r.gates.get("passed") else "; ".join(
                             f["reason"] for f in r.gates.get("failures", [])), "url": r.url} for r in rows]
-        if self.gallery is not None:
-            self.gallery.add(rows)
+        self.gallery.add(rows)
 
 
-def record_run(summary: RunSummary, record: RunRecord, catalog, out: Path, started: float) -> RunSummary:
-    """The run's record: gallery page, summary file, Prefect artifacts.
-
-    The gallery shows this run's masters, or, when the record drew no cards, every master of the
-    campaign (a size-set run adds variants to masters published earlier, and the page should show
-    them together).
-    """
+def record_run(summary: RunSummary, record: RunRecord, catalog, out: Path, started: float, run_id: str) -> RunSummary:
+    """The run's record: its own folder under `<out>/runs/` (gallery page and summary, which no other run
+    overwrites), the same two files at the top of `out` as the latest run's, the index of every run, and
+    the Prefect artifacts. The gallery shows what this run published or re-rendered."""
     statuses = record.statuses.values()
+    folder = run_folder(out, summary.campaign, run_id)
+    folder.mkdir(parents=True, exist_ok=True)
     summary = summary.model_copy(update=dict(
         published=sum(1 for s in statuses if s == "published"),
         quarantined=sum(1 for s in statuses if s == "quarantined"),
@@ -55,21 +54,19 @@ def record_run(summary: RunSummary, record: RunRecord, catalog, out: Path, start
         catalog_inserted=record.upserted.inserted, catalog_updated=record.upserted.updated,
         catalog_unchanged=record.upserted.unchanged,
         catalog=getattr(catalog, "path", None) or catalog.get_block_type_slug(),
-        gallery=str(out / "gallery.html"), seconds=round(time.monotonic() - started, 2)))
-    cards = record.gallery
-    if cards is None:  # the whole campaign's masters, as the catalog holds them
-        cards = GalleryCards(out / "gallery.html")
-        cards.add(catalog.get_catalog().rows(summary.campaign))
+        gallery=str(folder / "gallery.html"), seconds=round(time.monotonic() - started, 2)))
+    gallery_counts = {"masters": summary.masters, "published": summary.published, "quarantined": summary.quarantined,
+                      "files": summary.files_stored, "provider_calls": summary.provider_calls}
     try:
-        write_gallery(cards, out / "gallery.html", campaign=summary.campaign,
-                      summary={"masters": summary.masters, "published": summary.published,
-                               "quarantined": summary.quarantined, "files": summary.files_stored,
-                               "provider_calls": summary.provider_calls},
-                      gx_report=summary.gx_report)
+        for page in (folder / "gallery.html", out / "gallery.html"):  # the cards' links start from `out`
+            write_gallery(record.gallery, page, campaign=summary.campaign, summary=gallery_counts,
+                          gx_report=summary.gx_report, cards_dir=out)
     finally:
-        cards.close()
-    with open_text_atomically(out / "run-summary.json") as fh:
-        fh.write(summary.model_dump_json(indent=2))
+        record.gallery.close()
+    for path in (folder / SUMMARY_FILE, out / SUMMARY_FILE):
+        with open_text_atomically(path) as fh:
+            fh.write(summary.model_dump_json(indent=2))
+    write_index(out)
     report_artifacts(summary, record.table)
     return summary
 

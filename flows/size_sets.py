@@ -87,7 +87,7 @@ def size_set_flow(brief: str | dict, size_sets: list[BuiltinSizeSet], out_dir: s
                 jobs[row.asset_id] = publish_job(future.result(), template_from_row(row), targets=targets, small=small,
                                                  large=large, quarantine=quarantine_block(out),
                                                  brief=brief_without_master, work_dir=work_dir, **credentials)
-            record = publish_and_catalog(jobs, catalog, logger, failed, None)
+            record = publish_and_catalog(jobs, catalog, logger, failed, out / "gallery.html")
         summary = RunSummary(campaign=the_brief.campaign, out_dir=str(out), masters=len(published),
                              generated=0, rerendered=len(jobs), failed=failed, provider_calls=0)
-        return record_run(summary, record, catalog, out, started)
+        return record_run(summary, record, catalog, out, started, str(flow_run.id or f"local-{time.time_ns()}"))

@@ -72,6 +72,9 @@ def test_new_size_set_from_catalog_calls_no_provider(prefect_harness, tmp_path, 
     assert summary.lines()[0] == ("campaign size-set-test: re-rendered 2 published masters, 0 provider calls; "
                                   "2 published, 0 quarantined")
     assert summary.catalog_inserted == 2  # one pinterest_pin per published master, nothing else
+    gallery = Path(summary.gallery)  # the size-set run's own page shows what it rendered
+    assert gallery.is_file() and gallery.parent.parent == out / "runs" / "size-set-test"
+    assert gallery.read_text().count("<figure") == 2 and "pinterest_pin" in gallery.read_text()
     after = rows(out)
     new = [r for r in after if r["variant"] == "pinterest_pin"]
     assert {r["asset_id"] for r in new} == set(masters)
@@ -85,8 +88,7 @@ def test_new_size_set_from_catalog_calls_no_provider(prefect_harness, tmp_path, 
     # the earlier rows are untouched and no master was made again
     assert [r for r in after if r["variant"] != "pinterest_pin"] == before
     assert {p: p.stat().st_mtime_ns for p in master_files} == master_files
-    html = (out / "gallery.html").read_text()
-    assert html.count("<figure") == len(after)  # the whole campaign, old and new variants together
+    assert (out / "gallery.html").read_text().count("<figure") == 2  # the latest run's page: what it rendered
 
 
 def test_without_published_masters_runs_the_campaign_for_the_size_set(prefect_harness, tmp_path,

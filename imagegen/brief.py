@@ -224,12 +224,37 @@ class Brand(BaseModel):
     border: BorderSpec | None = None
 
 
+class Featured(BaseModel):
+    """Someone or something the image must show by name (the seed's multi-subject generation)."""
+
+    model_config = _STRICT
+
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60),
+                    _VISIBLE_TEXT, _NO_PERSONAL_DATA]
+    description: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=160),
+                           _VISIBLE_TEXT, _NO_PERSONAL_DATA]
+
+
+def _distinct_names(featuring: list[Featured]) -> list[Featured]:
+    seen: set[str] = set()
+    for item in featuring:
+        if item.name.casefold() in seen:
+            raise ValueError(f"{item.name!r} is featured twice: each name once, with one description")
+        seen.add(item.name.casefold())
+    return featuring
+
+
 class Subject(BaseModel):
-    """One image idea. Style, lighting and composition name presets (see imagegen.presets)."""
+    """One image idea. Style, lighting and composition name presets (see imagegen.presets).
+
+    `featuring` names the subjects the image must show together; the prompt gets the seed's
+    "featuring: name: description, ..." clause right after the subject, within the prompt length guard."""
 
     model_config = _STRICT
 
     subject: SubjectText
+    featuring: Annotated[list[Featured], AfterValidator(_distinct_names)] = Field(default_factory=list,
+                                                                                   max_length=6)
     style: Annotated[str, _key_of(STYLE_KEYWORDS, "style")] = "product"
     lighting: Annotated[str, _key_of(LIGHTING_PRESETS, "lighting")] = "product"
     composition: Annotated[str, _key_of(COMPOSITION_RULES, "composition")] = "rule_of_thirds"

@@ -155,6 +155,13 @@ def subject_quality_words(subject: Subject) -> list[str]:
     return list(DEFAULT_QUALITY_WORDS if subject.quality is None else subject.quality)
 
 
+def featuring_clause(subject: Subject) -> str:
+    """The seed's multi-subject clause, "featuring: Max: a golden retriever, Lea: a girl in a red coat";
+    empty without featured subjects. One term: its commas belong to it, and it stays next to the subject."""
+    return ("featuring: " + ", ".join(f"{f.name}: {f.description}" for f in subject.featuring)
+            if subject.featuring else "")
+
+
 def build_prompt(subject: Subject, brand: Brand, caps: ProviderCapabilities) -> BuiltPrompt:
     """The prompt for one subject, in the guide's order, and its negatives as the provider takes them.
 
@@ -165,6 +172,7 @@ def build_prompt(subject: Subject, brand: Brand, caps: ProviderCapabilities) -> 
     # product style and the quality words) is sent once; the brief's own text stays whole.
     terms = [
         subject.subject,
+        featuring_clause(subject),
         *_split_phrase(style_phrase(subject.style)),
         *_split_phrase(lighting_phrase(subject.lighting)),
         *_split_phrase(composition_phrase(subject.composition)),
@@ -281,7 +289,7 @@ def prompt_problems(index: int, built: BuiltPrompt, caps: ProviderCapabilities) 
     length = len(built.prompt)
     if length > caps.max_prompt_chars:
         problems.append((where, f"prompt is {length} characters; the provider accepts at most "
-                                f"{caps.max_prompt_chars} (shorten subject/mood/quality)"))
+                                f"{caps.max_prompt_chars} (shorten subject/featuring/mood/quality)"))
     kinds = find_personal_data(f"{built.prompt}\n{built.negative_prompt}")
     if kinds:
         problems.append((where, f"prompt contains personal data ({', '.join(kinds)})"))

@@ -1,6 +1,7 @@
 """Prompt building, the personal-data detector and the guards that run before any spend."""
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -204,7 +205,7 @@ def test_over_long_prompt_is_rejected_before_any_spend():
     assert locs == ["subjects[1]", "subjects[2]"]  # every problem, not just the first
     reason = info.value.problems[0][1]
     assert re.fullmatch(r"prompt is \d+ characters; the provider accepts at most 500 "
-                        r"\(shorten subject/mood/quality\)", reason)
+                        r"\(shorten subject/featuring/mood/quality\)", reason)
     assert int(reason.split()[2]) > 500
 
 
@@ -271,3 +272,51 @@ def test_asset_id_format_and_determinism():
 def test_asset_id_falls_back_when_the_subject_has_no_ascii():
     spec = one_spec(make_brief(mug(subject="日本茶", seed=7)))
     assert re.fullmatch(r"subject-1-v01-[0-9a-f]{8}", spec.asset_id)
+
+
+# --- multi-subject generation (seed 000: "featuring: name: description, ...") ----------------------
+
+DUO = [{"name": "Max", "description": "a golden retriever with a red collar"},
+       {"name": "Lea", "description": "a girl in a yellow raincoat"}]
+
+
+def test_featured_subjects_follow_the_subject_as_the_seed_writes_them():
+    built = build_prompt(mug(subject="a walk in an autumn park", featuring=DUO), BRAND, NATIVE)
+    assert built.prompt.startswith("a walk in an autumn park, featuring: Max: a golden retriever with a red "
+                                   "collar, Lea: a girl in a yellow raincoat, ")
+    assert build_prompt(mug(), BRAND, NATIVE).prompt.count("featuring") == 0
+
+
+def test_featured_subjects_keep_variations_and_change_the_cache_key():
+    plain, duo = (build_prompt_specs(make_brief(mug(featuring=f, variations=2)), FOLD, "local", None, 512, 512)
+                  for f in ([], DUO))
+    assert [s.seed for s in duo] == [s.seed for s in plain] and duo[0].seed != duo[1].seed
+    assert all("featuring: Max: " in s.prompt for s in duo)
+    assert {s.cache_key() for s in duo}.isdisjoint({s.cache_key() for s in plain})
+
+
+def test_featured_subjects_count_against_the_prompt_length_guard():
+    many = [{"name": f"Pet{i}", "description": "a very fluffy small dog " * 5} for i in range(5)]
+    with pytest.raises(PromptRejected) as info:
+        build_prompt_specs(make_brief(mug(featuring=many)), FOLD, "local", None, 512, 512)
+    assert info.value.problems[0][0] == "subjects[0]"
+    assert "shorten subject/featuring/mood/quality" in info.value.problems[0][1]
+
+
+@pytest.mark.parametrize("featuring, where, reason", [
+    ([{"name": "", "description": "a dog"}], "subjects[0].featuring[0].name", "must not be empty"),
+    ([{"name": "Max"}], "subjects[0].featuring[0].description", "required"),
+    ([{"name": "Max", "description": "a dog"}, {"name": "max", "description": "a cat"}],
+     "subjects[0].featuring", "'max' is featured twice"),
+    ([{"name": "Max", "description": "call +49 30 1234567"}], "subjects[0].featuring[0].description",
+     "personal data"),
+    ([{"name": "Max", "description": "a dog", "age": 3}], "subjects[0].featuring[0].age", ""),
+])
+def test_bad_featured_subjects_name_the_field(featuring, where, reason):
+    from imagegen.brief_source import parse_brief
+
+    data = {"campaign": "c", "brand": {"name": "B", "palette": ["#112233"]}, "subjects": [{"subject": "a park", "featuring": featuring}]}
+    with pytest.raises(BriefError) as info:
+        parse_brief(data, Path("."))
+    problems = dict(info.value.problems)
+    assert where in problems and reason in problems[where], problems

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from imagegen.errors import BudgetExhausted, OutcomeUnknown
+from imagegen.errors import BudgetExhausted, OutcomeUnknown, StillRunning
 from imagegen.pending import RECOVERED_KEY
 
 # A paid request whose answer was lost is sent again at most this often per run.
@@ -46,10 +46,15 @@ class CallBudget:
             self._lost[request_key] += 1
             return self._lost[request_key]
 
-    def answer_recovered(self) -> None:
-        """The call just counted found a paid answer again without paying: it was not a provider call."""
+    def give_back(self) -> None:
+        """The call just counted sent nothing paid (it polled a request paid earlier)."""
         with self._lock:
             self.spent = max(0, self.spent - 1)
+
+    def answer_recovered(self) -> None:
+        """The call just counted found a paid answer again without paying: it was not a provider call."""
+        self.give_back()
+        with self._lock:
             self.recovered += 1
 
 
@@ -58,11 +63,15 @@ def paid_call(budget: CallBudget, provider: str, call: Callable[[], Result]) -> 
 
     A lost answer (OutcomeUnknown) stays counted and is raised as it is, so the task's retry sends the
     request again; the second loss of the same request in this run is raised as final (not retried).
-    A result whose metadata says it was recovered (RECOVERED_KEY) gives its call back.
+    A call that only polled a request paid earlier (StillRunning, or a result whose metadata says it
+    was recovered: RECOVERED_KEY) gives its call back.
     """
     budget.spend(provider)
     try:
         result = call()
+    except StillRunning:
+        budget.give_back()
+        raise
     except OutcomeUnknown as exc:
         losses = budget.answer_lost(exc.request_key)
         if losses > MAX_RESENDS_AFTER_LOST_ANSWER:

@@ -88,6 +88,11 @@ class OutcomeUnknown(TransientProviderError):
         return final
 
 
+class StillRunning(TransientProviderError):
+    """A request paid earlier (its NVCF request id kept) has not answered yet: this call polled it and
+    paid nothing; a retry or a rerun polls it again."""
+
+
 # What a paid POST can get after the provider took it: the work may have run (and been billed).
 # 503 and 429 say the request was refused before any work, so they are safe to send again.
 STATUSES_AFTER_SUBMISSION = frozenset({500, 502, 504})

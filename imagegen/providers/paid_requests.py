@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 
 import httpx
 
-from imagegen.errors import OutcomeUnknown, ProviderError, TransientProviderError, outcome_unknown
+from imagegen.errors import OutcomeUnknown, ProviderError, StillRunning, TransientProviderError, outcome_unknown
 from imagegen.pending import PendingJournal, PendingRequest, new_entry
 from imagegen.providers.http import send_request
 from imagegen.providers.nvcf import NvcfPolling, NvcfResult, poll_nvcf, resolve_nvcf
@@ -32,10 +32,12 @@ def lost_answer(exc: ProviderError, *, provider: str, request_key: str) -> Outco
                           request_key=request_key)
 
 
-def _id_kept(exc: ProviderError, request_id: str) -> TransientProviderError:
-    return TransientProviderError(f"{exc}; request id {request_id} is kept: a retry or a rerun polls it again "
-                                  f"instead of paying again", provider=exc.provider, status=exc.status,
-                                  retry_after=exc.retry_after)
+def _id_kept(exc: ProviderError, request_id: str, *, paid_now: bool) -> TransientProviderError:
+    """Polling stopped short of an answer: the id stays for the next call. `paid_now`: this call sent the
+    request (else it only polled one paid earlier: StillRunning)."""
+    kind = TransientProviderError if paid_now else StillRunning
+    return kind(f"{exc}; request id {request_id} is kept: a retry or a rerun polls it again instead of paying "
+                f"again", provider=exc.provider, status=exc.status, retry_after=exc.retry_after)
 
 
 def _id_still_answers(exc: ProviderError) -> bool:
@@ -57,7 +59,7 @@ def resume_nvcf_request(http: httpx.Client, journal: PendingJournal | None, key:
         result = poll_nvcf(http, entry.request_id, provider=provider, polling=polling, secrets=secrets)
     except ProviderError as exc:
         if _id_still_answers(exc):
-            raise _id_kept(exc, entry.request_id) from None
+            raise _id_kept(exc, entry.request_id, paid_now=False) from None
         journal.remove(key)
         logger.warning("%s: NVCF request %s ended without an answer (%s); sending the request again",
                        provider, entry.request_id, exc)
@@ -95,7 +97,7 @@ def send_paid_nvcf(http: httpx.Client, request: httpx.Request, *, journal: Pendi
                             on_accepted=keep_request_id)
     except ProviderError as exc:
         if accepted and _id_still_answers(exc):
-            raise _id_kept(exc, accepted[0]) from None
+            raise _id_kept(exc, accepted[0], paid_now=True) from None
         if not accepted and outcome_unknown(exc):
             raise lost_answer(exc, provider=provider, request_key=key) from None
         if journal is not None:

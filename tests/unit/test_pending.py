@@ -9,7 +9,14 @@ import time
 import pytest
 
 from imagegen.budget import CallBudget, paid_call
-from imagegen.errors import OutcomeUnknown, ProviderError, TransientProviderError, is_transient, outcome_unknown
+from imagegen.errors import (
+    OutcomeUnknown,
+    ProviderError,
+    StillRunning,
+    TransientProviderError,
+    is_transient,
+    outcome_unknown,
+)
 from imagegen.pending import (
     PENDING_FOLDER,
     RECOVERED_KEY,
@@ -135,9 +142,16 @@ def test_a_lost_answer_counts_as_spent_and_is_sent_again_at_most_once():
     assert is_transient(other.value)
 
 
-def test_a_recovered_answer_gives_its_call_back():
+def test_a_call_that_only_polled_a_request_paid_earlier_gives_its_call_back():
     budget = CallBudget(None)
     assert paid_call(budget, "nvidia", lambda: Made()).metadata == {}
+
+    def still_running():
+        raise StillRunning("nvidia: NVCF request r1 still running; request id r1 is kept", provider="nvidia")
+
+    with pytest.raises(StillRunning):
+        paid_call(budget, "nvidia", still_running)
+    assert budget.spent == 1 and budget.recovered == 0
     paid_call(budget, "nvidia", lambda: Made(**{RECOVERED_KEY: "nvcf request id polled again"}))
     assert budget.spent == 1 and budget.recovered == 1 and budget.outcome_unknown == 0
 

@@ -94,7 +94,9 @@ class NvidiaImageProvider(ImageProviderBlock):
     nim_url: str | None = Field(None, title="NIM URL", description="Self-hosted NIM base, e.g. http://host:8000")
     timeout_seconds: float = Field(90.0, gt=0, description="Read timeout of one HTTP call")
     poll_seconds: int = Field(DEFAULT_POLL_SECONDS, ge=0, description="NVCF-POLL-SECONDS sent with each request")
-    poll_deadline_seconds: float = Field(600.0, gt=0, description="Give up polling a 202-accepted request after this")
+    poll_deadline_seconds: float = Field(
+        600.0, gt=0, description="Stop polling a 202-accepted request after this; its id is kept, and a retry "
+                                 "or rerun polls it again instead of paying again")
 
     def __repr_args__(self) -> list[tuple[str | None, Any]]:
         return mask_url_fields(super().__repr_args__())  # a URL setting may carry credentials
@@ -176,6 +178,7 @@ def nvidia_provider_from_settings(settings, model: str | None = None, *,
                                                 "(or name a saved block: provider.block)")])
     return NvidiaImageProvider(credentials=credentials, model=model or FLUX_DEV,
                                rate_per_minute=settings.nvidia_rate_per_minute,
+                               poll_deadline_seconds=settings.nvcf_poll_deadline_seconds,
                                nim_url=settings.nim_url if self_hosted else None,
                                provider_name="nim" if self_hosted else "nvidia")
 

@@ -163,7 +163,7 @@ def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_a
                                         if masters else (None, {}, {}))
             usage = usage_after(providers, quota_before)
         finally:
-            provider_calls = budget.spent
+            provider_calls, outcome_unknown, recovered = budget.spent, budget.outcome_unknown, budget.recovered
             release_run(run_id)
 
         checked = sorted({c.gate for c in checks_for_policy(the_brief.quality,
@@ -190,7 +190,8 @@ def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_a
 
     summary = RunSummary(
         campaign=the_brief.campaign, out_dir=str(out), masters=len(specs), generated=len(masters), failed=failed,
-        provider_calls=provider_calls, provider_usage=usage,
+        provider_calls=provider_calls, outcome_unknown=outcome_unknown, answers_recovered=recovered,
+        provider_usage=usage,
         providers_used={p: sum(1 for m in masters.values() if m.provider == p)
                         for p in {m.provider for m in masters.values()}},
         gx_report=report.docs_index if report else None)

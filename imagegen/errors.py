@@ -43,9 +43,14 @@ class UsageError(ImagegenError):
 
 
 class ProviderError(ImagegenError):
-    """A provider refused or failed. Subclasses say whether waiting can help."""
+    """A provider refused or failed. Subclasses say whether waiting can help.
+
+    `answer_lost` is set by the HTTP layer when the request went out whole and no complete answer came
+    back (a read timeout, a connection dropped mid-answer, a cut-off body): the provider may have run it.
+    """
 
     transient = False
+    answer_lost = False
 
     def __init__(self, message: str, *, provider: str = "", status: int | None = None,
                  retry_after: float | None = None):
@@ -59,6 +64,44 @@ class TransientProviderError(ProviderError):
     """Timeouts, transport errors, 408/425/429/5xx: the same call may succeed later."""
 
     transient = True
+
+
+class OutcomeUnknown(TransientProviderError):
+    """A paid request went out and its answer was lost (read timeout, connection dropped after the body
+    was sent, 5xx after submission): the provider may have charged for it.
+
+    The run counts it as spent and sends the same request again at most once (imagegen.budget.paid_call);
+    `request_key` names the request (imagegen.pending.request_key), so a second loss of the same request
+    in one run is not retried again (`transient` then turns False on the instance).
+    """
+
+    def __init__(self, message: str, *, provider: str = "", status: int | None = None, request_key: str = ""):
+        super().__init__(message, provider=provider, status=status)
+        self.request_key = request_key
+        self.answer_lost = True
+
+    def not_sent_again(self, losses: int) -> OutcomeUnknown:
+        """The same error, final: this run lost `losses` answers to this request and sends it no more."""
+        final = OutcomeUnknown(f"{self} (answers to this request lost {losses} times in this run; not sent again)",
+                               provider=self.provider, status=self.status, request_key=self.request_key)
+        final.transient = False
+        return final
+
+
+class StillRunning(TransientProviderError):
+    """A request paid earlier (its NVCF request id kept) has not answered yet: this call polled it and
+    paid nothing; a retry or a rerun polls it again."""
+
+
+# What a paid POST can get after the provider took it: the work may have run (and been billed).
+# 503 and 429 say the request was refused before any work, so they are safe to send again.
+STATUSES_AFTER_SUBMISSION = frozenset({500, 502, 504})
+
+
+def outcome_unknown(exc: BaseException) -> bool:
+    """True when `exc`, raised by a paid POST, leaves open whether the provider ran (and billed) it."""
+    return (isinstance(exc, ProviderError) and bool(getattr(exc, "transient", False))
+            and (exc.answer_lost or exc.status in STATUSES_AFTER_SUBMISSION))
 
 
 class ContentFiltered(ProviderError):

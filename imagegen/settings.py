@@ -51,6 +51,8 @@ class ImagegenSettings(BaseSettings):
     nvcf_assets_url: str = "https://api.nvcf.nvidia.com/v2/nvcf/assets"
     nim_url: str | None = None
     nvidia_rate_per_minute: float = Field(40.0, gt=0, allow_inf_nan=False)
+    nvcf_poll_deadline_seconds: float = Field(600.0, gt=0, allow_inf_nan=False,
+                                              description="How long one call polls a 202-accepted NVCF request")
     vlm_base_url: str | None = None
     vlm_model: str | None = None
 

@@ -31,6 +31,10 @@ class RunSummary(BaseModel):
     files_stored: int = Field(0, description="Files the stores hold for this run")
     files_written: int = Field(0, description="Files actually written this run (0 on an unchanged rerun)")
     provider_calls: int = 0
+    outcome_unknown: int = Field(0, description="Paid calls whose answer was lost in transit (counted as spent; "
+                                                "each request sent again at most once)")
+    answers_recovered: int = Field(0, description="Lost or late answers found again without paying: NVCF "
+                                                  "request ids polled again, neuroflash history images adopted")
     providers_used: dict[str, int] = Field(default_factory=dict,
                                            description="Masters by the provider that made them (new or cached)")
     rerendered: int | None = Field(None, description="Size-set runs: published masters re-rendered (no provider)")
@@ -58,6 +62,9 @@ class RunSummary(BaseModel):
                    files,
                    f"provider calls: {self.provider_calls}"
                    + (f"; masters by provider: {by_provider}" if by_provider else "")]
+        if self.outcome_unknown or self.answers_recovered:
+            out.append(f"lost answers: outcome unknown: {self.outcome_unknown}, recovered without paying again: "
+                       f"{self.answers_recovered}")
         out += [
             f"catalog: {self.catalog} (+{self.catalog_inserted} new, {self.catalog_updated} updated, "
             f"{self.catalog_unchanged} unchanged)",

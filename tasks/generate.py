@@ -10,7 +10,7 @@ from PIL import Image
 from prefect import task
 from prefect.context import TaskRunContext
 
-from imagegen.budget import budget_for_run
+from imagegen.budget import budget_for_run, paid_call
 from imagegen.files import copy_atomically, sweep_once_in_a_while, write_atomically
 from imagegen.imaging.brand import outpaint_canvas
 from imagegen.ledger import generation_slot
@@ -60,8 +60,8 @@ def generate_master(spec: PromptSpec, provider: ImageProviderBlock, masters_dir:
     with generation_slot(Path(masters_dir), spec.cache_key()) as entry:
         if (made := entry.read()) is not None:
             return made
-        budget_for_run(run_id).spend(provider.provider_name)
-        result = provider.get_generator().generate(request_for(spec), Path(masters_dir))
+        result = paid_call(budget_for_run(run_id), provider.provider_name,
+                           lambda: provider.get_generator().generate(request_for(spec), Path(masters_dir)))
         result = result.model_copy(update={"metadata": {**result.metadata, "negatives": spec.negatives_handling}})
         entry.write(result)
         return result
@@ -72,9 +72,9 @@ def generate_master(spec: PromptSpec, provider: ImageProviderBlock, masters_dir:
 def regenerate_master(spec: PromptSpec, provider: ImageProviderBlock, masters_dir: str, run_id: str,
                       attempt: int) -> GeneratedImage:
     """A fresh master with a new seed derived from the attempt number (deterministic, so reruns repeat it)."""
-    budget_for_run(run_id).spend(provider.provider_name)
     new_seed = (spec.seed + 7919 * attempt) % (2**31 - 1) or 1
-    result = provider.get_generator().generate(request_for(spec, seed=new_seed), Path(masters_dir))
+    result = paid_call(budget_for_run(run_id), provider.provider_name,
+                       lambda: provider.get_generator().generate(request_for(spec, seed=new_seed), Path(masters_dir)))
     return result.model_copy(update={"metadata": {**result.metadata, "negatives": spec.negatives_handling,
                                                   "regenerated": attempt}})
 
@@ -84,12 +84,12 @@ def regenerate_master(spec: PromptSpec, provider: ImageProviderBlock, masters_di
 def provider_edit_master(master: GeneratedImage, spec: PromptSpec, provider: ImageProviderBlock,
                          instruction: str, masters_dir: str, run_id: str, attempt: int) -> GeneratedImage:
     """Image-to-image edit through the provider (FLUX.1-kontext, neuroflash /edit)."""
-    budget_for_run(run_id).spend(provider.provider_name)
     request = request_for(spec)
     if "image_id" in master.metadata:  # neuroflash edits name their source by the provider's image id
         request = request.model_copy(update={"spec": {**request.spec,
                                                       "neuroflash_image_id": master.metadata["image_id"]}})
-    result = provider.get_generator().edit(master.image, instruction, request, Path(masters_dir))
+    result = paid_call(budget_for_run(run_id), provider.provider_name,
+                       lambda: provider.get_generator().edit(master.image, instruction, request, Path(masters_dir)))
     edits = [*master.metadata.get("edits", []), {"attempt": attempt, "kind": "provider_edit",
                                                  "instruction": instruction}]
     return result.model_copy(update={"metadata": {**master.metadata, **result.metadata, "edits": edits}})
@@ -117,8 +117,8 @@ def outpaint_master(base: GeneratedImage, spec: PromptSpec, provider: ImageProvi
     with generation_slot(Path(masters_dir), outpaint_slot_key(base, spec)) as entry:
         if (made := entry.read()) is not None:
             return made
-        budget_for_run(run_id).spend(provider.provider_name)
-        result = provider.get_generator().edit(canvas, request.instruction, request_for(spec), Path(masters_dir))
+        result = paid_call(budget_for_run(run_id), provider.provider_name, lambda: provider.get_generator().edit(
+            canvas, request.instruction, request_for(spec), Path(masters_dir)))
         edits = [*base.metadata.get("edits", []), {"kind": "outpaint", "ratio": spec.outpaint_ratio,
                                                    "instruction": request.instruction,
                                                    "source_sha256": base.image.sha256}]

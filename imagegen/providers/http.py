@@ -301,20 +301,30 @@ def _default_lead(status: int) -> str:
     return "unexpected answer"
 
 
+# Failures after the request went out whole: the server may have run it. A connect error, a pool or
+# connect timeout, or a failed write means it never got the whole request, so it cannot have run it.
+_ANSWER_LOST = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
+
+
 def send_request(http: httpx.Client, request: httpx.Request, provider: str, *,
                  secrets: Iterable[str | None] = (), stream: bool = False) -> httpx.Response:
-    """Send `request`, turning httpx timeouts and transport failures into TransientProviderError."""
+    """Send `request`, turning httpx timeouts and transport failures into TransientProviderError
+    (with `answer_lost` set when the request may have reached the server whole: see errors.outcome_unknown)."""
     try:
         response = http.send(request, stream=stream)
     except httpx.TimeoutException as exc:
-        raise TransientProviderError(
+        error = TransientProviderError(
             redact(f"{provider}: timed out ({type(exc).__name__}) on {endpoint_label(request)}", secrets),
-            provider=provider) from None
+            provider=provider)
+        error.answer_lost = isinstance(exc, _ANSWER_LOST)
+        raise error from None
     except httpx.TransportError as exc:
-        raise TransientProviderError(
+        error = TransientProviderError(
             redact(f"{provider}: transport error ({type(exc).__name__}: {exc}) on {endpoint_label(request)}",
                    secrets),
-            provider=provider) from None
+            provider=provider)
+        error.answer_lost = isinstance(exc, _ANSWER_LOST)
+        raise error from None
     logger.debug("%s: %s -> HTTP %s", provider, endpoint_label(request), response.status_code)
     return response
 
@@ -323,13 +333,15 @@ def parse_json_body(response: httpx.Response, provider: str, secrets: Iterable[s
     """The JSON body of a successful answer.
 
     A 2xx whose body is not JSON is a provider or gateway fault (typically a cut-off body), so it is
-    raised as TransientProviderError: one Prefect retry may get a whole answer. Retries are bounded
-    by the task's retry count, so this can cost at most that many extra generations.
+    raised as TransientProviderError with `answer_lost` set: the request ran, and a paid one is then
+    sent again at most once (errors.OutcomeUnknown).
     """
     try:
         return response.json()
     except ValueError:
-        raise TransientProviderError(
+        error = TransientProviderError(
             redact(f"{provider}: malformed JSON in the HTTP {response.status_code} answer from "
                    f"{endpoint_label(response.request)} ({len(response.content)} bytes)", secrets),
-            provider=provider, status=response.status_code) from None
+            provider=provider, status=response.status_code)
+        error.answer_lost = True  # the server answered 2xx: it ran the request
+        raise error from None

@@ -4,19 +4,37 @@ neuroflash takes no seed and no negative prompt: the request's seed is recorded 
 and negatives are folded into the prompt. The quota is spent by the API call, so an image that
 cannot be fetched afterwards fails for good (non-transient, naming the image id): a task retry
 would pay for it again.
+
+Every generate and edit is a paid request in the pending journal (imagegen.pending): when its answer
+is lost in transit (OutcomeUnknown), the next call with the same request first looks for the image in
+the workspace history (imagegen.providers.neuroflash_history) and adopts it instead of paying again.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagegen.errors import ProviderError, ProviderRequestInvalid
+from imagegen.errors import ProviderError, ProviderRequestInvalid, outcome_unknown
 from imagegen.models import GeneratedImage, GenerationRequest, ImageRef, ProviderCapabilities
-from imagegen.providers.neuroflash_api import PROVIDER, ImageModel, NeuroflashImage, Quota, nearest_aspect_ratio
+from imagegen.pending import RECOVERED_KEY, FolderJournal, PendingJournal, new_entry, request_key
+from imagegen.providers.neuroflash_api import (
+    PROVIDER,
+    GenerationResult,
+    ImageModel,
+    NeuroflashImage,
+    Quota,
+    nearest_aspect_ratio,
+)
 from imagegen.providers.neuroflash_client import NeuroflashClient
+from imagegen.providers.neuroflash_history import adopt_lost_image
+from imagegen.providers.paid_requests import lost_answer
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "nano-banana-2"
 # Nano Banana (Gemini image) takes long prompts; 2000 keeps the folded negative prompt readable.
@@ -34,11 +52,13 @@ class NeuroflashGenerator:
     name = PROVIDER
 
     def __init__(self, client: NeuroflashClient, model: str = DEFAULT_MODEL, output_format: str | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 journal_for: Callable[[Path], PendingJournal] = FolderJournal.under):
         self.client = client
         self.model = model
         self.output_format = output_format
         self._clock = clock
+        self.journal_for = journal_for  # the pending-requests journal of a masters folder (imagegen.pending)
         self.images_generated = 0
         self.images_edited = 0
 
@@ -89,14 +109,19 @@ class NeuroflashGenerator:
                                          f"for {model_id!r} ({exc})", provider=PROVIDER) from None
         output_format = self._output_format(request, entry)
         prompt = self._prompt(request)
-        result = self.client.generate(prompt, model_id, aspect, output_format, num_images=1)
-        self.images_generated += 1
-        image = result.images[0]
-        ref = self._fetch(image, dest_dir, spent="generated")
-        metadata = {"seed_honoured": False, "image_id": image.image_id, "batch_id": result.batch_id,
+        payload = {"prompt": prompt, "model": model_id, "num_images": 1, "aspect_ratio": aspect,
+                   "output_format": output_format}
+        paid = self._paid(PaidCall(dest_dir, "/ds-prototypes/image_generation/", payload, prompt, request.seed),
+                          lambda: self.client.generate(prompt, model_id, aspect, output_format, num_images=1))
+        image = paid.image
+        if not paid.recovered:
+            self.images_generated += 1
+        ref = self._fetch_paid(paid, dest_dir, spent="generated")
+        metadata = {"seed_honoured": False, "image_id": image.image_id, "batch_id": paid.batch_id,
                     "aspect_ratio": aspect, "output_format": output_format,
                     "output_format_requested": request.output_format,
-                    "negative_prompt": "folded" if request.negative_prompt.strip() else "none"}
+                    "negative_prompt": "folded" if request.negative_prompt.strip() else "none",
+                    **paid.recovery_note()}
         return GeneratedImage(image=ref, provider=PROVIDER, model=model_id, seed=request.seed,
                               generation_ms=int((self._clock() - started) * 1000), metadata=metadata)
 
@@ -110,14 +135,51 @@ class NeuroflashGenerator:
                 "neuroflash edit needs request.spec['neuroflash_image_id'] (the image_id in the generate "
                 "metadata); neuroflash cannot edit an image it did not make", provider=PROVIDER)
         started = self._clock()
-        result = self.client.edit(str(source_id), instruction)
-        self.images_edited += 1
-        image = result.images[0]
-        ref = self._fetch(image, dest_dir, spent="edited")
-        metadata = {"seed_honoured": False, "image_id": image.image_id, "batch_id": result.batch_id,
-                    "edited_from_image_id": source_id, "source_sha256": source.sha256}
+        payload = {"prompt": instruction, "source_image_id": str(source_id)}
+        paid = self._paid(PaidCall(dest_dir, "/ds-prototypes/edit", payload, instruction, request.seed),
+                          lambda: self.client.edit(str(source_id), instruction))
+        image = paid.image
+        if not paid.recovered:
+            self.images_edited += 1
+        ref = self._fetch_paid(paid, dest_dir, spent="edited")
+        metadata = {"seed_honoured": False, "image_id": image.image_id, "batch_id": paid.batch_id,
+                    "edited_from_image_id": source_id, "source_sha256": source.sha256, **paid.recovery_note()}
         return GeneratedImage(image=ref, provider=PROVIDER, model=request.model or self.model, seed=request.seed,
                               generation_ms=int((self._clock() - started) * 1000), metadata=metadata)
+
+    def _paid(self, call: PaidCall, send: Callable[[], GenerationResult]) -> PaidImage:
+        """Send a paid request once: adopt the image of an earlier send whose answer was lost, if the
+        history has it; else journal the request, send it, and claim the image it answers with."""
+        journal = self.journal_for(call.dest_dir)
+        key = call.key(self.client.api_url)
+        lost = journal.get(key)
+        if lost is not None:
+            adopted = adopt_lost_image(self.client.history(), lost, journal)
+            if adopted is not None:
+                image, item = adopted
+                log.info("neuroflash: the answer to a request sent earlier was lost; adopted image %s from the "
+                         "history instead of paying again", image.image_id)
+                return PaidImage(journal, key, image, item.batch_id, recovered=True)
+            log.warning("neuroflash: the answer to a request sent earlier was lost and the history has no image "
+                        "for it; sending it again")
+        journal.record(new_entry(key, PROVIDER, call.endpoint, lost, prompt=call.prompt))
+        try:
+            result = send()
+        except ProviderError as exc:
+            if outcome_unknown(exc):
+                raise lost_answer(exc, provider=PROVIDER, request_key=key) from None
+            journal.remove(key)  # a final answer: nothing was made, or nothing can be found again
+            raise
+        image = result.images[0]
+        if image.image_id:
+            journal.claim(PROVIDER, image.image_id)  # before any other master could adopt it from the history
+        return PaidImage(journal, key, image, result.batch_id, recovered=False)
+
+    def _fetch_paid(self, paid: PaidImage, dest_dir: Path, *, spent: str) -> ImageRef:
+        try:
+            return self._fetch(paid.image, dest_dir, spent=spent)
+        finally:  # the answer arrived: stored, or reported with its image id; nothing left to look for
+            paid.journal.remove(paid.key)
 
     def _fetch(self, image: NeuroflashImage, dest_dir: Path, *, spent: str) -> ImageRef:
         """Download and verify; a failure here is *not* transient: the image is already paid for."""
@@ -127,3 +189,32 @@ class NeuroflashGenerator:
             raise ProviderError(f"neuroflash {spent} image {image.image_id} (quota spent) but could not fetch it: "
                                 f"{exc}; not retried, the image stays in neuroflash history",
                                 provider=PROVIDER, status=exc.status) from None
+
+
+@dataclass(frozen=True)
+class PaidCall:
+    """What identifies one paid request in the journal. neuroflash takes no seed, so two variations of
+    one prompt send equal bodies; the request's seed tells them apart."""
+
+    dest_dir: Path
+    endpoint: str
+    payload: dict[str, Any]
+    prompt: str
+    seed: int
+
+    def key(self, api_url: str) -> str:
+        return request_key(f"{api_url.rstrip('/')}{self.endpoint}", self.payload, self.seed)
+
+
+@dataclass(frozen=True)
+class PaidImage:
+    """The image a paid request answered with (or that was adopted from the history for it)."""
+
+    journal: PendingJournal
+    key: str
+    image: NeuroflashImage
+    batch_id: str | None
+    recovered: bool
+
+    def recovery_note(self) -> dict[str, str]:
+        return {RECOVERED_KEY: "neuroflash history image adopted"} if self.recovered else {}

@@ -69,17 +69,16 @@ class NvcfResult:
     polls: int = 0
     request_id: str | None = None
     from_zip: bool = False
+    resumed: bool = False  # the answer of a request id kept from an earlier call (imagegen.pending)
 
 
 def resolve_nvcf(http: httpx.Client, response: httpx.Response, *, provider: str, polling: NvcfPolling,
-                 secrets: Iterable[str | None] = ()) -> NvcfResult:
+                 secrets: Iterable[str | None] = (),
+                 on_accepted: Callable[[str], None] | None = None) -> NvcfResult:
     """Turn a 200 or 202 answer of an NVCF-backed endpoint into its final result.
 
-    200 -> the JSON body. 202 + NVCF-REQID -> poll `{status_url}/{reqId}` until 200 (JSON), 302
-    (download the presigned zip at Location, take its first JSON or image artifact), 404 (unknown or
-    expired id: not transient, the paid result is gone), 504 (no worker took the job: transient).
-    429/5xx/timeouts on a poll do not abort: the job is already paid for, so polling goes on until
-    the deadline. Any other status is mapped by raise_for_provider_status.
+    200 -> the JSON body. 202 + NVCF-REQID -> `on_accepted(reqId)` (to keep the id before the first
+    poll), then poll_nvcf.
     """
     secrets = tuple(secrets)
     if response.status_code == 200:
@@ -93,11 +92,22 @@ def resolve_nvcf(http: httpx.Client, response: httpx.Response, *, provider: str,
     if not request_id:
         raise ProviderError(f"{provider}: HTTP 202 without an NVCF-REQID header from "
                             f"{endpoint_label(response.request)}", provider=provider, status=202)
-    return _poll_status(http, request_id, provider=provider, polling=polling, secrets=secrets)
+    if on_accepted is not None:
+        on_accepted(request_id)
+    return poll_nvcf(http, request_id, provider=provider, polling=polling, secrets=secrets)
 
 
-def _poll_status(http: httpx.Client, request_id: str, *, provider: str, polling: NvcfPolling,
-                 secrets: tuple[str | None, ...]) -> NvcfResult:
+def poll_nvcf(http: httpx.Client, request_id: str, *, provider: str, polling: NvcfPolling,
+              secrets: Iterable[str | None] = ()) -> NvcfResult:
+    """Poll `{status_url}/{request_id}` until 200 (JSON), 302 (download the presigned zip at Location,
+    take its first JSON or image artifact), 404 (unknown or expired id: not transient, the paid result
+    is gone), 504 (no worker took the job: transient, and the id is spent).
+
+    429/5xx/timeouts on a poll do not abort: the job is already paid for, so polling goes on until
+    the deadline (TransientProviderError; the id still answers later). Any other status is mapped by
+    raise_for_provider_status. Also used to resume a request id kept from an earlier call.
+    """
+    secrets = tuple(secrets)
     started = polling.clock()
     polls = 0
     while True:

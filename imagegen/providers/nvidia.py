@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,9 +28,10 @@ import httpx
 
 from imagegen.errors import ContentFiltered, ProviderError, ProviderRequestInvalid
 from imagegen.models import GeneratedImage, GenerationRequest, ImageRef, ProviderCapabilities
+from imagegen.pending import RECOVERED_KEY, FolderJournal, PendingJournal, request_key
 from imagegen.providers.base import save_image_bytes
 from imagegen.providers.http import raise_for_provider_status, send_request, shared_client
-from imagegen.providers.nvcf import NvcfPolling, resolve_nvcf, strip_auth
+from imagegen.providers.nvcf import NvcfPolling, strip_auth
 from imagegen.providers.nvidia_models import (
     FLUX_DEV,
     FLUX_KONTEXT,
@@ -45,6 +46,7 @@ from imagegen.providers.nvidia_models import (
     snap_kontext_size,
     validate_request,
 )
+from imagegen.providers.paid_requests import resume_nvcf_request, send_paid_nvcf
 from imagegen.providers.payloads import INLINE_DATA_URL_LIMIT, encode_jpeg, encode_png, jpeg_data_url
 from imagegen.ratelimit import TokenBucket, shared_limiter
 from imagegen.redaction import mask_url, url_secrets
@@ -119,6 +121,8 @@ class InferenceResult:
     elapsed_ms: int = 0
     waited_ms: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    pending_key: str | None = None  # the journal entry to remove once the answer is stored
+    resumed: bool = False  # the answer of a request id kept from an earlier call: no new payment
 
 
 class NvidiaClient:
@@ -207,43 +211,75 @@ class NvidiaClient:
     # ----------------------------------------------------------------- inference
 
     def infer(self, model: str, payload: Mapping[str, Any], *, allow_negative_prompt: bool = False,
-              extra_headers: Mapping[str, str] | None = None) -> InferenceResult:
-        """Validate, pace, POST and resolve one inference call; returns the (unverified) image bytes."""
+              extra_headers: Mapping[str, str] | None = None,
+              journal: PendingJournal | None = None) -> InferenceResult:
+        """Validate, pace, POST and resolve one inference call; returns the (unverified) image bytes.
+
+        With a `journal`, the request is a paid one that is never sent blindly twice
+        (imagegen.providers.paid_requests): a request id kept from an earlier call is polled again
+        instead, and the caller removes the entry (`result.pending_key`) once the answer is stored.
+        """
+        body = self._checked_body(model, payload, allow_negative_prompt)
+        key = request_key(self.infer_url(model), payload)
+        return self._call(model, key, journal, lambda: (body, dict(extra_headers or {})))
+
+    def _checked_body(self, model: str, payload: Mapping[str, Any], allow_negative_prompt: bool = False) -> bytes:
         validate_request(model, payload, allow_negative_prompt=allow_negative_prompt)
         body = json.dumps(payload).encode()
         if len(body) > NVCF_BODY_LIMIT:
             raise invalid_field("image", f"request body must be <= {NVCF_BODY_LIMIT} bytes (use an NVCF asset)",
                            f"{len(body)} bytes", rules_for(model).short_name)
-        waited = self.limiter.acquire() if self.limiter is not None else 0.0
+        return body
+
+    def _call(self, model: str, key: str, journal: PendingJournal | None,
+              prepare: Callable[[], tuple[bytes, dict[str, str]]]) -> InferenceResult:
+        """Resume the request kept for `key`, or prepare (e.g. upload the edit source) and send it."""
         started = time.monotonic()
-        request = self._http.build_request(
-            "POST", self.infer_url(model), content=body,
-            headers={"Content-Type": "application/json", **(extra_headers or {})})
-        response = send_request(self._http, request, PROVIDER, secrets=self._secrets)
-        if response.status_code not in (200, 202):
-            raise_for_provider_status(response, PROVIDER, limiter=self.limiter, secrets=self._secrets, messages={
-                404: f"model {model} not enabled for this account / licence not accepted"
-                     if not self.nim_url else "no /v1/infer on this NIM server"})
-        outcome = resolve_nvcf(self._http, response, provider=PROVIDER, polling=self.polling, secrets=self._secrets)
-        if outcome.artifact is not None:  # a result zip holding the image itself
-            artifact = Artifact(image_bytes=outcome.artifact, seed=None, finish_reason="SUCCESS")
-        else:
-            artifact = parse_artifacts(outcome.payload)
+        waited = 0.0
+        outcome = resume_nvcf_request(self._http, journal, key, provider=PROVIDER, polling=self.polling,
+                                      secrets=self._secrets)
+        if outcome is None:
+            body, headers = prepare()
+            waited = self.limiter.acquire() if self.limiter is not None else 0.0
+            started = time.monotonic()
+            request = self._http.build_request("POST", self.infer_url(model), content=body,
+                                               headers={"Content-Type": "application/json", **headers})
+            outcome = send_paid_nvcf(self._http, request, journal=journal, key=key, provider=PROVIDER,
+                                     polling=self.polling, secrets=self._secrets,
+                                     raise_for_status=lambda response: self._raise_for_status(response, model))
+        try:
+            if outcome.artifact is not None:  # a result zip holding the image itself
+                artifact = Artifact(image_bytes=outcome.artifact, seed=None, finish_reason="SUCCESS")
+            else:
+                artifact = parse_artifacts(outcome.payload)
+        except ProviderError:
+            if journal is not None:  # a final answer (filtered, failed): nothing left to resume
+                journal.remove(key)
+            raise
         elapsed_ms = int((time.monotonic() - started) * 1000)
         logger.debug("%s: %s answered in %d ms after %d NVCF polls", PROVIDER, model, elapsed_ms, outcome.polls)
+        extra: dict[str, Any] = {"from_zip": True} if outcome.from_zip else {}
         return InferenceResult(image_bytes=artifact.image_bytes, seed=artifact.seed,
                                finish_reason=artifact.finish_reason, endpoint=self.endpoint, polls=outcome.polls,
                                request_id=outcome.request_id, elapsed_ms=elapsed_ms, waited_ms=int(waited * 1000),
-                               extra={"from_zip": True} if outcome.from_zip else {})
+                               extra=extra, pending_key=key if journal is not None else None,
+                               resumed=outcome.resumed)
+
+    def _raise_for_status(self, response: httpx.Response, model: str) -> None:
+        raise_for_provider_status(response, PROVIDER, limiter=self.limiter, secrets=self._secrets, messages={
+            404: f"model {model} not enabled for this account / licence not accepted"
+                 if not self.nim_url else "no /v1/infer on this NIM server"})
 
     # ----------------------------------------------------------------- editing (FLUX.1 Kontext)
 
     def edit(self, image_path: str | Path, prompt: str, *, model: str = FLUX_KONTEXT, seed: int = 0,
-             steps: int | None = None, cfg_scale: float | None = None) -> InferenceResult:
+             steps: int | None = None, cfg_scale: float | None = None,
+             journal: PendingJournal | None = None) -> InferenceResult:
         """Edit `image_path` following `prompt` with FLUX.1 Kontext.
 
         The source is downscaled to <= 1568 px and sent inline as a JPEG data URL while that stays
-        under `inline_image_limit` characters; larger sources go through an NVCF asset upload.
+        under `inline_image_limit` characters; larger sources go through an NVCF asset upload (made
+        only when the request is really sent: a kept request id is polled without one).
         Output width/height are the Kontext size nearest the source's aspect ratio.
         """
         rules = rules_for(model)
@@ -252,20 +288,30 @@ class NvidiaClient:
         jpeg, (width, height) = encode_jpeg(image_path, max_side=KONTEXT_MAX_SIDE, quality=90)
         out_width, out_height = snap_kontext_size(width, height)
         data_url = jpeg_data_url(jpeg)
-        headers: dict[str, str] = {}
+        extra: dict[str, Any] = {"source_size": [width, height], "requested_size": [out_width, out_height]}
+
+        def payload_with(image: str) -> dict[str, Any]:
+            return kontext_payload(prompt, image, width=out_width, height=out_height, seed=seed, steps=steps,
+                                   cfg_scale=cfg_scale)
+
         if len(data_url) <= self.inline_image_limit:
-            image, how, asset_id = data_url, "inline", None
+            result = self.infer(model, payload_with(data_url), journal=journal)
+            extra["edit_input"] = "inline"
         else:
             png, _ = encode_png(image_path, max_side=KONTEXT_MAX_SIDE)
-            asset_id = self.upload_asset(png, content_type="image/png")
-            image, how = f"data:image/png;asset_id,{asset_id}", "asset"
-            headers["NVCF-INPUT-ASSET-REFERENCES"] = asset_id
-        payload = kontext_payload(prompt, image, width=out_width, height=out_height, seed=seed, steps=steps,
-                                  cfg_scale=cfg_scale)
-        result = self.infer(model, payload, extra_headers=headers)
-        result.extra.update(edit_input=how, source_size=[width, height], requested_size=[out_width, out_height])
-        if asset_id:
-            result.extra["asset_id"] = asset_id
+            # the asset id differs per upload, so the request is known by the bytes it carries
+            identity = payload_with(f"data:image/png;sha256,{hashlib.sha256(png).hexdigest()}")
+            self._checked_body(model, identity)
+
+            def upload_and_build() -> tuple[bytes, dict[str, str]]:
+                asset_id = self.upload_asset(png, content_type="image/png")
+                extra["asset_id"] = asset_id
+                body = self._checked_body(model, payload_with(f"data:image/png;asset_id,{asset_id}"))
+                return body, {"NVCF-INPUT-ASSET-REFERENCES": asset_id}
+
+            result = self._call(model, request_key(self.infer_url(model), identity), journal, upload_and_build)
+            extra["edit_input"] = "asset"
+        result.extra.update(extra)
         return result
 
     def upload_asset(self, data: bytes, *, content_type: str = "image/png",
@@ -299,7 +345,8 @@ class NvidiaGenerator:
 
     def __init__(self, client: NvidiaClient, *, model: str = FLUX_DEV, edit_model: str | None = FLUX_KONTEXT,
                  steps: int | None = None, cfg_scale: float | None = None, native_negative_prompt: bool = False,
-                 name: str | None = None) -> None:
+                 name: str | None = None,
+                 journal_for: Callable[[Path], PendingJournal] = FolderJournal.under) -> None:
         rules_for(model)
         if edit_model is not None:
             rules_for(edit_model)
@@ -311,6 +358,7 @@ class NvidiaGenerator:
         # only for models whose negative_prompt support is unconfirmed (SD 3.5); FLUX always folds
         self.native_negative_prompt = native_negative_prompt
         self.name = name or ("nim" if client.endpoint == "nim" else "nvidia")
+        self.journal_for = journal_for  # the pending-requests journal of a masters folder (imagegen.pending)
 
     def __repr__(self) -> str:
         return f"NvidiaGenerator(name={self.name!r}, model={self.model!r}, client={self.client!r})"
@@ -332,24 +380,32 @@ class NvidiaGenerator:
             negative_field = None
         payload = generation_payload(rules, prompt, width=request.width, height=request.height, seed=request.seed,
                                      steps=self.steps, cfg_scale=self.cfg_scale, negative_prompt=negative_field)
-        result = self.client.infer(model, payload, allow_negative_prompt=native)
-        return self._store(result, model, request, dest_dir,
+        journal = self.journal_for(dest_dir)
+        result = self.client.infer(model, payload, allow_negative_prompt=native, journal=journal)
+        return self._store(result, journal, model, request, dest_dir,
                            {"negatives": negatives, "steps": payload["steps"], "cfg_scale": payload["cfg_scale"]})
 
     def edit(self, source: ImageRef, instruction: str, request: GenerationRequest, dest_dir: Path) -> GeneratedImage:
         if self.edit_model is None:
             raise ProviderRequestInvalid(f"{self.name}: no edit model configured", provider=self.name)
-        result = self.client.edit(source.path, instruction, model=self.edit_model, seed=request.seed)
-        return self._store(result, self.edit_model, request, dest_dir,
+        journal = self.journal_for(dest_dir)
+        result = self.client.edit(source.path, instruction, model=self.edit_model, seed=request.seed, journal=journal)
+        return self._store(result, journal, self.edit_model, request, dest_dir,
                            {"negatives": "dropped" if request.negative_prompt.strip() else "none",
                             "source_sha256": source.sha256})
 
-    def _store(self, result: InferenceResult, model: str, request: GenerationRequest, dest_dir: Path,
-               metadata: dict[str, Any]) -> GeneratedImage:
-        ref = save_image_bytes(result.image_bytes, dest_dir, provider=self.name)
+    def _store(self, result: InferenceResult, journal: PendingJournal, model: str, request: GenerationRequest,
+               dest_dir: Path, metadata: dict[str, Any]) -> GeneratedImage:
+        try:
+            ref = save_image_bytes(result.image_bytes, dest_dir, provider=self.name)
+        finally:  # stored, or bytes that never will be: either way the answer arrived, nothing to resume
+            if result.pending_key:
+                journal.remove(result.pending_key)
         metadata = {**metadata, **result.extra, "endpoint": result.endpoint, "nvcf_polls": result.polls,
                     "nvcf_request_id": result.request_id, "finish_reason": result.finish_reason,
                     "rate_limit_wait_ms": result.waited_ms}
+        if result.resumed:
+            metadata[RECOVERED_KEY] = "nvcf request id polled again"
         return GeneratedImage(image=ref, provider=self.name, model=model,
                               seed=result.seed if result.seed is not None else request.seed,
                               generation_ms=result.elapsed_ms, content_filtered=False,

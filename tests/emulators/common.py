@@ -1,5 +1,6 @@
-"""Pieces every HTTP emulator shares: switchable faults, a request log, and a multipart parser
-(starlette's form parsing needs python-multipart, which the project does not depend on)."""
+"""Pieces every HTTP emulator shares: switchable faults, a request log, a multipart parser
+(starlette's form parsing needs python-multipart, which the project does not depend on), and a
+connection dropped without an answer."""
 
 from __future__ import annotations
 
@@ -11,6 +12,43 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+RAW_SEND = "emulator.raw_send"
+
+
+class KeepsRawSend:
+    """ASGI wrapper that keeps the server's own `send` in the scope, so a DroppedConnection deep in the
+    app can reach the socket it belongs to (starlette wraps `send` on the way down)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[RAW_SEND] = send
+        await self.app(scope, receive, send)
+
+
+class DroppedConnection(Response):
+    """No answer at all: the connection is reset after the request was read, as when a server (or a
+    proxy) takes a request and dies before it answers. The client sees a transport error, not a status.
+
+    Under uvicorn the socket is aborted (its `send` is a bound method of the request cycle, which holds
+    the transport); under another server an answer is started and never finished.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(status_code=599)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        transport = getattr(getattr(scope.get(RAW_SEND), "__self__", None), "transport", None)
+        if transport is not None:
+            transport.abort()
+            for _ in range(3):  # let the server see the connection go, so it reports no unfinished answer
+                await asyncio.sleep(0)
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"64")]})
+        raise ConnectionAbortedError("answer dropped on purpose by the emulator")
 
 
 @dataclass

@@ -11,7 +11,10 @@ the `NeuroflashEmulator` object so a test can read counters and set faults betwe
         assert emu.calls["generate"] == 1
 
 Faults (see `set_fault`): storm_429, error_5xx, slow, malformed_json, truncated_image, not_image,
-wrong_content_type, expired_token, quota_403, quota_429, exhausted_quota, model_not_allowed.
+wrong_content_type, expired_token, quota_403, quota_429, exhausted_quota, model_not_allowed, and the
+lost answers: drop_after_accept (the image is made and charged, then the connection is dropped without
+an answer) and error_after_submit (made and charged, then a 5xx, `status` 502 by default), both on the
+generate route by default (`route="edit"` for edits). `paid_generations` counts charged images.
 `edit_response_shape` picks which of the two plausible /edit answers is served ("images" or
 "history_item"), since the real one is unconfirmed.
 """
@@ -35,6 +38,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.emulators.common import DroppedConnection, KeepsRawSend
 
 WORKSPACE_ID = "ws-emulated-0001"
 
@@ -68,7 +73,7 @@ _PIL_FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "we
 _VIEW_PATH = re.compile(r"^/api/ds-prototypes/image_generation/([^/]+)/view$")
 FAULTS = frozenset({"storm_429", "error_5xx", "slow", "malformed_json", "truncated_image", "not_image",
                     "wrong_content_type", "expired_token", "quota_403", "quota_429", "exhausted_quota",
-                    "model_not_allowed"})
+                    "model_not_allowed", "drop_after_accept", "error_after_submit"})
 
 
 def _error(status: int, error: str, code: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -115,6 +120,7 @@ class NeuroflashEmulator:
         self.faults: dict[str, dict[str, Any]] = {}
         self.calls: Counter[str] = Counter()
         self.requests: list[dict[str, Any]] = []     # (route, headers, json) of API calls, for assertions
+        self.paid_generations = 0                    # images charged to the quota (generated and edited)
         self.app = self._build_app()
 
     # ---- test controls ------------------------------------------------------------------
@@ -190,6 +196,7 @@ class NeuroflashEmulator:
         return q["availableAmount"] >= n and daily_ok and not q["fairUseLimitReached"]
 
     def _spend(self, n: int) -> None:
+        self.paid_generations += n
         self.quota["availableAmount"] -= n
         self.quota["usedAmount"] += n
         self.quota["usedAmountDaily"] += n
@@ -303,7 +310,17 @@ class NeuroflashEmulator:
                   for _ in range(num)]
         if self._take_fault("malformed_json", "generate", "generate"):
             return Response('{"images": [{"url": ', media_type="application/json")
+        if lost := self._answer_lost("generate"):
+            return lost
         return JSONResponse({"images": images, "prompt": body["prompt"], "batch_id": batch_id})
+
+    def _answer_lost(self, route: str) -> Response | None:
+        """After the charge: no answer at all, or a 5xx, when a lost-answer fault fires for `route`."""
+        if self._take_fault("drop_after_accept", route, "generate"):
+            return DroppedConnection()
+        if fault := self._take_fault("error_after_submit", route, "generate"):
+            return _error(int(fault.get("status", 502)), "Bad gateway: the image service did not answer", "UPSTREAM")
+        return None
 
     def _image_response(self, image_id: str, route: str) -> Response:
         """Image bytes, or what a fault makes of them."""
@@ -375,6 +392,8 @@ class NeuroflashEmulator:
         batch_id = str(uuid.uuid4())
         image = self._make_image(request, aspect_ratio=ratio, output_format=fmt, prompt=body["prompt"],
                                  batch_id=batch_id, kind="edit", model="nano-banana-2")
+        if lost := self._answer_lost("edit"):
+            return lost
         if self.edit_response_shape == "history_item":
             return JSONResponse(self.history[0])
         return JSONResponse({"images": [image], "prompt": body["prompt"], "batch_id": batch_id})
@@ -391,8 +410,8 @@ class NeuroflashEmulator:
                 return Response(status_code=204)
         return _error(404, "Image not found", "NOT_FOUND")
 
-    def _build_app(self) -> Starlette:
-        return Starlette(routes=[
+    def _build_app(self) -> KeepsRawSend:
+        return KeepsRawSend(Starlette(routes=[
             Route("/oauth/v2/token", self.token, methods=["POST"]),
             Route("/api/workspace-service/v1/workspaces", self.workspaces, methods=["GET"]),
             Route("/api/usage-service/v1/workspaces/{workspace_id}/quotas", self.quotas, methods=["GET"]),
@@ -403,4 +422,4 @@ class NeuroflashEmulator:
             Route("/api/ds-prototypes/history/{image_id}", self.delete, methods=["DELETE"]),
             Route("/api/ds-prototypes/edit", self.edit, methods=["POST"]),
             Route("/storage/generated/{file}", self.storage, methods=["GET"]),
-        ])
+        ]))

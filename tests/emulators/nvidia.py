@@ -7,7 +7,13 @@ tests.emulators.serve.serve_asgi(emulator.app) and point the client at:
     assets_url = {url}/v2/nvcf/assets    nim_url    = {url}          VLM base = {url}/v1
 
 `emulator.faults` switches failure modes per test; `emulator.calls` counts requests per route and
-`emulator.spent` counts inference requests that got past validation (what a real account pays for).
+`emulator.spent` counts inference requests that got past validation (what a real account pays for),
+`emulator.paid_generations` the image generations and edits among them.
+
+Lost answers: `drop_after_accept` charges a request and drops the connection without answering;
+`error_after_submit` charges it and answers a 5xx; `drop_poll_answer` drops the final answer of a
+status poll (the job stays, as when the answer dies on the way); a large `polls_before_result` keeps
+jobs running past a client's poll deadline until `finish_jobs()` (the request finishes later).
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.emulators.common import DroppedConnection, KeepsRawSend
 
 FLUX_DEV = "black-forest-labs/flux.1-dev"
 FLUX_SCHNELL = "black-forest-labs/flux.1-schnell"
@@ -87,6 +95,10 @@ class NvidiaFaults:
     sd35_accepts_negative_prompt: bool = False
     nim_ready: bool = True
     chat_reply: str | None = None  # override the VLM's answer text
+    drop_after_accept: int = 0  # charge, (start the job,) then drop the connection without answering
+    error_after_submit: int = 0  # charge, (start the job,) then answer `error_after_submit_status`
+    error_after_submit_status: int = 502
+    drop_poll_answer: int = 0  # drop the connection instead of a final status answer; the job stays
 
     def take(self, name: str) -> bool:
         """Consume one of the next-k counter `name`; True if it fired."""
@@ -124,7 +136,7 @@ class NvidiaEmulator:
         self.api_key = api_key
         self.nim_model = nim_model
         self.reset()
-        self.app = Starlette(routes=[
+        self.app = KeepsRawSend(Starlette(routes=[
             Route("/v1/genai/{publisher}/{model}", self.genai, methods=["POST"]),
             Route("/v1/infer", self.nim_infer, methods=["POST"]),
             Route("/v1/health/ready", self.health_ready, methods=["GET"]),
@@ -134,13 +146,15 @@ class NvidiaEmulator:
             Route("/s3/assets/{asset_id}", self.put_asset, methods=["PUT"]),
             Route("/s3/results/{req_id}.zip", self.get_zip, methods=["GET"]),
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
-        ])
+        ]))
 
     def reset(self) -> None:
         self.faults = NvidiaFaults()
         self.calls: Counter[str] = Counter()
         self.statuses: Counter[int] = Counter()  # answers of inference routes, by HTTP status
         self.spent = 0
+        self.paid_generations = 0  # image generations and edits charged (spent, without chat completions)
+        self.dropped = 0  # answers dropped on purpose (drop_after_accept, drop_poll_answer)
         self.requests: list[dict[str, Any]] = []  # inference bodies (images elided) and headers
         self.jobs: dict[str, dict[str, Any]] = {}
         self.assets: dict[str, dict[str, Any]] = {}
@@ -218,16 +232,30 @@ class NvidiaEmulator:
         if invalid:
             return self._answer(422, problem(422, "Unprocessable Entity", invalid))
         self.spent += 1
+        self.paid_generations += 1
         seed = body.get("seed") or int.from_bytes(hashlib.sha256(body["prompt"].encode()).digest()[:4], "big") or 1
         width, height = body.get("width", 1024), body.get("height", 1024)
         payload = self._artifact_body(body["prompt"], seed, width, height)
+        answer: Response
         if self.faults.accept_202 or self.faults.zip_302:
             req_id = str(uuid.uuid4())
             self.jobs[req_id] = {"remaining": self.faults.polls_before_result, "body": payload,
                                  "zip": self.faults.zip_302, "image": render_jpeg(body["prompt"], seed, width, height)}
-            return self._answer(202, Response(status_code=202, headers={"NVCF-REQID": req_id,
-                                                                        "NVCF-STATUS": "in-progress"}))
-        return self._answer(200, Response(payload, media_type="application/json"))
+            status, answer = 202, Response(status_code=202, headers={"NVCF-REQID": req_id, "NVCF-STATUS": "in-progress"})
+        else:
+            status, answer = 200, Response(payload, media_type="application/json")
+        if self.faults.take("drop_after_accept"):
+            self.dropped += 1
+            return DroppedConnection()
+        if self.faults.take("error_after_submit"):
+            status = self.faults.error_after_submit_status
+            answer = problem(status, "Bad Gateway", "the function failed to answer after it took the request")
+        return self._answer(status, answer)
+
+    def finish_jobs(self) -> None:
+        """Every running job finishes now: its next status poll answers with the result."""
+        for job in self.jobs.values():
+            job["remaining"] = 0
 
     def _validate(self, model: str, body: dict[str, Any]) -> str | None:
         rules = MODEL_FIELDS[model]
@@ -302,6 +330,9 @@ class NvidiaEmulator:
         if job["remaining"] > 0:
             job["remaining"] -= 1
             return Response(status_code=202, headers={"NVCF-REQID": req_id, "NVCF-STATUS": "in-progress"})
+        if self.faults.take("drop_poll_answer"):
+            self.dropped += 1
+            return DroppedConnection()
         if job["zip"]:
             location = f"{request.base_url}s3/results/{req_id}.zip?X-Amz-Signature=deadbeef"
             return Response(status_code=302, headers={"Location": location, "NVCF-REQID": req_id})

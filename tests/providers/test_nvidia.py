@@ -23,6 +23,7 @@ from imagegen.errors import (
     is_transient,
 )
 from imagegen.models import GenerationRequest, ImageRef
+from imagegen.pending import PENDING_FOLDER
 from imagegen.providers.base import ImageGenerator
 from imagegen.providers.nvidia import NvidiaClient, NvidiaGenerator, nvidia_account_key
 from imagegen.providers.nvidia_models import (
@@ -84,7 +85,9 @@ def request(**overrides) -> GenerationRequest:
 
 
 def files_in(path: Path) -> list[Path]:
-    return [p for p in path.rglob("*") if p.is_file()] if path.exists() else []
+    """Files written under `path`, except the pending-requests journal (tests/providers/test_lost_answers.py)."""
+    return [p for p in path.rglob("*") if p.is_file() and PENDING_FOLDER not in p.relative_to(path).parts] \
+        if path.exists() else []
 
 
 def flux_payload(**overrides):

@@ -32,6 +32,8 @@ from imagegen.settings import ImagegenSettings, load_settings, settings_error
                                                    "greater than 0, got 'inf'"),
     ("IMAGEGEN_NEUROFLASH_RATE_PER_MINUTE", "fast", "IMAGEGEN_NEUROFLASH_RATE_PER_MINUTE: must be a finite number "
                                                     "greater than 0, got 'fast'"),
+    ("IMAGEGEN_NVCF_POLL_DEADLINE_SECONDS", "0", "IMAGEGEN_NVCF_POLL_DEADLINE_SECONDS: must be a finite number "
+                                                 "greater than 0, got '0'"),
 ])
 def test_a_bad_number_is_one_line_naming_the_variable(monkeypatch, variable, value, message):
     monkeypatch.setenv(variable, value)
@@ -48,6 +50,7 @@ def test_a_bad_number_is_one_line_naming_the_variable(monkeypatch, variable, val
     ("IMAGEGEN_MAX_PROVIDER_CALLS", "0", "max_provider_calls", 0),
     ("IMAGEGEN_NVIDIA_RATE_PER_MINUTE", "0.5", "nvidia_rate_per_minute", 0.5),
     ("IMAGEGEN_NEUROFLASH_RATE_PER_MINUTE", "60000", "neuroflash_rate_per_minute", 60000),
+    ("IMAGEGEN_NVCF_POLL_DEADLINE_SECONDS", "0.5", "nvcf_poll_deadline_seconds", 0.5),
 ])
 def test_the_edges_of_each_range_are_accepted(monkeypatch, variable, value, field, expected):
     monkeypatch.setenv(variable, value)

@@ -216,13 +216,18 @@ def setup(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
+    from imagegen.errors import ImagegenError
     from imagegen_flows.deployments.serve import api_is_ephemeral, serve_all
 
     if api_is_ephemeral():
         print("note: PREFECT_API_URL is not set, so this serves against a temporary API that lives only as long "
               "as this process; schedules and the UI need `prefect server start` and PREFECT_API_URL "
               "(see README, Operators)", file=sys.stderr)
-    serve_all()
+    try:
+        serve_all()
+    except ImagegenError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 

@@ -58,7 +58,38 @@ def api_is_ephemeral() -> bool:
     return not PREFECT_API_URL.value()
 
 
+def deployments_held_by_workers(deployments: list) -> list[str]:
+    """Those of `deployments` that `prefect deploy` registered for a work pool: serving them from here
+    would strip their code location (pull steps), and every run of theirs would then crash."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    held = []
+    with get_client(sync_client=True) as client:
+        for deployment in deployments:
+            name = f"{deployment.flow_name}/{deployment.name}"
+            try:
+                registered = client.read_deployment_by_name(name)
+            except ObjectNotFound:
+                continue
+            if registered.work_pool_name:
+                held.append(name)
+    return held
+
+
 def serve_all() -> None:
+    """Serve every prefect.yaml deployment from this process, or refuse (ImagegenError, nothing changed)
+    when `prefect deploy` registered them for a worker: one owner per deployment name."""
     from prefect import serve
 
-    serve(*runner_deployments())
+    from imagegen.errors import ImagegenError
+
+    deployments = runner_deployments()
+    held = deployments_held_by_workers(deployments)
+    if held:
+        raise ImagegenError(
+            f"{', '.join(held)} {'is' if len(held) == 1 else 'are'} registered by `prefect deploy` for a work pool; "
+            "serving them from here would take them from the worker and crash their runs. Keep the worker "
+            "(prefect worker start --pool imagegen-process), or remove them first: "
+            + "; ".join(f"prefect deployment delete {name}" for name in held))
+    serve(*deployments)

@@ -93,7 +93,7 @@ def test_deploy_all_registers_four_deployments(prefect_server, deployed):
     # the templates reach the server as written (`prefect deploy` fills in `{{ $PWD }}`, not these)
     (on_brief_spec,) = [d for d in spec["deployments"] if d["name"] == "on-brief-submitted"]
     assert action.parameters == on_brief_spec["triggers"][0]["parameters"]
-    assert action.parameters["brief"] == "{{ event.payload.brief }}"
+    assert action.parameters["brief"] == "{{ event.payload.brief | default('') }}"
 
 
 def test_schedules_create_upcoming_runs(prefect_server, deployed):
@@ -312,8 +312,27 @@ def test_the_readme_n8n_recipe_starts_a_run(prefect_server, worker, tmp_path, wr
 
 # ----------------------------------------------------------------------------------------- serve
 
+def test_serve_after_deploy_refuses_saying_what_to_do(prefect_server, deployed):
+    """Serving deployments that `prefect deploy` registered for the worker would strip their code
+    location and crash every run: serve refuses, names them, says how to proceed, and changes nothing."""
+    with prefect_server.client() as client:
+        before = {name: client.read_deployment_by_name(name).updated for name in DEPLOYMENTS}
+    refused = prefect_server.run(str(BIN / "imagegen"), "serve", timeout=120)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    (line,) = refused.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "Traceback" not in refused.stderr
+    assert all(name in line and f"prefect deployment delete {name}" in line for name in DEPLOYMENTS), line
+    with prefect_server.client() as client:
+        after = {name: client.read_deployment_by_name(name) for name in DEPLOYMENTS}
+    assert {name: d.updated for name, d in after.items()} == before
+    assert all(d.work_pool_name == POOL for d in after.values())
+
+
 def test_serve_registers_the_deployments(prefect_server, deployed, tmp_path):
-    """Runs after the worker tests: serving takes over the deployments of the same names."""
+    """After the refusal, the operator removes the worker's deployments as told: serve takes the names."""
+    for name in DEPLOYMENTS:
+        removed = prefect_server.run(str(BIN / "prefect"), "deployment", "delete", name)
+        assert removed.returncode == 0, removed.stdout + removed.stderr
     started = datetime.now(timezone.utc)
     output = tmp_path / "serve.log"
     process = prefect_server.spawn([str(BIN / "imagegen"), "serve"], output, cwd=REPO, env=prefect_server.env())
@@ -349,6 +368,24 @@ def test_serve_registers_the_deployments(prefect_server, deployed, tmp_path):
     (spec,) = [d for d in yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
                if d["name"] == "on-brief-submitted"]
     assert triggered[0].actions[0].parameters == spec["triggers"][0]["parameters"]
+
+
+def test_deploy_after_serve_gives_the_worker_its_deployments_back(prefect_server, worker, tmp_path, write_brief):
+    """`prefect deploy --all` after serve stopped: the deployments are the worker's again (pool, code
+    location, not paused by serve's exit) and an ad-hoc run completes on the worker."""
+    deployed_again = prefect_server.run(str(BIN / "prefect"), "--no-prompt", "deploy", "--all", timeout=180)
+    assert deployed_again.returncode == 0, deployed_again.stdout + deployed_again.stderr
+    with prefect_server.client() as client:
+        found = {name: client.read_deployment_by_name(name) for name in DEPLOYMENTS}
+    assert all(d.work_pool_name == POOL and d.pull_steps and not d.paused for d in found.values()), {
+        name: (d.work_pool_name, d.pull_steps, d.paused) for name, d in found.items()}
+    brief, out = write_brief(tmp_path / "brief", campaign="after-serve"), tmp_path / "out"
+    with prefect_server.client() as client:
+        created = client.create_flow_run_from_deployment(found[f"{CAMPAIGN_FLOW}/adhoc"].id,
+                                                         parameters={"brief": str(brief), "out_dir": str(out)})
+    run = prefect_server.wait_for_final(created.id)
+    assert run.state.is_completed(), f"{run.state}\n{prefect_server.diagnostics()}"
+    assert {r["campaign"] for r in assert_published(out)} == {"after-serve"}
 
 
 def test_serve_without_api_url_notes_the_temporary_api(prefect_server, tmp_path):

@@ -40,6 +40,9 @@ class RunSummary(BaseModel):
     files_written: int = Field(0, description="Files actually written this run (0 on an unchanged rerun)")
     provider_calls: int = 0
     providers_used: dict[str, int] = Field(default_factory=dict)
+    providers_skipped: dict[str, str] = Field(default_factory=dict,
+                                              description="Providers of the chain that failed their pre-flight "
+                                                          "(credentials, quota) and were not used: name -> why")
     provider_usage: dict[str, dict] = Field(default_factory=dict,
                                             description="Quota before and after, for providers that report it")
     catalog_inserted: int = 0
@@ -63,6 +66,7 @@ class RunSummary(BaseModel):
             f"catalog: {self.catalog} (+{self.catalog_inserted} new, {self.catalog_updated} updated, "
             f"{self.catalog_unchanged} unchanged)",
         ]
+        out += [f"skipped {name}: {reason}" for name, reason in self.providers_skipped.items()]
         for name, usage in sorted(self.provider_usage.items()):
             before, after = usage.get("before") or {}, usage.get("after") or {}
             out.append(f"{name} quota: {before.get('available', '?')} available before, "

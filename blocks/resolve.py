@@ -84,11 +84,12 @@ def provider_chain(choice, settings: ImagegenSettings, override: str | None = No
                    override_source: str = "IMAGEGEN_PROVIDER") -> list[ImageProviderBlock]:
     """The primary provider followed by the brief's fallbacks, without repeats. `override_source`
     names where `override` came from (IMAGEGEN_PROVIDER, or `--provider`) for its errors."""
-    members = provider_chain_members(choice, settings, override, override_source)
-    for _, member in members:
-        if isinstance(member, Exception):
+    blocks = []
+    for _, member in provider_chain_members(choice, settings, override, override_source):
+        if isinstance(member, ProviderNotConfigured):
             raise member
-    return [member for _, member in members]  # type: ignore[misc]  # none is an exception here
+        blocks.append(member)
+    return blocks
 
 
 def provider_chain_members(choice, settings: ImagegenSettings, override: str | None = None,
@@ -105,10 +106,11 @@ def provider_chain_members(choice, settings: ImagegenSettings, override: str | N
         try:
             members.append((name, provider_block(name, settings, model=choice.model if i == 0 else None,
                                                  field=override_source if i == 0 and override else None)))
-        except ProviderNotConfigured as missing:
-            members.append((name, missing))
-    if all(isinstance(member, Exception) for _, member in members):
-        raise members[0][1]
+        except ProviderNotConfigured as not_configured:
+            members.append((name, not_configured))
+    missing = [member for _, member in members if isinstance(member, ProviderNotConfigured)]
+    if len(missing) == len(members):
+        raise missing[0]
     return members
 
 

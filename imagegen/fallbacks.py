@@ -10,7 +10,7 @@ single-provider chain.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -40,7 +40,7 @@ def skip_reason(error: Exception) -> str:
     return " ".join(safe_reason(error).split())
 
 
-def check_chain(members: list[tuple[str, Member | Exception]], check: Callable[[int, Member], Checked],
+def check_chain(members: Sequence[tuple[str, Member | Exception]], check: Callable[[int, Member], Checked],
                 on_skip: Callable[[str, str], None] | None = None) -> ChainCheck[Member, Checked]:
     """Run `check(position, member)` for each member in order; a member given as an exception (it could
     not even be built) or whose check raises a pre-flight failure is skipped. Raises the first member's

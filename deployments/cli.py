@@ -120,9 +120,10 @@ def validate(brief_path: str, provider: str | None, out: Path, out_source: str =
     check_output_folder(out, out_source)
     check_catalog(catalog, settings.catalog_url, out_source)
     check_stores(*publish_stores(brief.publish, settings, out), brief.publish.small_store, brief.publish.large_store)
-    try:  # the plan asks each provider for its capabilities (neuroflash: its model list, with the credentials)
+    try:  # the plan asks a provider for its capabilities (neuroflash: its model list, with the credentials);
+        # the first that answers plans the run; the flow checks the fallbacks after it (quota) and skips failures
         chain = check_chain(members, lambda position, member: plan_member(
-            brief, member, settings.local_master_size, primary=position == 0, source=brief_path))
+            brief, member, settings.local_master_size, primary=position == 0, source=brief_path), first_only=True)
     except ProviderError as err:  # every provider failed: the first one's reason (missing ones raise SettingsError)
         raise _preflight_failure(members[0][0], err) from None
     specs, targets_by_asset = chain.usable[0][1]

@@ -54,9 +54,11 @@ def plan_member(brief: Brief, provider, local_master_size: int, *, primary: bool
 
 def providers_with_quota(members: list, plan: Callable[[int, Any], Any], logger: Any
                          ) -> tuple[list, dict[str, dict], dict[str, str], Any]:
-    """Pre-flight every member of the chain before any spend: `plan(position, provider)` asks it for its
-    capabilities (for neuroflash its model list, which proves the credentials), then its quota is checked
-    for that plan. A member that fails either, or whose credentials are missing (`members` holds its
+    """Pre-flight every member of the chain before any spend. Until one passes, `plan(position, provider)`
+    asks a member for its capabilities (for neuroflash its model list, which proves the credentials) and
+    its quota is checked for that plan; the members after it only have their quota checked for the same
+    number of masters (for neuroflash that proves the credentials too; their capabilities are asked if a
+    fallback happens). A member that fails, or whose credentials are missing (`members` holds its
     ProviderNotConfigured), is skipped with a warning, whatever its place in the chain; the run stops here
     only when every member fails, with the first one's error (saying how many images are needed and
     left, or what the provider said).
@@ -64,14 +66,16 @@ def providers_with_quota(members: list, plan: Callable[[int, Any], Any], logger:
     Returns (usable providers, quota before per provider, {skipped name: reason}, the first usable
     provider's plan)."""
     before: dict[str, dict] = {}
+    first_plan: list[Any] = []
 
     def check(position: int, provider) -> Any:
-        planned = plan(position, provider)
+        planned = first_plan[0] if first_plan else plan(position, provider)
         future = check_quota.submit(provider, len(planned[0]))
         if (exc := future_exception(future)) is not None:
             raise exc
         if (quota := future.result()) is not None:
             before[provider.provider_name] = quota
+        first_plan[:] = [planned]
         return planned
 
     chain = check_chain(members, check, on_skip=lambda name, reason: logger.warning(

@@ -41,13 +41,17 @@ def skip_reason(error: Exception) -> str:
 
 
 def check_chain(members: Sequence[tuple[str, Member | Exception]], check: Callable[[int, Member], Checked],
-                on_skip: Callable[[str, str], None] | None = None) -> ChainCheck[Member, Checked]:
-    """Run `check(position, member)` for each member in order; a member given as an exception (it could
+                on_skip: Callable[[str, str], None] | None = None, *,
+                first_only: bool = False) -> ChainCheck[Member, Checked]:
+    """Run `check(position, member)` for each member in order (with `first_only`, up to the first that
+    passes; the rest are left unchecked and out of `usable`); a member given as an exception (it could
     not even be built) or whose check raises a pre-flight failure is skipped. Raises the first member's
     error when no member passes, any other exception at once; otherwise tells `on_skip(name, reason)`
     of each member skipped."""
     result: ChainCheck[Member, Checked] = ChainCheck()
     for position, (name, member) in enumerate(members):
+        if first_only and result.usable:
+            break
         try:
             if isinstance(member, Exception):
                 raise member

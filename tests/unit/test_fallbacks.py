@@ -61,3 +61,17 @@ def test_a_brief_error_stops_the_chain_at_once():
     with pytest.raises(BriefError):
         check_chain([("neuroflash", "neuroflash"), ("local", "local")],
                     checker({"neuroflash": BriefError([("provider.model", "unknown model")])}))
+
+
+def test_first_only_stops_at_the_first_member_that_passes():
+    asked = []
+
+    def check(position: int, member: str) -> str:
+        asked.append(member)
+        if member == "neuroflash":
+            raise ProviderAuthError("neuroflash: rejected")
+        return member
+
+    chain = check_chain([("neuroflash", "neuroflash"), ("local", "local"), ("nvidia", "nvidia")], check,
+                        first_only=True)
+    assert asked == ["neuroflash", "local"] and chain.members() == ["local"] and list(chain.skipped) == ["neuroflash"]

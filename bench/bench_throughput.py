@@ -100,7 +100,7 @@ def instrument(recorder: Recorder) -> list[str]:
 
     points = [
         (imagegen_flows.flows.campaign, "load_settings", "flow body"),  # the flow function's first call
-        (imagegen_flows.flows.campaign, "plan_for_providers", "plan"),
+        (imagegen_flows.flows.campaign, "plan_member", "plan"),
         (imagegen_flows.tasks.providers.check_quota, "fn", "quota"),
         (imagegen.providers.nvidia.NvidiaGenerator, "generate", "provider"),  # HTTP + verify + save
         (imagegen.ratelimit.TokenBucket, "acquire", "limiter"),  # inside provider: waiting for a token

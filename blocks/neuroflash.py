@@ -104,12 +104,12 @@ class NeuroflashImageProvider(ImageProviderBlock):
 
 def neuroflash_provider_from_settings(settings, model: str | None = None) -> NeuroflashImageProvider:
     """Build the provider from NEUROFLASH_CLIENT_ID / NEUROFLASH_CLIENT_SECRET and IMAGEGEN_NEUROFLASH_*."""
-    from imagegen.errors import SettingsError
+    from imagegen.errors import ProviderNotConfigured
 
     missing = [name for name, value in (("NEUROFLASH_CLIENT_ID", settings.neuroflash_client_id),
                                         ("NEUROFLASH_CLIENT_SECRET", settings.neuroflash_client_secret)) if not value]
     if missing:  # the brief may name the provider, but what is missing is in the environment: exit 1
-        raise SettingsError([(name, "provider 'neuroflash' needs it in the environment (or name a saved block: "
+        raise ProviderNotConfigured([(name, "provider 'neuroflash' needs it in the environment (or name a saved block: "
                                     "provider.block)") for name in missing])
     credentials = NeuroflashCredentials(
         client_id=settings.neuroflash_client_id, client_secret=settings.neuroflash_client_secret,

@@ -166,15 +166,15 @@ def nvidia_provider_from_settings(settings, model: str | None = None, *,
 
     `self_hosted` (provider name `nim`) needs IMAGEGEN_NIM_URL; the key is then optional.
     """
-    from imagegen.errors import SettingsError
+    from imagegen.errors import ProviderNotConfigured
 
     credentials = _credentials_from_settings(settings)
     # the brief may name the provider, but what is missing is in the environment: exit 1, naming the variable
     if self_hosted and not settings.nim_url:
-        raise SettingsError([("IMAGEGEN_NIM_URL", "provider 'nim' needs it in the environment, e.g. "
+        raise ProviderNotConfigured([("IMAGEGEN_NIM_URL", "provider 'nim' needs it in the environment, e.g. "
                                                   "http://host:8000 (or name a saved block: provider.block)")])
     if not self_hosted and credentials is None:
-        raise SettingsError([("NVIDIA_API_KEY", "provider 'nvidia' needs it in the environment "
+        raise ProviderNotConfigured([("NVIDIA_API_KEY", "provider 'nvidia' needs it in the environment "
                                                 "(or name a saved block: provider.block)")])
     return NvidiaImageProvider(credentials=credentials, model=model or FLUX_DEV,
                                rate_per_minute=settings.nvidia_rate_per_minute,

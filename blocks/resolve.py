@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from prefect.blocks.core import Block
 
-from imagegen.errors import BriefError, ImagegenError, SettingsError, UsageError
+from imagegen.errors import BriefError, ImagegenError, ProviderNotConfigured, SettingsError, UsageError
 from imagegen.redaction import mask_url
 from imagegen.settings import ImagegenSettings
 from imagegen_flows.blocks.catalog import CatalogBlock, SqliteCatalogBlock
@@ -106,11 +106,34 @@ def provider_chain(choice, settings: ImagegenSettings, override: str | None = No
                    override_source: str = "IMAGEGEN_PROVIDER") -> list[ImageProviderBlock]:
     """The primary provider followed by the brief's fallbacks, without repeats. `override_source`
     names where `override` came from (IMAGEGEN_PROVIDER, or `--provider`) for its errors."""
+    blocks = []
+    for _, member in provider_chain_members(choice, settings, override, override_source):
+        if isinstance(member, ProviderNotConfigured):
+            raise member
+        blocks.append(member)
+    return blocks
+
+
+def provider_chain_members(choice, settings: ImagegenSettings, override: str | None = None,
+                           override_source: str = "IMAGEGEN_PROVIDER"
+                           ) -> list[tuple[str, ImageProviderBlock | ProviderNotConfigured]]:
+    """provider_chain's members as (name, block), where a member whose credentials or endpoint are missing
+    from the environment is (name, its ProviderNotConfigured error): the chain's pre-flight skips it
+    when another member works. A name that cannot be resolved at all still raises here, and so does the
+    first member's error when no member is configured."""
     primary = override or choice.block or choice.name
     names = [primary, *[n for n in choice.fallback if n != primary]]
-    return [provider_block(name, settings, model=choice.model if i == 0 else None,
-                           field=override_source if i == 0 and override else None)
-            for i, name in enumerate(names)]
+    members: list[tuple[str, ImageProviderBlock | ProviderNotConfigured]] = []
+    for i, name in enumerate(names):
+        try:
+            members.append((name, provider_block(name, settings, model=choice.model if i == 0 else None,
+                                                 field=override_source if i == 0 and override else None)))
+        except ProviderNotConfigured as not_configured:
+            members.append((name, not_configured))
+    missing = [member for _, member in members if isinstance(member, ProviderNotConfigured)]
+    if len(missing) == len(members):
+        raise missing[0]
+    return members
 
 
 def store_block(name: str, settings: ImagegenSettings, out_dir: Path,

@@ -95,39 +95,38 @@ def validate(brief_path: str, provider: str | None, out: Path, out_source: str =
 
     Raises BriefError for the brief's own problems and UsageError for a bad flag (exit 2);
     SettingsError when the environment is wrong (a variable, the output folder, the catalog, missing
-    credentials) and PreflightProviderFailure when the primary provider cannot be used (exit 1).
+    credentials) and PreflightProviderFailure when no provider of the chain can be used (exit 1).
     Configuration is checked first, then the output folder and the catalog (before any provider is
-    asked anything), then the provider's capabilities, and last the free space the plan needs.
+    asked anything), then the providers' capabilities, and last the free space the plan needs.
+    A provider of the brief's fallback chain whose credentials are missing or refused is skipped when
+    another one works (the flow says so in its summary); the message when none works is the first one's.
     """
     from imagegen.brief_source import load_brief
-    from imagegen.errors import BriefError, ProviderError, ProviderRequestInvalid
+    from imagegen.errors import ProviderError
+    from imagegen.fallbacks import check_chain
     from imagegen.settings import load_settings
     from imagegen_flows.blocks.preflight import check_catalog, check_output_folder, check_stores
-    from imagegen_flows.blocks.resolve import catalog_block, provider_chain, publish_stores
+    from imagegen_flows.blocks.resolve import catalog_block, provider_chain_members, publish_stores
     from imagegen_flows.flows.campaign import vlm_reviewer
-    from imagegen_flows.flows.generate_stage import plan_for_providers
+    from imagegen_flows.flows.generate_stage import plan_member
 
     settings = load_settings(provider=provider)
     brief = load_brief(brief_path)
-    providers = provider_chain(brief.provider, settings, override=settings.provider,
-                               override_source="--provider" if provider else "IMAGEGEN_PROVIDER")
-    primary = settings.provider or brief.provider.block or brief.provider.name
-    assert primary is not None, "ProviderChoice names `local` when the brief gives neither name nor block"
+    members = provider_chain_members(brief.provider, settings, override=settings.provider,
+                                     override_source="--provider" if provider else "IMAGEGEN_PROVIDER")
     vlm_reviewer(brief, settings)
     publish_stores(brief.publish, settings, out)
     catalog = catalog_block(settings, out)
     check_output_folder(out, out_source)
     check_catalog(catalog, settings.catalog_url, out_source)
     check_stores(*publish_stores(brief.publish, settings, out), brief.publish.small_store, brief.publish.large_store)
-    try:
-        specs, targets_by_asset = plan_for_providers(brief, providers, settings.local_master_size)
-    except ProviderRequestInvalid as err:  # the plan asks the primary provider for its models
-        if err.status is None and brief.provider.model:
-            # the provider's own model list refused the model the brief names (no HTTP error involved)
-            raise BriefError([("provider.model", str(err))], brief_path) from None
-        raise _preflight_failure(primary, err) from None
-    except ProviderError as err:
-        raise _preflight_failure(primary, err) from None
+    try:  # the plan asks a provider for its capabilities (neuroflash: its model list, with the credentials);
+        # the first that answers plans the run; the flow checks the fallbacks after it (quota) and skips failures
+        chain = check_chain(members, lambda position, member: plan_member(
+            brief, member, settings.local_master_size, primary=position == 0, source=brief_path), first_only=True)
+    except ProviderError as err:  # every provider failed: the first one's reason (missing ones raise SettingsError)
+        raise _preflight_failure(members[0][0], err) from None
+    specs, targets_by_asset = chain.usable[0][1]
     _check_free_space(out, out_source, specs, targets_by_asset)
     return specs
 

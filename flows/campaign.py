@@ -29,10 +29,10 @@ from imagegen.settings import load_settings
 from imagegen.sizes import resolve_targets
 from imagegen.summary import FailedAsset, RunSummary
 from imagegen_flows.blocks.preflight import check_catalog, check_output_folder, check_stores
-from imagegen_flows.blocks.resolve import catalog_block, provider_chain, publish_stores, quarantine_block
+from imagegen_flows.blocks.resolve import catalog_block, provider_chain_members, publish_stores, quarantine_block
 from imagegen_flows.flows.event_inputs import confined_inputs
 from imagegen_flows.flows.gate_stage import gate_and_edit
-from imagegen_flows.flows.generate_stage import generate_all, plan_for_providers, providers_with_quota, usage_after
+from imagegen_flows.flows.generate_stage import generate_all, plan_member, providers_with_quota, usage_after
 from imagegen_flows.flows.interrupts import ending_promptly
 from imagegen_flows.flows.publish_stage import (
     alt_text_for,
@@ -49,8 +49,10 @@ from imagegen_flows.tasks.publish import render_master
 
 
 @task(name="build-prompts", cache_result_in_memory=False)
-def build_prompts(brief: Brief, providers: list, local_master_size: int) -> tuple[list[PromptSpec], dict]:
-    return plan_for_providers(brief, providers, local_master_size)
+def build_prompts(brief: Brief, provider, local_master_size: int, primary: bool = True
+                  ) -> tuple[list[PromptSpec], dict]:
+    """The masters to make with `provider` first in the chain (imagegen_flows.flows.generate_stage.plan_member)."""
+    return plan_member(brief, provider, local_master_size, primary=primary)
 
 
 def vlm_reviewer(brief: Brief, settings):
@@ -97,33 +99,33 @@ def campaign_flow(brief: str | dict, out_dir: str = "imagegen-output", provider:
             the_brief, out = confined_inputs(brief, out_dir, brief_dir, settings)
         else:
             the_brief, out = brief_from_source(brief, Path(brief_dir) if brief_dir else None), Path(out_dir).resolve()
-        providers = provider_chain(the_brief.provider, settings, override=settings.provider)
+        members = provider_chain_members(the_brief.provider, settings, override=settings.provider)
         small, large = publish_stores(the_brief.publish, settings, out)  # a bad store name fails before any spend
         catalog = catalog_block(settings, out)
         check_output_folder(out, "out_dir")  # runs that never passed the CLI (deployments, events) check here
         check_catalog(catalog, settings.catalog_url, "out_dir")
         check_stores(small, large, the_brief.publish.small_store, the_brief.publish.large_store)
         credentials = content_credentials(settings, out)  # a broken signing identity fails before any spend
-        # prompt: every guard runs before any quota is spent or any file is written
-        specs, targets_by_asset = build_prompts(the_brief, providers, settings.local_master_size)
+        # prompt: every guard runs before any quota is spent or any file is written; a provider of the chain
+        # that fails its pre-flight (credentials, quota) is skipped, and the plan is the first usable one's
+        providers, quota_before, skipped, (specs, targets_by_asset) = providers_with_quota(
+            members, lambda position, provider: build_prompts(the_brief, provider, settings.local_master_size,
+                                                              primary=position == 0), logger)
         targets = resolve_targets(the_brief.size_sets, the_brief.targets)
         logger.info(f"[prompt] {len(specs)} master(s) x {len(targets)} target(s) for campaign {the_brief.campaign}")
-        usable, quota_before = providers_with_quota(providers, len(specs), logger)
-        if usable[0] is not providers[0]:  # the primary has no quota left: plan for the provider that will work
-            specs, targets_by_asset = build_prompts(the_brief, usable, settings.local_master_size)
-        providers = usable
 
         run_id = str(flow_run.id or f"local-{time.time_ns()}")
         sweep_once_in_a_while(out)  # temp files of a killed run on this folder go now, not at the end
         with run_scratch(out / ".work", f"run-{run_id}") as work_dir:
             return run_stages(the_brief, settings, specs, targets_by_asset, providers, quota_before, out, work_dir,
                               run_id, stores=dict(small=small, large=large, quarantine=quarantine_block(out)),
-                              credentials=credentials, catalog=catalog, started=started, logger=logger)
+                              credentials=credentials, catalog=catalog, started=started, logger=logger,
+                              skipped=skipped)
 
 
 def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_asset: dict, providers: list,
                quota_before: dict, out: Path, work_dir: Path, run_id: str, *, stores: dict, credentials: dict,
-               catalog, started: float, logger) -> RunSummary:
+               catalog, started: float, logger, skipped: dict[str, str] | None = None) -> RunSummary:
     """generate -> gate -> edit -> publish -> catalog, with each master measured and rendered as it
     arrives, so the pixel work overlaps the provider's rate-limited calls."""
     budget = budget_for_run(run_id, settings.max_provider_calls)
@@ -191,7 +193,7 @@ def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_a
     summary = RunSummary(
         campaign=the_brief.campaign, out_dir=str(out), masters=len(specs), generated=len(masters), failed=failed,
         provider_calls=provider_calls, outcome_unknown=outcome_unknown, answers_recovered=recovered,
-        provider_usage=usage,
+        provider_usage=usage, providers_skipped=skipped or {},
         providers_used={p: sum(1 for m in masters.values() if m.provider == p)
                         for p in {m.provider for m in masters.values()}},
         gx_report=report.docs_index if report else None)

@@ -42,9 +42,12 @@ def measure_all(masters: dict[str, GeneratedImage], palette: list[str],
 
 
 def submit_remedy(aid: str, failures: list, remedies: list[str], master: GeneratedImage, spec: PromptSpec,
-                  provider, masters_dir: Path, palette: list[str], run_id: str, attempt: int) -> PrefectFuture:
+                  provider, masters_dir: Path, palette: list[str], run_id: str, attempt: int,
+                  seeds_used: int = 0) -> PrefectFuture:
+    """`seeds_used`: new seeds the generate stage already tried (after filtered answers); a regeneration
+    here takes the next one, not one of those again."""
     if remedies == ["regenerate"]:
-        return regenerate_master.submit(spec, provider, str(masters_dir), run_id, attempt)
+        return regenerate_master.submit(spec, provider, str(masters_dir), run_id, attempt + seeds_used)
     if remedies == ["provider_edit"]:
         return provider_edit_master.submit(master, spec, provider, edit_instruction(failures), str(masters_dir),
                                            run_id, attempt)
@@ -88,6 +91,7 @@ def gate_and_edit(masters: dict[str, GeneratedImage], specs: dict[str, PromptSpe
     reviewed: dict[str, Any] = {}
     reviews: dict[str, Any] = {}
     history: dict[str, list[dict]] = {aid: [] for aid in masters}
+    seeds_used = {aid: int(m.metadata.get("filtered_retries", 0)) for aid, m in masters.items()}
     supports_edit = provider.get_generator().capabilities(brief.provider.model).supports_edit
     for round_no in range(policy.max_edit_attempts + 1):
         measurements = measure_all(masters, palette, known)
@@ -114,9 +118,14 @@ def gate_and_edit(masters: dict[str, GeneratedImage], specs: dict[str, PromptSpe
         for aid in failing:
             failures = report.results[aid].failures
             remedies = plan_remediation(failures, provider_supports_edit=supports_edit)
+            if not remedies:  # a gate that could not run: no edit can pass it, none is paid for
+                logger.warning(f"[edit] {aid}: no remedy for a gate that could not run; kept as it is")
+                continue
             logger.info(f"[edit] {aid} attempt {attempt}: {', '.join(remedies)}")
             futures[aid] = submit_remedy(aid, failures, remedies, masters[aid], specs[aid], provider, masters_dir,
-                                         palette, run_id, attempt)
+                                         palette, run_id, attempt, seeds_used[aid])
+        if not futures:  # nothing changed: gating again would say the same
+            return report, history, reviews
         wait(list(futures.values()))
         for aid, future in futures.items():
             exc = future_exception(future)

@@ -11,14 +11,22 @@ from pathlib import Path
 from typing import Any
 
 from imagegen.brief import Brief
-from imagegen.errors import BudgetExhausted, QuotaExhausted, fallback_worthy, safe_reason
+from imagegen.errors import (
+    BriefError,
+    BudgetExhausted,
+    ContentFiltered,
+    ProviderRequestInvalid,
+    fallback_worthy,
+    safe_reason,
+)
+from imagegen.fallbacks import check_chain
 from imagegen.models import GeneratedImage
 from imagegen.planning import plan_masters
 from imagegen.prompts import PromptSpec
 from imagegen.sizes import Target
 from imagegen.summary import FailedAsset
 from imagegen_flows.flows.streaming import STREAM_WINDOW, TaskStream, future_exception, release_memory
-from imagegen_flows.tasks.generate import adopt_into, generate_master, outpaint_master
+from imagegen_flows.tasks.generate import adopt_into, generate_master, outpaint_master, regenerate_master
 from imagegen_flows.tasks.providers import check_quota, read_usage
 
 
@@ -32,22 +40,47 @@ def plan_for_providers(brief: Brief, providers: list, local_master_size: int
     return plan_masters(brief, caps, primary.provider_name, model, local_master_size)
 
 
-def providers_with_quota(providers: list, needed: int, logger: Any) -> tuple[list, dict[str, dict]]:
-    """Check quota before any spend. A provider without room is skipped when a fallback follows it;
-    without a fallback the run stops here, saying how many images are needed and left."""
-    usable, before = [], {}
-    for position, provider in enumerate(providers):
-        future = check_quota.submit(provider, needed)
-        exc = future_exception(future)
-        if exc is None:
-            usable.append(provider)
-            if (quota := future.result()) is not None:
-                before[provider.provider_name] = quota
-        elif isinstance(exc, QuotaExhausted) and position + 1 < len(providers):
-            logger.warning(f"[generate] {provider.provider_name}: {exc}; using the fallback")
-        else:
+def plan_member(brief: Brief, provider, local_master_size: int, *, primary: bool, source: str | None = None
+                ) -> tuple[list[PromptSpec], dict[str, list[Target]]]:
+    """plan_for_providers with `provider` first. The provider's own model list refusing the model the
+    brief names (no HTTP error involved) is the brief's error, not a reason to skip the provider."""
+    try:
+        return plan_for_providers(brief, [provider], local_master_size)
+    except ProviderRequestInvalid as err:
+        if primary and err.status is None and brief.provider.model:
+            raise BriefError([("provider.model", str(err))], source) from None
+        raise
+
+
+def providers_with_quota(members: list, plan: Callable[[int, Any], Any], logger: Any
+                         ) -> tuple[list, dict[str, dict], dict[str, str], Any]:
+    """Pre-flight every member of the chain before any spend. Until one passes, `plan(position, provider)`
+    asks a member for its capabilities (for neuroflash its model list, which proves the credentials) and
+    its quota is checked for that plan; the members after it only have their quota checked for the same
+    number of masters (for neuroflash that proves the credentials too; their capabilities are asked if a
+    fallback happens). A member that fails, or whose credentials are missing (`members` holds its
+    ProviderNotConfigured), is skipped with a warning, whatever its place in the chain; the run stops here
+    only when every member fails, with the first one's error (saying how many images are needed and
+    left, or what the provider said).
+
+    Returns (usable providers, quota before per provider, {skipped name: reason}, the first usable
+    provider's plan)."""
+    before: dict[str, dict] = {}
+    first_plan: list[Any] = []
+
+    def check(position: int, provider) -> Any:
+        planned = first_plan[0] if first_plan else plan(position, provider)
+        future = check_quota.submit(provider, len(planned[0]))
+        if (exc := future_exception(future)) is not None:
             raise exc
-    return usable, before
+        if (quota := future.result()) is not None:
+            before[provider.provider_name] = quota
+        first_plan[:] = [planned]
+        return planned
+
+    chain = check_chain(members, check, on_skip=lambda name, reason: logger.warning(
+        f"[generate] skipped {name}: {reason}; the next provider in the chain is used"))
+    return chain.members(), before, chain.skipped, chain.usable[0][1]
 
 
 def usage_after(providers: list, before: dict[str, dict]) -> dict[str, dict]:
@@ -60,6 +93,18 @@ def usage_after(providers: list, before: dict[str, dict]) -> dict[str, dict]:
     return usage
 
 
+def generation_call(spec: PromptSpec, provider, generated: dict[str, GeneratedImage], filtered: int,
+                    masters_dir: Path, run_id: str) -> tuple[Any, tuple]:
+    """The task that makes `spec`'s master now, and its arguments: an outpaint of its base master, a
+    regeneration with the next new seed after `filtered` answers the safety filter withheld, or the
+    first generation."""
+    if spec.outpaint_from:
+        return outpaint_master, (generated[spec.outpaint_from], spec, provider, str(masters_dir), run_id)
+    if filtered:
+        return regenerate_master, (spec, provider, str(masters_dir), run_id, filtered)
+    return generate_master, (spec, provider, str(masters_dir), run_id)
+
+
 def generate_all(specs: list[PromptSpec], brief: Brief, providers: list, masters_dir: Path, run_id: str,
                  local_master_size: int, failed: list[FailedAsset], logger,
                  on_master: Callable[[str, GeneratedImage, TaskStream], None] | None = None
@@ -68,9 +113,12 @@ def generate_all(specs: list[PromptSpec], brief: Brief, providers: list, masters
 
     Masters are handed to `on_master` as they arrive (with the stream, to submit follow-up work on);
     submissions are windowed so memory does not grow with the batch. Outpainted masters are made from
-    their base master by the provider that made it, as soon as it exists.
+    their base master by the provider that made it, as soon as it exists. A generation the provider's
+    safety filter withheld is asked again with a new seed, up to `quality.max_edit_attempts` times;
+    still filtered, it fails with the filter's reason (there are no pixels to quarantine).
     """
     generated: dict[str, GeneratedImage] = {}
+    filtered: dict[str, list[str]] = {}  # asset id -> the filter's reasons, one per withheld attempt
     children: dict[str, list[PromptSpec]] = {}
     for spec in specs:
         if spec.outpaint_from:
@@ -97,11 +145,9 @@ def generate_all(specs: list[PromptSpec], brief: Brief, providers: list, masters
         while waiting or outstanding:
             while waiting and stream.has_room():
                 aid, spec = waiting.pop(0)
-                if spec.outpaint_from:
-                    stream.submit(("generate", aid), outpaint_master, generated[spec.outpaint_from], spec, provider,
-                                  str(masters_dir), run_id)
-                else:
-                    stream.submit(("generate", aid), generate_master, spec, provider, str(masters_dir), run_id)
+                task, arguments = generation_call(spec, provider, generated, len(filtered.get(aid, [])),
+                                                  masters_dir, run_id)
+                stream.submit(("generate", aid), task, *arguments)
                 outstanding += 1
             (kind, aid), future = stream.next_finished()
             finished += 1
@@ -116,12 +162,12 @@ def generate_all(specs: list[PromptSpec], brief: Brief, providers: list, masters
             if exc is None:
                 result = future.result()
                 if not Path(result.image.path).exists():  # a cache hit whose file is gone: make it again
-                    if spec.outpaint_from:
-                        result = outpaint_master.with_options(refresh_cache=True)(
-                            generated[spec.outpaint_from], spec, provider, str(masters_dir), run_id)
-                    else:
-                        result = generate_master.with_options(refresh_cache=True)(
-                            spec, provider, str(masters_dir), run_id)
+                    task, arguments = generation_call(spec, provider, generated, len(filtered.get(aid, [])),
+                                                  masters_dir, run_id)
+                    result = task.with_options(refresh_cache=True)(*arguments)
+                if aid in filtered:  # kept with the master: the catalog says which seeds the filter withheld
+                    result = result.model_copy(update={"metadata": {
+                        **result.metadata, "filtered_reasons": filtered[aid], "filtered_retries": len(filtered[aid])}})
                 generated[aid] = adopt_into(result, masters_dir)
                 logger.info(f"[generate] {done}/{total} {aid}: {result.provider} {result.model} seed {result.seed}"
                             + (f" (outpainted to {spec.outpaint_ratio})" if spec.outpaint_from else ""))
@@ -130,13 +176,23 @@ def generate_all(specs: list[PromptSpec], brief: Brief, providers: list, masters
                 for child in children.get(aid, []):
                     in_progress[child.asset_id] = child
                     waiting.append((child.asset_id, child))
+            elif (isinstance(exc, ContentFiltered) and not spec.outpaint_from
+                  and len(filtered.get(aid, [])) < brief.quality.max_edit_attempts):
+                filtered.setdefault(aid, []).append(safe_reason(exc))
+                logger.warning(f"[generate] {aid}: {safe_reason(exc)}; asking again with a new seed "
+                               f"({len(filtered[aid])} of {brief.quality.max_edit_attempts})")
+                waiting.append((aid, spec))
+                total += 1
             elif not spec.outpaint_from and position + 1 < len(providers) and fallback_worthy(exc):
                 still_pending[aid] = pending[aid]
             else:
                 stage = "budget" if isinstance(exc, BudgetExhausted) else ("outpaint" if spec.outpaint_from
                                                                           else "generate")
-                failed.append(FailedAsset(asset_id=aid, stage=stage, reason=safe_reason(exc)))
-                logger.warning(f"[{stage}] {aid} failed: {safe_reason(exc)}")
+                reason = safe_reason(exc)
+                if isinstance(exc, ContentFiltered) and aid in filtered:
+                    reason += f"; still filtered after {len(filtered[aid])} new seed(s)"
+                failed.append(FailedAsset(asset_id=aid, stage=stage, reason=reason))
+                logger.warning(f"[{stage}] {aid} failed: {reason}")
                 for child in children.get(aid, []):
                     failed.append(FailedAsset(asset_id=child.asset_id, stage="outpaint",
                                               reason=f"its master {aid} was not made"))

@@ -24,6 +24,7 @@ from imagegen.prompts import PromptSpec
 from imagegen.providers.vlm import template_alt_text
 from imagegen.publishing import PublishedFile, WebOptions
 from imagegen.quality import GateResult
+from imagegen.rollback import LeftBehind, left_behind
 from imagegen.summary import FailedAsset
 from imagegen_flows.flows.reporting import RunRecord
 from imagegen_flows.flows.streaming import forget_cancel_events, future_exception, release_memory
@@ -145,9 +146,10 @@ def publish_chunk(jobs: dict[str, PublishJob], logger, failed: list[FailedAsset]
         render = jobs[aid].rendered
         render_exc = future_exception(render) if isinstance(render, PrefectFuture) else None
         exc = render_exc or future_exception(future)
-        if exc is not None:
+        if exc is not None:  # the first failure is the reason; files its rollback could not remove go beside it
             stage = "render" if render_exc is not None else "publish"
-            failed.append(FailedAsset(asset_id=aid, stage=stage, reason=safe_reason(exc)))
+            failed.append(FailedAsset(asset_id=aid, stage=stage, reason=safe_reason(exc),
+                                      left_behind=[item.line() for item in left_behind(exc)]))
             logger.warning(f"[{stage}] {aid} failed: {safe_reason(exc)}")
             continue
         result = future.result()
@@ -211,7 +213,7 @@ def unpublish_chunk(stored: list[PublishedFile], chunk_jobs: list[PublishJob], l
     try:
         unpublish(written, list(blocks.values()))
     except Exception as exc:
-        logger.error(f"[catalog] the catalog refused the rows, and removing their {len(written)} file(s) failed "
-                     f"too ({safe_reason(exc)}); left without rows: "
-                     + ", ".join(f"{f.stored.store}:{f.stored.key}" for f in written[:10])
-                     + (" ..." if len(written) > 10 else ""))
+        left = left_behind(exc) or [LeftBehind(f.stored.store, f.stored.key, safe_reason(exc)) for f in written]
+        logger.error(f"[catalog] the catalog refused the rows, and removing the {len(written)} file(s) written for "
+                     f"them failed too; {len(left)} left without rows: "
+                     + ", ".join(item.line() for item in left[:10]) + (" ..." if len(left) > 10 else ""))

@@ -33,6 +33,11 @@ class SettingsError(ImagegenError):
         super().__init__("\n".join(f"{where}: {reason}" for where, reason in self.problems))
 
 
+class ProviderNotConfigured(SettingsError):
+    """A provider's credentials (or its endpoint) are missing from the environment: that provider cannot
+    be used, but another member of the brief's fallback chain may be."""
+
+
 class UsageError(ImagegenError):
     """A command-line flag is invalid (the CLI exits 2, as for an invalid brief). `flag` names it."""
 

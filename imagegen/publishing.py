@@ -224,11 +224,12 @@ def picture_snippet(files: list[PublishedFile], *, alt: str, sizes: str, url_for
 
 def store_variant(variant: RenderedVariant, *, campaign: str, asset_id: str, router: SizeRouter,
                   verify: bool = True) -> PublishedFile:
-    """Store one rendered variant in the store its size routes to, then check its URL answers."""
+    """Store one rendered variant in the store its size routes to, then check its URL answers (a check
+    that fails removes the file it checked again, AssetStore.verify_stored)."""
     store: AssetStore = router.store_for(variant.bytes)
     key = variant_key(campaign, asset_id, variant.variant, variant.format)
     stored = store.put_file(key, Path(variant.path), FORMAT_CONTENT_TYPES[variant.format])
-    verified = store.verify(stored.key) if verify else False
+    verified = store.verify_stored(stored) if verify else False
     return PublishedFile(variant=variant.variant, platform=variant.platform, width=variant.width,
                          height=variant.height, format=variant.format, stored=stored, quality=variant.quality,
                          max_bytes=variant.max_bytes, upscaled=variant.upscaled, verified=verified,

@@ -41,6 +41,9 @@ class GateFailure(BaseModel):
     observed: Any = None
     expected: str
     reason: str
+    # the check itself raised (a bad column or argument, a value it cannot compare): no remedy of the
+    # image can mend that, so the edit stage tries none; kept out of the catalog's JSON (the reason says it)
+    errored: bool = Field(False, exclude=True)
 
 
 class GateResult(BaseModel):
@@ -159,6 +162,22 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def expectation_error(exception_info: Any) -> str | None:
+    """The message of an exception raised inside an expectation, or None when it ran.
+
+    GX reports it as `{"raised_exception": ..., "exception_message": ...}`, or keyed by the metric that
+    raised, `{<metric id>: {"raised_exception": ..., "exception_message": ...}}`.
+    """
+    if not isinstance(exception_info, dict):
+        return None
+    infos = [exception_info] if "raised_exception" in exception_info else list(exception_info.values())
+    for info in infos:
+        if isinstance(info, dict) and info.get("raised_exception"):
+            message = " ".join(str(info.get("exception_message") or "an exception").split())
+            return message if len(message) <= 300 else message[:300] + "..."
+    return None
+
+
 def preload_in_background() -> threading.Thread:
     """Import Great Expectations (~4 s of CPU) in a daemon thread, so a run that starts it before
     generating pays for it while waiting on the provider, not when the gate runs."""
@@ -227,7 +246,18 @@ def validate_rows(rows: list[dict[str, Any]], checks: list[GateCheck], *, suite_
             assert config is not None, "a checkpoint run attaches its expectation to every result"
             column = config.kwargs["column"]
             check = by_type_and_column[(kinds[config.type], column)]
-            for unexpected in outcome.result.get("unexpected_index_list") or []:
+            unexpected_rows = outcome.result.get("unexpected_index_list") or []
+            error = expectation_error(outcome.exception_info)
+            if error is not None or not unexpected_rows:
+                # fail closed: a check that could not run (or failed without naming an image) passes no image
+                why = error or "it failed without naming an image"
+                for result in results.values():
+                    result.passed = False
+                    result.failures.append(GateFailure(
+                        gate=check.gate, column=column, expected=check.describe(), errored=True,
+                        reason=f"the {check.gate} check on {column} could not run: {why}; failed closed"))
+                continue
+            for unexpected in unexpected_rows:
                 observed = _clean(unexpected.get(column))
                 result = results[unexpected["image_id"]]
                 result.passed = False

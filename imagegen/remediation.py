@@ -19,8 +19,11 @@ def plan_remediation(failures: list[GateFailure], *, provider_supports_edit: boo
     """Remedies for `failures`: ["regenerate"], ["provider_edit"], or local fixes in a safe order.
 
     A failure no local fix can mend (undecodable, too small, filtered, duplicate, blocky) needs new
-    pixels, so one regeneration replaces every other remedy.
+    pixels, so one regeneration replaces every other remedy. A gate that could not run (`errored`)
+    fails whatever the pixels are: no remedy is tried (an empty list), the master is kept as it is.
     """
+    if any(f.errored for f in failures):
+        return []
     remedies = {GATE_REMEDIES.get(f.gate, "regenerate") for f in failures}
     if "regenerate" in remedies:
         return ["regenerate"]

@@ -10,7 +10,10 @@ from imagegen.redaction import mask_urls_in
 class FailedAsset(BaseModel):
     asset_id: str
     stage: str
-    reason: str
+    reason: str = Field(description="The first failure: what went wrong, not what failed while cleaning up")
+    left_behind: list[str] = Field(default_factory=list,
+                                   description="Files the failed step stored and could not remove again "
+                                               "('store:key (why)'): no catalog row names them")
 
     @field_validator("reason")
     @classmethod
@@ -18,6 +21,11 @@ class FailedAsset(BaseModel):
         """A reason quotes an error's text; a URL in it may carry credentials (the clients mask theirs,
         this holds for any other)."""
         return mask_urls_in(reason)
+
+    @field_validator("left_behind")
+    @classmethod
+    def _left_urls_masked(cls, lines: list[str]) -> list[str]:
+        return [mask_urls_in(line) for line in lines]
 
 
 class RunSummary(BaseModel):
@@ -37,6 +45,9 @@ class RunSummary(BaseModel):
                                                   "request ids polled again, neuroflash history images adopted")
     providers_used: dict[str, int] = Field(default_factory=dict,
                                            description="Masters by the provider that made them (new or cached)")
+    providers_skipped: dict[str, str] = Field(default_factory=dict,
+                                              description="Providers of the chain that failed their pre-flight "
+                                                          "(credentials, quota) and were not used: name -> why")
     rerendered: int | None = Field(None, description="Size-set runs: published masters re-rendered (no provider)")
     provider_usage: dict[str, dict] = Field(default_factory=dict,
                                             description="Quota before and after, for providers that report it")
@@ -69,11 +80,14 @@ class RunSummary(BaseModel):
             f"catalog: {self.catalog} (+{self.catalog_inserted} new, {self.catalog_updated} updated, "
             f"{self.catalog_unchanged} unchanged)",
         ]
+        out += [f"skipped {name}: {reason}" for name, reason in self.providers_skipped.items()]
         for name, usage in sorted(self.provider_usage.items()):
             before, after = usage.get("before") or {}, usage.get("after") or {}
             out.append(f"{name} quota: {before.get('available', '?')} available before, "
                        f"{after.get('available', '?')} after")
-        out += [f"failed: {f.asset_id} at {f.stage}: {f.reason}" for f in self.failed]
+        out += [f"failed: {f.asset_id} at {f.stage}: {f.reason}"
+                + (f"; left behind without a catalog row: {', '.join(f.left_behind)}" if f.left_behind else "")
+                for f in self.failed]
         if self.gx_report:
             out.append(f"quality report: {self.gx_report}")
         out.append(f"gallery: {self.gallery}")

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from prefect import task
+from prefect import get_run_logger, task
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_logger
 
 from imagegen.files import transient_file
 from imagegen.imaging.c2pa_signing import SigningFiles
 from imagegen.imaging.logo import DEFAULT_LOGO_SCALE, LogoMarks, prepare_marks
-from imagegen.models import FORMAT_CONTENT_TYPES, GeneratedImage
+from imagegen.models import FORMAT_CONTENT_TYPES, GeneratedImage, StoredObject
 from imagegen.pixelwork import PIXEL_SLOTS
 from imagegen.publishing import (
     MASTER_VARIANT,
@@ -28,6 +32,14 @@ from imagegen.publishing import (
     sign_variants,
     store_variant,
     variant_key,
+)
+from imagegen.rollback import (
+    left_behind,
+    note_left_behind,
+    removal_error,
+    remove_written,
+    removed_on_failure,
+    second_error_line,
 )
 from imagegen.sizes import Target
 from imagegen.stores.base import SizeRouter
@@ -88,33 +100,46 @@ def publish_master(rendered: RenderedSet, campaign: str, asset_id: str, small_st
     """
     router = SizeRouter(small=small_store.get_store(), large=large_store.get_store(), threshold_bytes=threshold_bytes)
     published: list[PublishedFile] = []
-    try:
+    written: list[StoredObject] = []  # what this attempt stored, removed again if a later file fails
+    with rolled_back_on_failure(written, {s.name: s for s in (router.small, router.large)}, f"publishing {asset_id}"):
         for variant in rendered.variants:
             published.append(store_variant(variant, campaign=campaign, asset_id=asset_id, router=router))
-    except BaseException:
-        remove_written(published, {s.name: s for s in (router.small, router.large)})
-        raise
+            written.append(published[-1].stored)
     shutil.rmtree(rendered.directory, ignore_errors=True)  # the stores hold the only copies now
     return PublishResult(files=published, blurhash=rendered.blurhash, palette=rendered.palette,
                          picture=picture_snippet(published, alt=alt_text, sizes=sizes))
 
 
-def remove_written(files: list[PublishedFile], stores: dict) -> None:
-    """Delete what this attempt wrote; files that were already there (written=False) stay."""
-    for f in files:
-        if f.stored.written:
-            stores[f.stored.store].delete(f.stored.key)
+@contextmanager
+def rolled_back_on_failure(written: list[StoredObject], stores: dict, what: str) -> Iterator[None]:
+    """imagegen.rollback.removed_on_failure, plus the log line when a removal fails as well: that is a
+    second error, logged here; the block's own exception stays the one raised (and reported)."""
+    try:
+        with removed_on_failure(written, stores):
+            yield
+    except BaseException as exc:
+        if left := left_behind(exc):
+            try:
+                logger = get_run_logger()
+            except MissingContextError:  # called as `.fn`, outside a task run
+                logger = get_logger("imagegen")
+            logger.error(second_error_line(exc, left, what))
+        raise
 
 
 @task(name="unpublish", cache_result_in_memory=False, **RETRY_OPTIONS)
 def unpublish(files: list[PublishedFile], store_blocks: list[AssetStoreBlock]) -> None:
     """Remove the files a run wrote when the catalog refused their rows (idempotent; files that were already
-    there, written=False, stay), so no file is left without its catalog row."""
+    there, written=False, stay), so no file is left without its catalog row. Every file is tried; the
+    error for those that could not be removed lists them (imagegen.rollback.left_behind)."""
     stores = {}
     for block in store_blocks:
         store = block.get_store()
         stores[store.name] = store
-    remove_written(files, stores)
+    if left := remove_written([f.stored for f in files], stores):
+        error = removal_error(left)
+        note_left_behind(error, left)
+        raise error
 
 
 @task(name="quarantine-master", task_run_name="quarantine {asset_id}", cache_result_in_memory=False,
@@ -124,16 +149,21 @@ def quarantine_master(master: GeneratedImage, campaign: str, asset_id: str, prom
     """Keep a master that failed its gates, with its reasons beside it: never silently dropped."""
     target = store.get_store()
     key = variant_key(campaign, asset_id, MASTER_VARIANT, master.image.format)
-    stored = target.put_file(key, Path(master.image.path), FORMAT_CONTENT_TYPES[master.image.format],
-                             sha256=master.image.sha256)
-    # sorted JSON: the same reasons give the same bytes, so a rerun writes nothing
-    reasons_json = json.dumps({"campaign": campaign, "asset_id": asset_id, "prompt": prompt,
-                               "sha256": master.image.sha256, "reasons": reasons}, indent=2, sort_keys=True)
-    with transient_file(reasons_json.encode(), suffix=".json") as reasons_path:
-        target.put_file(key.rsplit("/", 1)[0] + "/reasons.json", reasons_path, "application/json")
+    written: list[StoredObject] = []  # removed again if a later step fails: no file without its row
+    with rolled_back_on_failure(written, {target.name: target}, f"quarantining {asset_id}"):
+        stored = target.put_file(key, Path(master.image.path), FORMAT_CONTENT_TYPES[master.image.format],
+                                 sha256=master.image.sha256)
+        written.append(stored)
+        # sorted JSON: the same reasons give the same bytes, so a rerun writes nothing
+        reasons_json = json.dumps({"campaign": campaign, "asset_id": asset_id, "prompt": prompt,
+                                   "sha256": master.image.sha256, "reasons": reasons}, indent=2, sort_keys=True)
+        with transient_file(reasons_json.encode(), suffix=".json") as reasons_path:
+            written.append(target.put_file(key.rsplit("/", 1)[0] + "/reasons.json", reasons_path,
+                                           "application/json"))
+        verified = target.verify_stored(stored)
     published = [PublishedFile(variant=MASTER_VARIANT, platform="master", width=master.image.width,
                                height=master.image.height, format=master.image.format, stored=stored,
-                               verified=target.verify(stored.key))]
+                               verified=verified)]
     return PublishResult(files=published)
 
 

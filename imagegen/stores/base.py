@@ -9,6 +9,7 @@ from pathlib import Path
 
 from imagegen.errors import StoreError
 from imagegen.models import StoredObject, sha256_file
+from imagegen.rollback import removed_on_failure
 
 _KEY_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -70,10 +71,21 @@ class AssetStore(ABC):
             key = conflict_key(key, sha256)
             existing = self.stored_sha256(key)
         written = existing is None
+        stored = StoredObject(store=self.name, key=key, url="", sha256=sha256, bytes=size,
+                              content_type=content_type, written=written)
         if written:
             self.write(key, Path(path), content_type)
-        return StoredObject(store=self.name, key=key, url=self.url_for(key), sha256=sha256, bytes=size,
-                            content_type=content_type, written=written)
+        # a URL that cannot be made (a signing call that fails) must not leave the new file behind unlisted
+        with removed_on_failure([stored], {self.name: self}):
+            return stored.model_copy(update={"url": self.url_for(key)})
+
+    def verify_stored(self, stored: StoredObject) -> bool:
+        """`verify` of a file just stored; when the check itself fails (a HEAD that times out or answers
+        5xx), the file this attempt wrote is removed again before the error goes on, so a failed publish
+        leaves no file without its catalog row. A store that refuses the removal too is noted on the
+        error (imagegen.rollback.left_behind), which stays the one raised."""
+        with removed_on_failure([stored], {self.name: self}):
+            return self.verify(stored.key)
 
 
 @dataclass

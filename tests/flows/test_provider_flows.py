@@ -185,6 +185,7 @@ def test_exhausted_quota_falls_back_to_the_next_provider(prefect_harness, neurof
     code, summary, err = run(capsys, brief, out)
     assert code == 0, err
     assert summary["providers_used"] == {"local": 2} and neuroflash.calls["generate"] == 0
+    assert summary["providers_skipped"]["neuroflash"].startswith("QuotaExhausted: neuroflash: need 2 images")
     assert {r["provider"] for r in catalog(out)} == {"local"}
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from imagegen.brief import QualityPolicy
-from imagegen.quality import GateFailure, checks_for_policy, required_size, validate_rows
+from imagegen.quality import GateFailure, checks_for_policy, expectation_error, required_size, validate_rows
 from imagegen.remediation import plan_remediation
 
 
@@ -72,3 +72,34 @@ def _failure(gate: str) -> GateFailure:
 ])
 def test_each_failed_gate_gets_its_remedy(gates, supports_edit, remedies):
     assert plan_remediation([_failure(g) for g in gates], provider_supports_edit=supports_edit) == remedies
+
+
+def test_an_expectation_that_raises_fails_every_image_closed(tmp_path):
+    """A value the check cannot compare (a measurement that came back as text) makes GX raise inside the
+    expectation: the gate fails for every image with the reason, instead of passing them all."""
+    policy = QualityPolicy()
+    rows = [_row("good"), _row("odd", sharpness="n/a")]
+    report = validate_rows(rows, checks_for_policy(policy, has_palette=True), suite_name="unit-errored")
+    assert not report.success and report.failed_ids() == ["good", "odd"]
+    for result in report.results.values():
+        [failure] = result.failures
+        assert (failure.gate, failure.column, failure.errored) == ("sharpness", "sharpness", True)
+        assert failure.reason.startswith("the sharpness check on sharpness could not run: ")
+        assert "same type" in failure.reason and failure.reason.endswith("; failed closed")
+        assert "errored" not in result.summary()["failures"][0]  # the catalog's JSON keeps its shape
+
+
+@pytest.mark.parametrize("info, message", [
+    ({"raised_exception": False, "exception_traceback": None, "exception_message": None}, None),
+    ({"raised_exception": True, "exception_message": "column 'x' does not exist"}, "column 'x' does not exist"),
+    ({"MetricConfigurationID(...)": {"raised_exception": True, "exception_message": "bad\n kwargs"}}, "bad kwargs"),
+    ({"MetricConfigurationID(...)": {"raised_exception": False}}, None),
+    (None, None),
+])
+def test_expectation_errors_are_read_in_both_shapes_gx_reports(info, message):
+    assert expectation_error(info) == message
+
+
+def test_a_gate_that_could_not_run_gets_no_remedy():
+    errored = GateFailure(gate="sharpness", column="sharpness", expected="x", reason="could not run", errored=True)
+    assert plan_remediation([errored, _failure("resolution")], provider_supports_edit=True) == []

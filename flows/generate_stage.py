@@ -12,6 +12,7 @@ from typing import Any
 
 from imagegen.brief import Brief
 from imagegen.errors import BudgetExhausted, QuotaExhausted, fallback_worthy, safe_reason
+from imagegen.ledger import file_state
 from imagegen.models import GeneratedImage
 from imagegen.planning import plan_masters
 from imagegen.prompts import PromptSpec
@@ -58,6 +59,20 @@ def usage_after(providers: list, before: dict[str, dict]) -> dict[str, dict]:
             after = future.result() if future_exception(future) is None else None
             usage[provider.provider_name] = {"before": before[provider.provider_name], "after": after}
     return usage
+
+
+def from_ledger(spec: PromptSpec, generated: dict[str, GeneratedImage], provider, masters_dir: Path,
+                run_id: str) -> tuple[Any, BaseException | None]:
+    """(master, None) or (None, why): the task runs again past Prefect's cache, so the ledger decides
+    what a cached master whose file is gone or changed becomes. A gone file is made again from the
+    same request; changed bytes the ledger recorded are reported (MasterChanged), never paid for again."""
+    try:
+        if spec.outpaint_from:
+            return outpaint_master.with_options(refresh_cache=True)(generated[spec.outpaint_from], spec, provider,
+                                                                    str(masters_dir), run_id), None
+        return generate_master.with_options(refresh_cache=True)(spec, provider, str(masters_dir), run_id), None
+    except Exception as exc:  # an interrupt is no Exception: it ends the run
+        return None, exc
 
 
 def generate_all(specs: list[PromptSpec], brief: Brief, providers: list, masters_dir: Path, run_id: str,
@@ -115,13 +130,9 @@ def generate_all(specs: list[PromptSpec], brief: Brief, providers: list, masters
             exc = future_exception(future)
             if exc is None:
                 result = future.result()
-                if not Path(result.image.path).exists():  # a cache hit whose file is gone: make it again
-                    if spec.outpaint_from:
-                        result = outpaint_master.with_options(refresh_cache=True)(
-                            generated[spec.outpaint_from], spec, provider, str(masters_dir), run_id)
-                    else:
-                        result = generate_master.with_options(refresh_cache=True)(
-                            spec, provider, str(masters_dir), run_id)
+                if file_state(result.image) != "intact":  # a cache hit whose file is gone or changed
+                    result, exc = from_ledger(spec, generated, provider, masters_dir, run_id)
+            if exc is None:
                 generated[aid] = adopt_into(result, masters_dir)
                 logger.info(f"[generate] {done}/{total} {aid}: {result.provider} {result.model} seed {result.seed}"
                             + (f" (outpainted to {spec.outpaint_ratio})" if spec.outpaint_from else ""))

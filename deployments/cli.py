@@ -252,16 +252,26 @@ _INTERRUPTED_RUN: dict = {"specs": [], "masters_dir": None}
 
 def _masters_finished(specs: list, masters_dir: Path | None) -> int:
     """How many planned masters are in the generation ledger: paid for, kept, and free for a rerun."""
-    from imagegen.ledger import LedgerEntry
+    from imagegen.errors import MasterChanged
+    from imagegen.ledger import LedgerEntry, trusted
+    from imagegen.models import GeneratedImage
     from imagegen_flows.tasks.generate import outpaint_slot_key
 
     if masters_dir is None:
         return 0
     ledger = masters_dir / ".ledger"
-    made = {s.asset_id: LedgerEntry(ledger, s.cache_key()).read() for s in specs if not s.outpaint_from}
+
+    def recorded(key: str) -> GeneratedImage | None:  # read without the claim: a running task may hold it
+        try:
+            entry = LedgerEntry(ledger, key, GeneratedImage)
+            return trusted(entry.read(), entry.name)
+        except MasterChanged:  # not finished: the rerun reports it
+            return None
+
+    made = {s.asset_id: recorded(s.cache_key()) for s in specs if not s.outpaint_from}
     for spec in specs:
         if spec.outpaint_from and (base := made.get(spec.outpaint_from)) is not None:
-            made[spec.asset_id] = LedgerEntry(ledger, outpaint_slot_key(base, spec)).read()
+            made[spec.asset_id] = recorded(outpaint_slot_key(base, spec))
     return sum(1 for master in made.values() if master is not None)
 
 

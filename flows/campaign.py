@@ -161,7 +161,7 @@ def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_a
                 spec_by_id[aid] = spec_by_id[aid].model_copy(update={"provider": master.provider,
                                                                      "model": master.model})
             report, history, reviews = (gate_and_edit(masters, spec_by_id, the_brief, providers[0], masters_dir,
-                                                      docs_dir, run_id, logger, reviewer, measured)
+                                                      docs_dir, run_id, logger, reviewer, measured, failed)
                                         if masters else (None, {}, {}))
             usage = usage_after(providers, quota_before)
         finally:

@@ -12,13 +12,14 @@ from typing import Any
 from prefect.futures import PrefectFuture, wait
 
 from imagegen.brief import Brief
-from imagegen.errors import safe_reason
+from imagegen.errors import MasterChanged, safe_reason
 from imagegen.imaging.metrics import ImageMeasurements
 from imagegen.models import GeneratedImage
 from imagegen.prompts import PromptSpec
 from imagegen.providers.vlm import Review
 from imagegen.quality import GateReport
 from imagegen.remediation import edit_instruction, plan_remediation
+from imagegen.summary import FailedAsset
 from imagegen_flows.flows.streaming import future_exception, resolved
 from imagegen_flows.tasks.edit import fix_master_locally
 from imagegen_flows.tasks.gate import gate_masters, measure_master
@@ -55,12 +56,13 @@ def submit_remedy(aid: str, failures: list, remedies: list[str], master: Generat
 
 
 def review_all(masters: dict[str, GeneratedImage], specs: dict[str, PromptSpec], reviewer, run_id: str,
-               known: dict[str, Any], logger) -> dict[str, Any]:
+               known: dict[str, Any], logger, masters_dir: Path) -> dict[str, Any]:
     """A VLM review per master (verdict, reasons, alt text); bytes reviewed in an earlier round are not
     reviewed again. A review that fails counts as a failing verdict, with its reason."""
     futures = {m.image.sha256: review_master.submit(m.image.path, aid, reviewer,
                                                     {"campaign": specs[aid].campaign, "prompt": specs[aid].prompt,
-                                                     "brand": specs[aid].brand_name}, run_id)
+                                                     "brand": specs[aid].brand_name}, run_id,
+                                                    m.image.sha256, str(masters_dir))
                for aid, m in masters.items() if m.image.sha256 not in known}
     wait(list(futures.values()))
     for sha, future in futures.items():
@@ -76,7 +78,7 @@ def review_all(masters: dict[str, GeneratedImage], specs: dict[str, PromptSpec],
 
 def gate_and_edit(masters: dict[str, GeneratedImage], specs: dict[str, PromptSpec], brief: Brief, provider,
                   masters_dir: Path, docs_dir: Path, run_id: str, logger, reviewer=None,
-                  measured: dict[str, Any] | None = None
+                  measured: dict[str, Any] | None = None, failed: list[FailedAsset] | None = None
                   ) -> tuple[GateReport, dict[str, list], dict[str, Any]]:
     """Gate every master; remedy failures and gate again, at most `max_edit_attempts` times.
 
@@ -84,7 +86,9 @@ def gate_and_edit(masters: dict[str, GeneratedImage], specs: dict[str, PromptSpe
     With a reviewer, each master also gets a VLM review: its verdict is a gate when the policy asks
     for it, and its alt text is kept for the catalog. Returns the report, the edit history, and the
     latest review per master. `measured` holds measurements (or their futures) made as masters arrived.
+    A master whose remedy finds its recorded bytes changed (MasterChanged) leaves `masters` for `failed`.
     """
+    failed = failed if failed is not None else []
     policy = brief.quality
     palette = list(brief.brand.palette)
     known: dict[str, Any] = measured if measured is not None else {}
@@ -97,7 +101,7 @@ def gate_and_edit(masters: dict[str, GeneratedImage], specs: dict[str, PromptSpe
         measurements = measure_all(masters, palette, known)
         filtered = {aid: bool(m.content_filtered) for aid, m in masters.items()}
         if reviewer is not None:
-            reviews = review_all(masters, specs, reviewer, run_id, reviewed, logger)
+            reviews = review_all(masters, specs, reviewer, run_id, reviewed, logger, masters_dir)
         verdicts = {aid: r.verdict for aid, r in reviews.items()} if policy.vlm_review else None
         report = gate_masters(measurements, filtered, policy, bool(palette), str(docs_dir), round_no, verdicts,
                               {aid: parent for aid in masters if (parent := specs[aid].outpaint_from)})
@@ -131,7 +135,13 @@ def gate_and_edit(masters: dict[str, GeneratedImage], specs: dict[str, PromptSpe
             exc = future_exception(future)
             if exc is None:
                 masters[aid] = future.result()
+            elif isinstance(exc, MasterChanged):  # judging an earlier version instead would publish other bytes
+                logger.warning(f"[edit] {aid} failed: {safe_reason(exc)}")
+                failed.append(FailedAsset(asset_id=aid, stage="edit", reason=safe_reason(exc)))
+                del masters[aid]
             else:  # the edit failed: the last version stays and is judged (and kept) as it is
                 logger.warning(f"[edit] {aid} attempt {attempt} failed: {safe_reason(exc)}")
                 history[aid].append({"round": round_no, "edit_error": safe_reason(exc)})
+        if not masters:  # every master left for `failed`: nothing to gate again
+            return report, history, reviews
     raise AssertionError("unreachable: the last round returns")

@@ -20,6 +20,7 @@ from imagegen.errors import (
     safe_reason,
 )
 from imagegen.fallbacks import check_chain
+from imagegen.ledger import file_state
 from imagegen.models import GeneratedImage
 from imagegen.planning import plan_masters
 from imagegen.prompts import PromptSpec
@@ -105,6 +106,16 @@ def generation_call(spec: PromptSpec, provider, generated: dict[str, GeneratedIm
     return generate_master, (spec, provider, str(masters_dir), run_id)
 
 
+def from_ledger(task, arguments: tuple) -> tuple[Any, BaseException | None]:
+    """(master, None) or (None, why): the task runs again past Prefect's cache, so the ledger decides
+    what a cached master whose file is gone or changed becomes. A gone file is made again from the
+    same request; changed bytes the ledger recorded are reported (MasterChanged), never paid for again."""
+    try:
+        return task.with_options(refresh_cache=True)(*arguments), None
+    except Exception as exc:  # an interrupt is no Exception: it ends the run
+        return None, exc
+
+
 def generate_all(specs: list[PromptSpec], brief: Brief, providers: list, masters_dir: Path, run_id: str,
                  local_master_size: int, failed: list[FailedAsset], logger,
                  on_master: Callable[[str, GeneratedImage, TaskStream], None] | None = None
@@ -161,10 +172,10 @@ def generate_all(specs: list[PromptSpec], brief: Brief, providers: list, masters
             exc = future_exception(future)
             if exc is None:
                 result = future.result()
-                if not Path(result.image.path).exists():  # a cache hit whose file is gone: make it again
-                    task, arguments = generation_call(spec, provider, generated, len(filtered.get(aid, [])),
-                                                  masters_dir, run_id)
-                    result = task.with_options(refresh_cache=True)(*arguments)
+                if file_state(result.image) != "intact":  # a cache hit whose file is gone or changed
+                    result, exc = from_ledger(*generation_call(spec, provider, generated, len(filtered.get(aid, [])),
+                                                               masters_dir, run_id))
+            if exc is None:
                 if aid in filtered:  # kept with the master: the catalog says which seeds the filter withheld
                     result = result.model_copy(update={"metadata": {
                         **result.metadata, "filtered_reasons": filtered[aid], "filtered_retries": len(filtered[aid])}})

@@ -129,6 +129,13 @@ class BudgetExhausted(ProviderError):
     """The run's own budget of provider calls is spent; nothing more is requested."""
 
 
+class MasterChanged(ImagegenError):
+    """A master's file no longer holds the bytes the ledger recorded for it (truncated, tampered): it is
+    reported, never trusted and never silently paid for again."""
+
+    transient = False
+
+
 class StoreError(ImagegenError):
     """An asset store failed."""
 

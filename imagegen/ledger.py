@@ -1,49 +1,133 @@
-"""The generation ledger: which master a prompt spec produced, shared by every run on one host.
+"""The paid-call ledger: what each paid provider call returned, shared by every run on one output folder.
 
 Prefect's task cache is checked before a task starts, so two runs of the same brief at once both
-miss it and both pay the provider. Each generation therefore holds an exclusive lock on its cache
-key (flock: the kernel releases it when a process dies, even by kill -9, so a crashed run never
-blocks the next) and, once inside, looks in the ledger for an image a concurrent run made meanwhile.
+miss it and both pay the provider. Each paid call therefore claims its key first: the claim is an
+exclusive lock (flock: the kernel releases it when a process dies, even by kill -9, so a crashed run
+never blocks the next) under which the call looks for what a concurrent or earlier run recorded.
+
+A backend is one small interface (`Ledger.claim` handing out a `Claim` with `read` and `write`): the
+files under `<out>/masters/.ledger/` today, a database table that many workers share later. Entries are
+typed: a claim names the pydantic model its value is read back as (a `GeneratedImage`, a VLM `Review`).
+Whatever the backend, a recorded master is trusted only while its file holds the recorded bytes
+(`trusted`): a file that is gone is a miss (the same request is paid again), a file whose size or
+sha256 differs raises `MasterChanged`, so a truncated or tampered master is reported, never silently
+replaced by a new image.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Generic, Literal, Protocol, TypeVar
 
+from pydantic import BaseModel
+
+from imagegen.errors import MasterChanged
 from imagegen.files import open_text_atomically
-from imagegen.models import GeneratedImage
+from imagegen.models import GeneratedImage, ImageRef, sha256_file
+
+T = TypeVar("T", bound=BaseModel)
 
 
-class LedgerEntry:
-    def __init__(self, directory: Path, key: str):
+class Claim(Protocol[T]):
+    """One key, held exclusively until the claim ends: what was recorded for it, or a place to record it."""
+
+    name: str  # where the entry lives, for a person to find it (a file path; a table and key)
+
+    def read(self) -> T | None: ...
+
+    def write(self, value: T) -> None: ...
+
+
+class Ledger(Protocol):
+    """A ledger backend: hand out the claim on `key`, waiting while another run holds it."""
+
+    def claim(self, key: str, kind: type[T]) -> AbstractContextManager[Claim[T]]: ...
+
+
+def ledger_key(kind: str, *parts: object) -> str:
+    """The key of a paid call: sha256 over its kind and everything that decides its result."""
+    return hashlib.sha256("|".join([kind, *map(str, parts)]).encode()).hexdigest()
+
+
+def paid_once(ledger: Ledger, key: str, kind: type[T], pay: Callable[[], T]) -> T:
+    """What `key` recorded, or the result of `pay()` (recorded): a call is paid for once per ledger."""
+    with ledger.claim(key, kind) as claim:
+        if (made := trusted(claim.read(), claim.name)) is not None:
+            return made
+        made = pay()
+        claim.write(made)
+        return made
+
+
+def trusted(value: T | None, entry: str) -> T | None:
+    """`value` as a ledger entry gave it, if it can be trusted: a master whose file is gone is a miss (None:
+    the same request is made again); one whose bytes changed raises MasterChanged naming `entry`."""
+    if isinstance(value, GeneratedImage):
+        state = file_state(value.image)
+        if state == "changed":
+            raise changed_master(value.image, entry)
+        if state == "gone":
+            return None
+    return value
+
+
+def file_state(image: ImageRef) -> Literal["intact", "gone", "changed"]:
+    """"intact" when `image`'s file holds its recorded bytes, "gone" without a file, else "changed"
+    (the size is compared first: it is cheap and catches a truncated file without hashing it)."""
+    path = Path(image.path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return "gone"
+    return "intact" if size == image.bytes and sha256_file(path) == image.sha256 else "changed"
+
+
+def changed_master(image: ImageRef, entry: str) -> MasterChanged:
+    """The one line that reports a recorded master whose file no longer holds its bytes, and the two ways out."""
+    path = Path(image.path)
+    return MasterChanged(f"{path.parent.name}/{path.name}: bytes differ from the ledger's sha256 {image.sha256[:12]}; "
+                         f"restore the file or delete the ledger entry {entry} to pay for a new one")
+
+
+class LedgerEntry(Generic[T]):
+    """One key's JSON file, read back as `kind` (an unreadable file is no entry)."""
+
+    def __init__(self, directory: Path, key: str, kind: type[T]):
         self.path = directory / f"{key}.json"
+        self.name = str(self.path)
+        self.kind = kind
 
-    def read(self) -> GeneratedImage | None:
-        """The master recorded for this key, if its file still exists."""
+    def read(self) -> T | None:
         try:
-            result = GeneratedImage.model_validate_json(self.path.read_text())
+            return self.kind.model_validate_json(self.path.read_text())
         except (OSError, ValueError):
             return None
-        return result if Path(result.image.path).is_file() else None
 
-    def write(self, result: GeneratedImage) -> None:
+    def write(self, value: T) -> None:
         with open_text_atomically(self.path) as fh:
-            fh.write(result.model_dump_json())
+            fh.write(value.model_dump_json())
 
 
-@contextlib.contextmanager
-def generation_slot(masters_dir: Path, key: str) -> Iterator[LedgerEntry]:
-    """Hold the lock for `key` (waiting for a concurrent run's generation to finish) and yield its entry."""
-    directory = masters_dir / ".ledger"
-    directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / f"{key}.lock", os.O_CREAT | os.O_RDWR, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield LedgerEntry(directory, key)
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+class FileLedger:
+    """The ledger as files in `<masters>/.ledger/`: `<key>.json` per entry, `<key>.lock` per claim."""
+
+    def __init__(self, masters_dir: Path):
+        self.directory = Path(masters_dir) / ".ledger"
+
+    @contextlib.contextmanager
+    def claim(self, key: str, kind: type[T]) -> Iterator[LedgerEntry[T]]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.directory / f"{key}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield LedgerEntry(self.directory, key, kind)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+

@@ -11,9 +11,10 @@ from prefect import task
 from prefect.context import TaskRunContext
 
 from imagegen.budget import budget_for_run, paid_call
+from imagegen.errors import MasterChanged
 from imagegen.files import copy_atomically, sweep_once_in_a_while, write_atomically
 from imagegen.imaging.brand import outpaint_canvas
-from imagegen.ledger import generation_slot
+from imagegen.ledger import FileLedger, file_state, ledger_key, paid_once
 from imagegen.models import GeneratedImage, GenerationRequest, ImageRef
 from imagegen.pixelwork import PIXEL_SLOTS
 from imagegen.prompts import PromptSpec
@@ -35,6 +36,8 @@ def request_for(spec: PromptSpec, seed: int | None = None) -> GenerationRequest:
 
 def adopt_into(result: GeneratedImage, masters_dir: Path) -> GeneratedImage:
     """Make sure a (possibly cached) master lives in this run's masters folder; copying costs no quota.
+    Only the recorded bytes are copied, and a copy here that lost them is replaced; a master already
+    in this folder was checked by the caller (`file_state`, before it asked the ledger).
 
     Every master of a run passes here, cached or not, so the first one sweeps the folder (its ledger
     and outpaint canvases too) of temp files a killed run left, as a store does when first used."""
@@ -44,9 +47,13 @@ def adopt_into(result: GeneratedImage, masters_dir: Path) -> GeneratedImage:
     target = masters_dir / source.name
     if source.resolve() == target.resolve():
         return result
-    if not target.exists():
+    if file_state(result.image) != "intact":  # never copy bytes other than the recorded ones
+        raise MasterChanged(f"{source}: the file is gone or its bytes differ from the recorded sha256 "
+                            f"{result.image.sha256[:12]}")
+    adopted = result.image.model_copy(update={"path": str(target.resolve())})
+    if file_state(adopted) != "intact":  # missing here, or a changed copy: the intact source replaces it
         copy_atomically(source, target)
-    return result.model_copy(update={"image": ImageRef.from_file(target)})
+    return result.model_copy(update={"image": adopted})
 
 
 @task(name="generate-master", task_run_name="generate {spec.asset_id}", cache_key_fn=generation_cache_key,
@@ -57,42 +64,54 @@ def generate_master(spec: PromptSpec, provider: ImageProviderBlock, masters_dir:
     Under the key's lock, a master another run made meanwhile is taken from the ledger instead of
     paying for it again.
     """
-    with generation_slot(Path(masters_dir), spec.cache_key()) as entry:
-        if (made := entry.read()) is not None:
-            return made
+    def pay() -> GeneratedImage:
         result = paid_call(budget_for_run(run_id), provider.provider_name,
                            lambda: provider.get_generator().generate(request_for(spec), Path(masters_dir)))
-        result = result.model_copy(update={"metadata": {**result.metadata, "negatives": spec.negatives_handling}})
-        entry.write(result)
-        return result
+        return result.model_copy(update={"metadata": {**result.metadata, "negatives": spec.negatives_handling}})
+
+    return paid_once(FileLedger(Path(masters_dir)), spec.cache_key(), GeneratedImage, pay)
 
 
 @task(name="regenerate-master", task_run_name="regenerate {spec.asset_id} (attempt {attempt})",
       cache_result_in_memory=False, **RETRY_OPTIONS)
 def regenerate_master(spec: PromptSpec, provider: ImageProviderBlock, masters_dir: str, run_id: str,
                       attempt: int) -> GeneratedImage:
-    """A fresh master with a new seed derived from the attempt number (deterministic, so reruns repeat it)."""
+    """A fresh master with a new seed derived from the attempt number (deterministic, so reruns repeat it);
+    recorded in the ledger by spec and seed, so a rerun takes it from there instead of paying again."""
     new_seed = (spec.seed + 7919 * attempt) % (2**31 - 1) or 1
-    result = paid_call(budget_for_run(run_id), provider.provider_name,
-                       lambda: provider.get_generator().generate(request_for(spec, seed=new_seed), Path(masters_dir)))
-    return result.model_copy(update={"metadata": {**result.metadata, "negatives": spec.negatives_handling,
-                                                  "regenerated": attempt}})
+
+    def pay() -> GeneratedImage:
+        result = paid_call(budget_for_run(run_id), provider.provider_name,
+                           lambda: provider.get_generator().generate(request_for(spec, seed=new_seed),
+                                                                     Path(masters_dir)))
+        return result.model_copy(update={"metadata": {**result.metadata, "negatives": spec.negatives_handling,
+                                                      "regenerated": attempt}})
+
+    return paid_once(FileLedger(Path(masters_dir)), ledger_key("regenerate", spec.cache_key(), new_seed),
+                     GeneratedImage, pay)
 
 
 @task(name="edit-master", task_run_name="edit {spec.asset_id} (attempt {attempt})",
       cache_result_in_memory=False, **RETRY_OPTIONS)
 def provider_edit_master(master: GeneratedImage, spec: PromptSpec, provider: ImageProviderBlock,
                          instruction: str, masters_dir: str, run_id: str, attempt: int) -> GeneratedImage:
-    """Image-to-image edit through the provider (FLUX.1-kontext, neuroflash /edit)."""
+    """Image-to-image edit through the provider (FLUX.1-kontext, neuroflash /edit), recorded in the ledger
+    by source bytes, instruction, provider, edit model and seed: a rerun takes it from there."""
     request = request_for(spec)
     if "image_id" in master.metadata:  # neuroflash edits name their source by the provider's image id
         request = request.model_copy(update={"spec": {**request.spec,
                                                       "neuroflash_image_id": master.metadata["image_id"]}})
-    result = paid_call(budget_for_run(run_id), provider.provider_name,
-                       lambda: provider.get_generator().edit(master.image, instruction, request, Path(masters_dir)))
-    edits = [*master.metadata.get("edits", []), {"attempt": attempt, "kind": "provider_edit",
-                                                 "instruction": instruction}]
-    return result.model_copy(update={"metadata": {**master.metadata, **result.metadata, "edits": edits}})
+    edit_model = getattr(provider, "edit_model", None) or spec.model
+
+    def pay() -> GeneratedImage:
+        result = paid_call(budget_for_run(run_id), provider.provider_name,
+                           lambda: provider.get_generator().edit(master.image, instruction, request, Path(masters_dir)))
+        edits = [*master.metadata.get("edits", []), {"attempt": attempt, "kind": "provider_edit",
+                                                     "instruction": instruction}]
+        return result.model_copy(update={"metadata": {**master.metadata, **result.metadata, "edits": edits}})
+
+    key = ledger_key("edit", master.image.sha256, instruction, provider.provider_name, edit_model, request.seed)
+    return paid_once(FileLedger(Path(masters_dir)), key, GeneratedImage, pay)
 
 
 def outpaint_cache_key(context: TaskRunContext, parameters: dict) -> str:
@@ -114,23 +133,23 @@ def outpaint_master(base: GeneratedImage, spec: PromptSpec, provider: ImageProvi
         with Image.open(base.image.path) as im:
             request = outpaint_canvas(im, parse_ratio(spec.outpaint_ratio), multiple_of=16, subject_hint=spec.subject)
         canvas = save_canvas(request.image, Path(masters_dir) / ".outpaint")
-    with generation_slot(Path(masters_dir), outpaint_slot_key(base, spec)) as entry:
-        if (made := entry.read()) is not None:
-            return made
-        result = paid_call(budget_for_run(run_id), provider.provider_name, lambda: provider.get_generator().edit(
-            canvas, request.instruction, request_for(spec), Path(masters_dir)))
+
+    def pay() -> GeneratedImage:
+        result = paid_call(budget_for_run(run_id), provider.provider_name,
+                           lambda: provider.get_generator().edit(canvas, request.instruction, request_for(spec),
+                                                                 Path(masters_dir)))
         edits = [*base.metadata.get("edits", []), {"kind": "outpaint", "ratio": spec.outpaint_ratio,
                                                    "instruction": request.instruction,
                                                    "source_sha256": base.image.sha256}]
-        result = result.model_copy(update={"metadata": {**result.metadata, "edits": edits,
-                                                        "outpainted_from": spec.outpaint_from}})
-        entry.write(result)
-        return result
+        return result.model_copy(update={"metadata": {**result.metadata, "edits": edits,
+                                                      "outpainted_from": spec.outpaint_from}})
+
+    return paid_once(FileLedger(Path(masters_dir)), outpaint_slot_key(base, spec), GeneratedImage, pay)
 
 
 def outpaint_slot_key(base: GeneratedImage, spec: PromptSpec) -> str:
     """The ledger key: a concurrent run outpainting the same master to the same ratio waits and reuses it."""
-    return hashlib.sha256(f"outpaint|{base.image.sha256}|{spec.outpaint_ratio}|{spec.cache_key()}".encode()).hexdigest()
+    return ledger_key("outpaint", base.image.sha256, spec.outpaint_ratio, spec.cache_key())
 
 
 def save_canvas(image, folder: Path) -> ImageRef:

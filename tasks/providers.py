@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from prefect import task
 
 from imagegen.budget import budget_for_run
+from imagegen.ledger import FileLedger, ledger_key, paid_once
+from imagegen.providers.vlm import REVIEW_PROMPT_VERSION, Review
 from imagegen_flows.blocks.providers import ImageProviderBlock
 from imagegen_flows.tasks.retrying import RETRY_OPTIONS
 
@@ -31,7 +35,16 @@ def read_usage(provider: ImageProviderBlock) -> dict[str, Any] | None:
 
 
 @task(name="review-master", task_run_name="review {image_id}", cache_result_in_memory=False, **RETRY_OPTIONS)
-def review_master(image_path: str, image_id: str, reviewer, context: dict[str, Any], run_id: str):
-    """A vision-language model's verdict, reasons and alt text for one master (one provider call)."""
-    budget_for_run(run_id).spend("vlm")
-    return reviewer.get_reviewer().review(image_path, context)
+def review_master(image_path: str, image_id: str, reviewer, context: dict[str, Any], run_id: str, sha256: str,
+                  masters_dir: str) -> Review:
+    """A vision-language model's verdict, reasons and alt text for one master (one provider call).
+
+    Recorded in the ledger by the image's bytes, the reviewer's model, the review prompt's version and
+    the brief context the prompt quotes: a rerun takes the review from there instead of paying again.
+    """
+    def pay() -> Review:
+        budget_for_run(run_id).spend("vlm")
+        return reviewer.get_reviewer().review(image_path, context)
+
+    key = ledger_key("review", sha256, reviewer.model, REVIEW_PROMPT_VERSION, json.dumps(context, sort_keys=True))
+    return paid_once(FileLedger(Path(masters_dir)), key, Review, pay)

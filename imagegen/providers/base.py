@@ -11,7 +11,14 @@ from PIL import Image
 
 from imagegen.errors import ProviderError
 from imagegen.files import write_atomically
-from imagegen.models import FORMAT_EXTENSIONS, GeneratedImage, GenerationRequest, ImageRef, ProviderCapabilities
+from imagegen.models import (
+    FORMAT_EXTENSIONS,
+    GeneratedImage,
+    GenerationRequest,
+    ImageRef,
+    ProviderCapabilities,
+    sha256_file,
+)
 
 # A provider answer is untrusted input: cap its pixel count before decoding (decompression bombs).
 MAX_PROVIDER_PIXELS = 64_000_000
@@ -65,7 +72,7 @@ def save_image_bytes(data: bytes, dest_dir: Path, *, provider: str) -> ImageRef:
     digest = hashlib.sha256(data).hexdigest()
     dest_dir.mkdir(parents=True, exist_ok=True)
     target = dest_dir / f"{digest}.{ext}"
-    if not target.exists():
-        # never half a file under a content hash; what a kill -9 leaves is swept (imagegen.files)
+    if not target.exists() or target.stat().st_size != len(data) or sha256_file(target) != digest:
+        # never half a file under a content hash (a truncated one is replaced); what a kill -9 leaves is swept
         write_atomically(target, data)
     return ImageRef.from_file(target)

@@ -38,6 +38,10 @@ ALT_TEXT_MAX_CHARS = 125  # what screen readers comfortably read in one go
 
 UNPARSEABLE = "unparseable review"
 
+# Reviews are recorded in the ledger under this version (tasks.providers.review_master): bump it when the
+# review instruction or its parsing changes, so no review made under the old wording is reused.
+REVIEW_PROMPT_VERSION = 1
+
 _REVIEW_INSTRUCTION = """You review one AI-generated marketing image against its brief.
 Brief: {context}
 Fail the image for any of: garbled or misspelled visible text, deformed hands, faces or anatomy,

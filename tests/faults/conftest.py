@@ -216,7 +216,8 @@ def write_brief(folder: Path, campaign: str, *, provider: Any, subjects: list[di
 def catalog_rows(out: Path) -> list[dict]:
     if not (out / "catalog.db").exists():
         return []
-    with sqlite3.connect(out / "catalog.db") as conn:
+    # closed, not just committed: an open connection keeps the WAL files, which a later run then writes
+    with contextlib.closing(sqlite3.connect(out / "catalog.db")) as conn:
         conn.row_factory = sqlite3.Row
         if not conn.execute("SELECT name FROM sqlite_master WHERE name='media_assets'").fetchone():
             return []

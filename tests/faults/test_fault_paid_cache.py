@@ -16,10 +16,11 @@ from tests.flows.cli_runs import run
 
 pytestmark = pytest.mark.prefect
 
-# The run's own record, rewritten by every run on purpose (they say what this run did and when):
-# the summary file, the gallery page (it shows this run's summary) and the Great Expectations data docs.
-RECORD_FILES = ("run-summary.json", "gallery.html")
-RECORD_FOLDERS = ("gx-report",)
+# The run's own record, written by every run on purpose (they say what this run did and when): the
+# latest run's summary file and gallery page, the index of runs, each run's own folder under runs/, and
+# the Great Expectations data docs.
+RECORD_FILES = ("run-summary.json", "gallery.html", "index.html")
+RECORD_FOLDERS = ("gx-report", "runs")
 
 MUG_REVIEW = '{"verdict": "fail", "reasons": ["the mug handle is missing"], "alt_text": "A mug"}'
 

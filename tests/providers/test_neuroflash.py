@@ -518,6 +518,10 @@ def test_edit_accepts_a_history_style_answer(emu, generator, tmp_path):
     edited = generator.edit(ImageRef.from_file(made.image.path), "add a plant",
                             request(spec={"neuroflash_image_id": made.metadata["image_id"]}), tmp_path / "b")
     assert emu.calls["view"] == 1  # fetched through the API with auth, not from the CDN
+    # the source is named by its relative path, built from the image id: no history page is read
+    sent = next(r["json"] for r in emu.requests if r["route"] == "edit")
+    assert sent["image_urls"] == [f"/api/ds-prototypes/image_generation/{made.metadata['image_id']}/view"]
+    assert emu.calls["history"] == 0
     with Image.open(edited.image.path) as im:
         assert abs(im.width / im.height - 4 / 5) < 0.05
 

@@ -16,6 +16,7 @@ from prefect.runtime import flow_run
 
 from imagegen.brief_source import brief_from_source
 from imagegen.catalog.rows import template_from_row
+from imagegen.errors import safe_reason
 from imagegen.files import sweep_once_in_a_while
 from imagegen.publishing import MASTER_VARIANT
 from imagegen.scratch import run_scratch
@@ -28,7 +29,7 @@ from imagegen_flows.flows.campaign import campaign_flow
 from imagegen_flows.flows.interrupts import ending_promptly
 from imagegen_flows.flows.publish_stage import content_credentials, publish_and_catalog, publish_job
 from imagegen_flows.flows.reporting import record_run
-from imagegen_flows.flows.streaming import thread_pool
+from imagegen_flows.flows.streaming import future_exception, thread_pool
 from imagegen_flows.tasks.fetch import fetch_master
 
 
@@ -69,10 +70,11 @@ def size_set_flow(brief: str | dict, size_sets: list[BuiltinSizeSet], out_dir: s
 
         logger.info(f"[size-set] re-rendering {len(published)} published master(s) for {', '.join(size_sets)}")
         sweep_once_in_a_while(out)  # temp files of a killed run on this folder go now, not at the end
-        fetches = {row.asset_id: fetch_master.submit(row, str(out / "masters")) for row in published}
+        small, large = publish_stores(the_brief.publish, settings, out)
+        # read through the stores, with their credentials: a private bucket's URL does not answer
+        fetches = {row.asset_id: fetch_master.submit(row, str(out / "masters"), [small, large]) for row in published}
         wait(list(fetches.values()))
         failed: list[FailedAsset] = []
-        small, large = publish_stores(the_brief.publish, settings, out)
         credentials = content_credentials(settings, out)
         brief_without_master = the_brief.model_copy(update={"publish": the_brief.publish.model_copy(
             update={"include_master": False})})
@@ -80,9 +82,9 @@ def size_set_flow(brief: str | dict, size_sets: list[BuiltinSizeSet], out_dir: s
             jobs = {}
             for row in published:
                 future = fetches[row.asset_id]
-                if not future.state.is_completed():
-                    failed.append(FailedAsset(asset_id=row.asset_id, stage="fetch",
-                                              reason="the published master is unreachable"))
+                if (exc := future_exception(future)) is not None:
+                    failed.append(FailedAsset(asset_id=row.asset_id, stage="fetch", reason=safe_reason(exc)))
+                    logger.warning(f"[fetch] {row.asset_id} failed: {safe_reason(exc)}")
                     continue
                 jobs[row.asset_id] = publish_job(future.result(), template_from_row(row), targets=targets, small=small,
                                                  large=large, quarantine=quarantine_block(out),

@@ -56,6 +56,15 @@ def assert_no_sentinel_left() -> None:
     assert not leaks, "a sentinel secret left its block during the session:\n" + "\n".join(leaks)
 
 
+@pytest.fixture(autouse=True)
+def fresh_neuroflash_accounts():
+    """No neuroflash token, workspace, model list or quota figure carried from one test to the next: tests
+    swap emulators behind one URL, which a real account never does (a process shares them per account)."""
+    from imagegen.providers.neuroflash_account import forget_accounts
+
+    forget_accounts()
+
+
 @pytest.fixture
 def examples_dir() -> Path:
     return REPO / "examples"

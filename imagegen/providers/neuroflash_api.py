@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
@@ -249,6 +249,12 @@ def relative_image_path(url: str) -> str:
     raise ProviderRequestInvalid(
         f"neuroflash /edit needs the relative image path from /history (e.g. /api/ds-prototypes/"
         f"image_generation/<id>/view), got {url_location(url)}", provider=PROVIDER)
+
+
+def view_path(image_id: str) -> str:
+    """The relative path of an image in this workspace, as history's `output_image_url` gives it and as
+    /edit takes it (seed 004): /api/ds-prototypes/image_generation/{image_id}/view."""
+    return f"/api/ds-prototypes/image_generation/{quote(image_id, safe='')}/view"
 
 
 def find_model(models: list[ImageModel], model_id: str, secrets: Iterable[str | None] = ()) -> ImageModel:

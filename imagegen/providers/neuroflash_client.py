@@ -7,11 +7,17 @@ HTTP answers go through the shared error mapping (imagegen.providers.http); neur
 are a thin layer on top of it.
 
 Spending rules this module keeps:
-- the quota is read and checked *before* any generation or edit request;
+- the quota is checked *before* any generation or edit request: against the account's last figure in
+  this process (the run's pre-flight read, minus what was spent since) while it is fresh and has room,
+  else by reading it again (imagegen.providers.neuroflash_account);
 - no call that spends quota is ever repeated by this client, except once after a 401 (the API
   did not run it); quota answers (403/429 naming a limit) raise QuotaExhausted, never a retry;
 - an answer that cannot be read after the API has charged raises a non-transient ProviderError,
   so a task retry does not pay twice (the generator does the same for a failed download).
+
+Overhead: the token, the workspace and the model list are shared by every client of the account in the
+process (neuroflash_account), so a run pays for each once, not once per task; /edit names its source by
+the relative path built from the image id (seed 004), without reading the history.
 
 Secrets: the client secret and the access token never appear in exception texts, reprs, logs or
 metadata; any text that came from the network is passed through `redact()` first. Image paths are
@@ -21,7 +27,6 @@ downloaded from the API origin with auth, other absolute URLs without (the token
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +55,7 @@ from imagegen.providers.http import (
     shared_client,
     status_message,
 )
+from imagegen.providers.neuroflash_account import AccountState, shared_account_state, shared_token_state
 from imagegen.providers.neuroflash_api import (
     PROVIDER,
     DownloadedImage,
@@ -65,6 +71,7 @@ from imagegen.providers.neuroflash_api import (
     parse_generation_answer,
     quota_message,
     relative_image_path,
+    view_path,
 )
 from imagegen.providers.neuroflash_auth import AccessTokens
 from imagegen.ratelimit import shared_limiter
@@ -132,9 +139,14 @@ class NeuroflashClient:
         else:
             self._http = httpx.Client(transport=transport, timeout=timeout, follow_redirects=True,
                                       headers={"Accept": "application/json"})
-        self._tokens = AccessTokens(self._http, token_url, client_id, secret, clock)
-        self._workspace_lock = threading.Lock()
-        self._models: list[ImageModel] | None = None
+        # a client on the shared HTTP client shares the account's token, workspace, models and quota
+        # figure with every other one in the process; one on a caller's transport keeps its own
+        self._clock = clock
+        shared = transport is None
+        self._tokens = AccessTokens(self._http, token_url, client_id, secret, clock,
+                                    state=shared_token_state(token_url, client_id, secret) if shared else None)
+        self._account = (shared_account_state(self.api_url, client_id, secret, workspace_id) if shared
+                         else AccountState())
         self._batch_ids: set[str] = set()
         self.quota_first: Quota | None = None
         self.quota_last: Quota | None = None
@@ -156,7 +168,7 @@ class NeuroflashClient:
 
     @property
     def token_fetches(self) -> int:
-        """How many tokens this client has fetched."""
+        """How many tokens were fetched for this client's token (shared clients count together)."""
         return self._tokens.fetches
 
     # ---- secrets ------------------------------------------------------------------------
@@ -253,11 +265,10 @@ class NeuroflashClient:
 
     @property
     def workspace_id(self) -> str:
-        """The configured workspace, else the first one the API client can see (fetched once)."""
+        """The configured workspace, else the first one the API client can see (fetched once per account
+        in the process)."""
         if self._workspace_id is None:
-            with self._workspace_lock:
-                if self._workspace_id is None:
-                    self._workspace_id = self._first_workspace_id()
+            self._workspace_id = self._account.workspace.get(self._first_workspace_id, self._clock())
         return self._workspace_id
 
     def _first_workspace_id(self) -> str:
@@ -287,6 +298,7 @@ class NeuroflashClient:
         if self.quota_first is None:
             self.quota_first = quota
         self.quota_last = quota
+        self._account.quota.remember(quota, self._clock())
         return quota
 
     def ensure_quota(self, needed: int) -> Quota:
@@ -299,18 +311,26 @@ class NeuroflashClient:
             raise self._error(QuotaExhausted, quota_message(needed, quota))
         return quota
 
+    def _ensure_room(self, needed: int) -> None:
+        """Before a spend: the account's fresh quota figure when it has room, else a new read (which
+        raises QuotaExhausted when there is none)."""
+        if not self._account.quota.has_room(needed, self._clock()):
+            self.ensure_quota(needed)
+
     def list_models(self, refresh: bool = False) -> list[ImageModel]:
-        """GET /ds-prototypes/image_generation/models (cached: the list does not change mid-run)."""
-        if self._models is None or refresh:
-            where = "GET /ds-prototypes/image_generation/models"
-            body = self._json(self._request("GET", "/ds-prototypes/image_generation/models"))
-            if isinstance(body, dict):  # tolerate a wrapped list
-                body = body.get("models") or body.get("data") or body.get("items") or []
-            if not isinstance(body, list):
-                raise self._error(ProviderError, f"neuroflash {where} did not answer a list")
-            models = [ImageModel.model_validate(m) for m in body if isinstance(m, dict) and m.get("id")]
-            self._models = sorted(models, key=lambda m: (m.order is None, m.order or 0))
-        return list(self._models)
+        """GET /ds-prototypes/image_generation/models, once per account in the process (see
+        neuroflash_account: the list does not change mid-run)."""
+        return list(self._account.models.get(self._fetch_models, self._clock(), refresh=refresh))
+
+    def _fetch_models(self) -> list[ImageModel]:
+        where = "GET /ds-prototypes/image_generation/models"
+        body = self._json(self._request("GET", "/ds-prototypes/image_generation/models"))
+        if isinstance(body, dict):  # tolerate a wrapped list
+            body = body.get("models") or body.get("data") or body.get("items") or []
+        if not isinstance(body, list):
+            raise self._error(ProviderError, f"neuroflash {where} did not answer a list")
+        models = [ImageModel.model_validate(m) for m in body if isinstance(m, dict) and m.get("id")]
+        return sorted(models, key=lambda m: (m.order is None, m.order or 0))
 
     def model(self, model_id: str) -> ImageModel:
         """The model entry, or ProviderRequestInvalid listing the usable ones."""
@@ -327,11 +347,12 @@ class NeuroflashClient:
                  num_images: int = 1) -> GenerationResult:
         """Validate, check the quota, then POST /ds-prototypes/image_generation/ (never repeated)."""
         self.validate(model, aspect_ratio, output_format, num_images)
-        self.ensure_quota(num_images)
+        self._ensure_room(num_images)
         where = "POST /ds-prototypes/image_generation/"
         payload = {"prompt": prompt, "model": model, "num_images": num_images,
                    "aspect_ratio": aspect_ratio, "output_format": output_format}
         response = self._request("POST", "/ds-prototypes/image_generation/", json=payload)
+        self._account.quota.count_spent(num_images)
         body = self._json(response, spent=f"generating {num_images} image(s)")
         result = parse_generation_answer(body, where, self._secrets())
         if result.batch_id:
@@ -353,17 +374,17 @@ class NeuroflashClient:
                                                   f"history (deleted, or beyond its first page)")
 
     def edit(self, image_id: str, prompt: str) -> GenerationResult:
-        """Image-to-image: find `image_id` in /history and POST /edit with its *relative* path."""
-        item = self.find_history_item(image_id)
-        source = item.output_image_url or f"/api/ds-prototypes/image_generation/{quote(image_id, safe='')}/view"
-        return self.edit_path(relative_image_path(source), prompt)
+        """Image-to-image: POST /edit with the relative path of `image_id` (the path history would give,
+        built from the id: no history page is read; an unknown id is the API's 404, nothing spent)."""
+        return self.edit_path(view_path(image_id), prompt)
 
     def edit_path(self, image_path: str, prompt: str) -> GenerationResult:
         """POST /ds-prototypes/edit {prompt, image_urls: [relative path]} after a quota check."""
         path = relative_image_path(image_path)  # an absolute URL would get a 500
-        self.ensure_quota(1)
+        self._ensure_room(1)
         where = "POST /ds-prototypes/edit"
         response = self._request("POST", "/ds-prototypes/edit", json={"prompt": prompt, "image_urls": [path]})
+        self._account.quota.count_spent(1)
         body = self._json(response, spent="an edit")
         result = parse_generation_answer(body, where, self._secrets())
         if result.batch_id:

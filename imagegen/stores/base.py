@@ -6,12 +6,19 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from imagegen.errors import StoreError
 from imagegen.models import StoredObject, sha256_file
 from imagegen.rollback import removed_on_failure
 
 _KEY_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class BinarySink(Protocol):
+    """Where `AssetStore.read_into` writes: an open binary file, or anything with its `write`."""
+
+    def write(self, data: bytes, /) -> object: ...
 
 
 def safe_key(*parts: str) -> str:
@@ -53,6 +60,12 @@ class AssetStore(ABC):
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove `key`; a missing key is not an error (rollback hooks call this more than once)."""
+
+    def read_into(self, key: str, fh: BinarySink) -> None:
+        """Write the bytes stored under `key` into `fh`, read with the store's own credentials: a private
+        bucket or project, or a signed URL that expired, leaves the published URL unanswered. A store that
+        cannot read files back raises StoreError."""
+        raise StoreError(f"store {self.name!r} cannot read {key!r} back")
 
     def preflight(self) -> None:  # noqa: B027 - a store without checks of its own passes
         """Before any spend, with a short timeout and at most one attempt: raise StoreError (one line

@@ -21,6 +21,11 @@ the instance root) and `project.web_url + url` when no `full_path` came back (th
 The pre-flight writes nothing: it reads the project, whose `permissions` give the token's role in it
 (project or group membership), and asks for Developer or above, which uploads and package files need.
 
+Reading a file back (`read_into`) goes through the API with the token, so a private project works:
+`GET /projects/:id/uploads/:upload_id` (GitLab 17.2+) or `/uploads/:secret/:filename` (17.4+) when the
+index has no upload id, and the generic package file route with the token in that mode. The upload's own
+URL would redirect an anonymous reader of a private project to the sign-in page.
+
 The project is resolved by numeric id or a non-lazy get: a lazy get by path double-encodes on upload.
 python-gitlab retries 429 honouring Retry-After and, with `retry_transient_errors=True`, 5xx and
 timeouts; every call here passes `max_retries` so a dead server fails in bounded time. Markdown uploads
@@ -52,7 +57,7 @@ from imagegen.errors import StoreError, TransientStoreError
 from imagegen.files import open_text_atomically
 from imagegen.models import sha256_file
 from imagegen.redaction import mask_url, url_secrets
-from imagegen.stores.base import AssetStore
+from imagegen.stores.base import AssetStore, BinarySink
 from imagegen.stores.remote import error_for_status, head_ok, is_sha256_hex, sha256_bytes, short_server_message
 
 GitLabMode = Literal["uploads", "generic_packages"]
@@ -364,6 +369,33 @@ class GitLabUploadStore(AssetStore):
 
     def verify(self, key: str) -> bool:
         return head_ok(self.url_for(key), what=f"verifying {self._where(key)}", timeout=self.head_timeout)
+
+    def read_into(self, key: str, fh: BinarySink) -> None:
+        if self.mode == "generic_packages":
+            version, file_name = package_coordinates(key)
+            try:  # not through _call: download() has an `action` keyword of its own
+                self.project().generic_packages.download(self.package_name, version, file_name, streamed=True,
+                                                         action=fh.write, max_retries=self.max_retries)
+            except (GitlabError, requests.RequestException) as exc:
+                raise self._error(exc, "downloading", key) from exc
+            return
+        record = self.index.get(key)
+        if record is None:
+            raise StoreError(f"no GitLab upload is recorded for {self._where(key)}")
+        if record.upload_id is not None:
+            path = self._api(f"/uploads/{record.upload_id}")
+        elif match := _UPLOAD_URL_TAIL.search(record.url):
+            path = self._api(f"/uploads/{match['secret']}/{match['filename']}")
+        else:
+            raise StoreError(f"downloading {self._where(key)}: cannot tell the upload from its URL")
+        response = self._call("downloading", key, self.gl.http_get, path, streamed=True, raw=True)
+        try:
+            for chunk in response.iter_content(1024 * 1024):
+                fh.write(chunk)
+        except requests.RequestException as exc:
+            raise self._error(exc, "downloading", key) from exc
+        finally:
+            response.close()
 
     def preflight(self) -> None:
         """The project answers and the token may write to it (see the module docstring); each call makes

@@ -9,13 +9,14 @@ leftovers whose writer is gone when it is first used in a process, and again at 
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from imagegen.errors import StoreError
 from imagegen.files import STALE_TEMP_AGE_SECONDS, copy_atomically, sweep_once_in_a_while
 from imagegen.models import sha256_file
 from imagegen.preflight import folder_problem
-from imagegen.stores.base import AssetStore
+from imagegen.stores.base import AssetStore, BinarySink
 
 
 class LocalFolderStore(AssetStore):
@@ -57,6 +58,13 @@ class LocalFolderStore(AssetStore):
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def read_into(self, key: str, fh: BinarySink) -> None:
+        try:
+            with open(self._path(key), "rb") as source:
+                shutil.copyfileobj(source, fh, 1024 * 1024)
+        except FileNotFoundError:
+            raise StoreError(f"local store {self.name!r} holds no file under {key!r}") from None
 
     def preflight(self) -> None:
         """The root is a folder we can write, or one we can create (probed, not created)."""

@@ -14,6 +14,8 @@ Contract (shared/docs/provider-contracts.md section 5):
   requests, without the bucket-admin rights `get_bucket` needs.
 - URLs: public buckets use `get_public_url` (built locally, no request); private buckets a signed
   URL valid for `signed_url_seconds` (one request per call).
+- Reading back (`read_into`): the authenticated `GET /object/{bucket}/{key}` (storage3 `download`), so a
+  private bucket or an expired signed URL is no obstacle.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from storage3.exceptions import StorageApiError
 from imagegen.errors import StoreError, TransientStoreError
 from imagegen.models import sha256_file
 from imagegen.redaction import mask_url, url_secrets
-from imagegen.stores.base import AssetStore
+from imagegen.stores.base import AssetStore, BinarySink
 from imagegen.stores.remote import error_for_status, head_ok, is_sha256_hex, sha256_bytes, short_server_message
 
 # Published assets are immutable (a changed file gets a new key), so caches may keep them a year.
@@ -174,6 +176,12 @@ class SupabaseStorageStore(AssetStore):
 
     def verify(self, key: str) -> bool:
         return head_ok(self.url_for(key), what=f"verifying {self._where(key)}", timeout=self.head_timeout)
+
+    def read_into(self, key: str, fh: BinarySink) -> None:
+        try:
+            fh.write(self._files().download(key))
+        except (StorageApiError, httpx.HTTPError) as exc:
+            raise self._error(exc, "downloading", key) from None
 
     def preflight(self) -> None:
         """Upload a tiny probe object and remove it at once (the client's timeout applies; storage3 makes

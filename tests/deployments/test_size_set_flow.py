@@ -100,3 +100,42 @@ def test_without_published_masters_runs_the_campaign_for_the_size_set(prefect_ha
     assert len(count_provider_calls) == 2
     # the brief's own targets are replaced by the size set
     assert {r["variant"] for r in rows(out)} == {"master", "pinterest_pin"}
+
+
+def test_masters_published_under_an_out_path_with_spaces_and_non_ascii_are_found(prefect_harness, tmp_path,
+                                                                                 count_provider_calls):
+    folder = tmp_path / "Kampagne Frühling" / "out dir ü"
+    brief = _write_brief(folder, "size-set-umlaut", subjects=[
+        {"subject": "a copper kettle on a gas stove", "style": "product", "lighting": "product",
+         "composition": "centered", "mood": "warm"}])
+    out = folder / "out"
+    assert campaign_flow(brief=str(brief), out_dir=str(out)).published == 1
+    master = next(r for r in rows(out) if r["variant"] == "master")
+    assert "%20" in master["url"] and "%C3%BC" in master["url"]  # the catalog holds the encoded file:// URL
+    count_provider_calls.clear()
+
+    summary = size_set_flow(brief=str(brief), size_sets=["pinterest"], out_dir=str(out))
+
+    assert not summary.failed and summary.published == 1 and count_provider_calls == []
+    assert {r["variant"] for r in rows(out)} == {"master", "square_webp", "pinterest_pin"}
+
+
+def test_a_master_changed_since_it_was_cataloged_is_reported_with_both_hashes(prefect_harness, tmp_path,
+                                                                             count_provider_calls):
+    brief = write_brief(tmp_path, ("a glass carafe on a marble counter", "a wool scarf on a coat hook"))
+    out = tmp_path / "out"
+    assert campaign_flow(brief=str(brief), out_dir=str(out)).published == 2
+    master = next(r for r in rows(out) if r["variant"] == "master")
+    published = Path(master["url"].removeprefix("file://"))
+    published.write_bytes(published.read_bytes()[:-10])  # truncated on disk after publishing
+    for stale in (out / "masters").glob(f"{master['sha256']}.*"):
+        stale.unlink()  # the run's own copy is gone too: the size set must read the published file
+
+    summary = size_set_flow(brief=str(brief), size_sets=["pinterest"], out_dir=str(out))
+
+    assert [(f.asset_id, f.stage) for f in summary.failed] == [(master["asset_id"], "fetch")]
+    reason = summary.failed[0].reason
+    assert reason.startswith(f"StoreError: master {master['asset_id']}: the bytes read from store 'local'")
+    assert f"but the catalog recorded {master['sha256']}" in reason
+    assert summary.published == 1  # the other master goes on
+    assert not list((out / "masters").glob(f"{master['sha256']}.*"))

@@ -6,12 +6,15 @@ Follows shared/docs/provider-contracts.md section 4 and GitLab's API docs:
 - GET    /api/v4/user                               {id, username, is_admin}
 - POST   /api/v4/projects/:id/uploads               multipart `file` -> 201 {id, alt, url, full_path, markdown}
 - DELETE /api/v4/projects/:id/uploads/:upload_id    and /uploads/:secret/:filename (GitLab 17.2+)
+- GET    /api/v4/projects/:id/uploads/:upload_id    and /uploads/:secret/:filename (17.2+ / 17.4+): the file
 - GET/HEAD /-/project/:id/uploads/:secret/:name     (full_path, GitLab 17.1+) and web_url + url
 - PUT    /api/v4/projects/:id/packages/generic/:name/:version/:file   raw body; GET/HEAD download the newest
 - GET    /api/v4/projects/:id/packages              filters package_type, package_name (fuzzy), package_version
 - GET    /api/v4/projects/:id/packages/:pid/package_files   [{id, file_name, size, file_sha256, ...}]
 - DELETE /api/v4/projects/:id/packages/:pid/package_files/:fid
 API routes need the PRIVATE-TOKEN header (401 otherwise); file downloads of the public project are anonymous.
+`private = True` makes the project private: an anonymous upload download is redirected (302) to the
+sign-in page (an HTML 200, as on GitLab), and a package file download without the token answers 404.
 Routing reads the raw path because project paths arrive URL-encoded ('grp%2Fproj').
 `full_path_style`: "17.1" (default), "legacy" ('/<namespace>/<project>/uploads/...') or "absent" (no full_path).
 """
@@ -73,6 +76,7 @@ class GitLabEmulator:
         # the token's role in the project, as `permissions.project_access` says (None: not a member)
         self.access_level: int | None = 40
         self.is_admin = False  # what GET /user says of the token's user
+        self.private = False  # see the module docstring
         self.uploads: dict[int, Upload] = {}
         self.packages: dict[int, tuple[str, str]] = {}  # package id -> (name, version)
         self.package_files: dict[int, PackageFile] = {}
@@ -85,6 +89,10 @@ class GitLabEmulator:
             ("POST", re.compile(r"^/api/v4/projects/(?P<project>[^/]+)/uploads$"), self.create_upload, True),
             ("DELETE", re.compile(r"^/api/v4/projects/(?P<project>[^/]+)/uploads/(?P<upload_id>\d+)$"),
              self.delete_upload, True),
+            ("GET", re.compile(r"^/api/v4/projects/(?P<project>[^/]+)/uploads/(?P<upload_id>\d+)$"),
+             self.download_upload, True),
+            ("GET", re.compile(r"^/api/v4/projects/(?P<project>[^/]+)/uploads/(?P<secret>[0-9a-f]{32})/"
+                               r"(?P<filename>[^/]+)$"), self.download_upload, True),
             ("DELETE", re.compile(r"^/api/v4/projects/(?P<project>[^/]+)/uploads/(?P<secret>[0-9a-f]{32})/"
                                   r"(?P<filename>[^/]+)$"), self.delete_upload, True),
             ("GET", re.compile(r"^/api/v4/projects/(?P<project>[^/]+)/packages$"), self.list_packages, True),
@@ -98,6 +106,7 @@ class GitLabEmulator:
                                r"(?P<version>[^/]+)/(?P<file_name>[^/]+)$"), self.get_package_file, False),
             ("GET", re.compile(r"^/-/project/(?P<project>\d+)/uploads/(?P<secret>[0-9a-f]{32})/(?P<filename>[^/]+)$"),
              self.serve_upload, False),
+            ("GET", re.compile(r"^/users/sign_in$"), self.sign_in_page, False),
             ("GET", re.compile(r"^/(?P<namespace>.+)/uploads/(?P<secret>[0-9a-f]{32})/(?P<filename>[^/]+)$"),
              self.serve_upload, False),
         ]
@@ -174,10 +183,30 @@ class GitLabEmulator:
                      namespace: str = "") -> Response:
         if namespace and namespace != PROJECT_PATH:
             return _message(404, "404 Not Found")
+        if self.private and not self._has_token(request):
+            return Response(status_code=302, headers={"location": f"{self.base_url(request)}/users/sign_in"})
         upload = self._find_upload(secret, filename)
         if upload is None:
             return _message(404, "404 Not Found")
-        return Response(upload.data, media_type="image/png" if filename.endswith(".png") else "application/octet-stream")
+        return self._file(upload)
+
+    @staticmethod
+    def _file(upload: Upload) -> Response:
+        return Response(upload.data, media_type="image/png" if upload.filename.endswith(".png")
+                        else "application/octet-stream")
+
+    def _has_token(self, request: Request) -> bool:
+        return request.headers.get("private-token") == self.token
+
+    def sign_in_page(self, request: Request, body: bytes) -> Response:
+        return Response("<!DOCTYPE html><html><body>Sign in</body></html>", media_type="text/html")
+
+    def download_upload(self, request: Request, body: bytes, project: str, upload_id: str = "", secret: str = "",
+                        filename: str = "") -> Response:
+        upload = self.uploads.get(int(upload_id)) if upload_id else self._find_upload(secret, filename)
+        if upload is None:
+            return _message(404, "404 Upload Not Found")
+        return self._file(upload)
 
     def delete_upload(self, request: Request, body: bytes, project: str, upload_id: str = "", secret: str = "",
                       filename: str = "") -> Response:
@@ -208,6 +237,8 @@ class GitLabEmulator:
 
     def get_package_file(self, request: Request, body: bytes, project: str, name: str, version: str,
                          file_name: str) -> Response:
+        if self.private and not self._has_token(request):
+            return _message(404, "404 Project Not Found")
         package_id = self._package_id(name, version, create=False)
         files = [f for f in self.package_files.values() if f.package_id == package_id and f.file_name == file_name]
         if not files:

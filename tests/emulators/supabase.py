@@ -7,12 +7,14 @@ Follows shared/docs/provider-contracts.md section 5 and the storage server's rou
 - GET    /storage/v1/object/info/{bucket}/{key}     object info; user metadata under "metadata"
 - GET/HEAD /storage/v1/object/public/{bucket}/{key} public download (public buckets only)
 - POST   /storage/v1/object/sign/{bucket}/{key}     {"expiresIn"} -> {"signedURL": "/object/sign/...?token=..."}
-- GET    /storage/v1/object/sign/{bucket}/{key}?token=...
+- GET    /storage/v1/object/sign/{bucket}/{key}?token=...  (400 InvalidJWT once expired: `expire_signed_urls()`)
 - DELETE /storage/v1/object/{bucket}                {"prefixes": [keys]} -> the removed objects
 - /rest/v1/{table}: GET (select, eq./in. filters, order, limit, offset), POST (Prefer resolution=merge-duplicates
   + on_conflict), DELETE (filters). The table lives in an in-memory SQLite database built from the shipped
   schema, so CHECK/NOT NULL constraints and one-request-one-transaction behave like PostgreSQL's.
 Missing object: HTTP 400 {"statusCode": "404", "error": "not_found"}. Bad apikey/Authorization: 401 from the gateway.
+Private buckets (`public_buckets` without them): the public route answers 400 {"statusCode": "404"}; the
+authenticated download and signed URLs (until they expire) work.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import re
 import secrets
 import sqlite3
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -65,7 +68,7 @@ class SupabaseEmulator:
         self.public_buckets = set(buckets if public_buckets is None else public_buckets)
         self.max_upload_bytes = max_upload_bytes
         self.objects: dict[tuple[str, str], StoredObject] = {}
-        self.signed_tokens: dict[str, tuple[str, str]] = {}
+        self.signed_tokens: dict[str, tuple[str, str, float]] = {}  # token -> (bucket, key, expires at)
         self.faults = Faults()
         self.calls: list[RecordedCall] = []
         self.db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
@@ -83,6 +86,10 @@ class SupabaseEmulator:
         self.app.add_middleware(_Gate, emulator=self)
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    def expire_signed_urls(self) -> None:
+        """Every signed URL handed out so far is past its expiry from now on."""
+        self.signed_tokens = {t: (b, k, 0.0) for t, (b, k, _) in self.signed_tokens.items()}
 
     def calls_to(self, method: str, path_prefix: str) -> list[RecordedCall]:
         return [c for c in self.calls if c.method == method and c.path.startswith(path_prefix)]
@@ -144,10 +151,14 @@ class SupabaseEmulator:
             if (bucket, key) not in self.objects:
                 return _not_found()
             token = secrets.token_urlsafe(16)
-            self.signed_tokens[token] = (bucket, key)
+            expires_in = float((await request.json()).get("expiresIn", 60))
+            self.signed_tokens[token] = (bucket, key, time.time() + expires_in)
             return JSONResponse({"signedURL": f"/object/sign/{bucket}/{key}?token={token}"})
-        if self.signed_tokens.get(request.query_params.get("token", "")) != (bucket, key):
+        signed = self.signed_tokens.get(request.query_params.get("token", ""))
+        if signed is None or signed[:2] != (bucket, key):
             return _storage_error("400", "InvalidJWT", "invalid signature")
+        if time.time() >= signed[2]:
+            return _storage_error("400", "InvalidJWT", '"exp" claim timestamp check failed')
         obj = self.objects.get((bucket, key))
         return self._serve(obj) if obj else _not_found()
 

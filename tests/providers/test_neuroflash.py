@@ -20,6 +20,7 @@ from imagegen.errors import (
 from imagegen.models import GenerationRequest, ImageRef
 from imagegen.providers.base import ImageGenerator
 from imagegen.providers.neuroflash import NeuroflashGenerator
+from imagegen.providers.neuroflash_account import QUOTA_FIGURE_MAX_AGE_S
 from imagegen.providers.neuroflash_api import Quota, nearest_aspect_ratio, relative_image_path
 from imagegen.providers.neuroflash_client import NeuroflashClient
 from imagegen_flows.blocks.neuroflash import NeuroflashCredentials, NeuroflashImageProvider
@@ -517,6 +518,10 @@ def test_edit_accepts_a_history_style_answer(emu, generator, tmp_path):
     edited = generator.edit(ImageRef.from_file(made.image.path), "add a plant",
                             request(spec={"neuroflash_image_id": made.metadata["image_id"]}), tmp_path / "b")
     assert emu.calls["view"] == 1  # fetched through the API with auth, not from the CDN
+    # the source is named by its relative path, built from the image id: no history page is read
+    sent = next(r["json"] for r in emu.requests if r["route"] == "edit")
+    assert sent["image_urls"] == [f"/api/ds-prototypes/image_generation/{made.metadata['image_id']}/view"]
+    assert emu.calls["history"] == 0
     with Image.open(edited.image.path) as im:
         assert abs(im.width / im.height - 4 / 5) < 0.05
 
@@ -526,18 +531,51 @@ def test_edit_needs_a_neuroflash_image_id(emu, generator, tmp_path):
     source = ImageRef.from_file(made.image.path)
     with pytest.raises(ProviderRequestInvalid, match="neuroflash_image_id"):
         generator.edit(source, "x", request(), tmp_path)
-    with pytest.raises(ProviderRequestInvalid, match="not in the workspace history"):
-        generator.edit(source, "x", request(spec={"neuroflash_image_id": "no-such-image"}), tmp_path)
     assert emu.calls["edit"] == 0
+    # an id the workspace does not know: the API's 404 for its path, nothing spent, no history read
+    with pytest.raises(ProviderRequestInvalid) as caught:
+        generator.edit(source, "x", request(spec={"neuroflash_image_id": "no-such-image"}), tmp_path)
+    assert caught.value.status == 404 and "unknown id or route" in str(caught.value)
+    assert (emu.calls["edit"], emu.calls["history"], emu.quota["usedAmount"]) == (1, 0, 13)
 
 
 def test_edit_checks_quota_first(emu, generator, tmp_path):
-    made = generator.generate(request(), tmp_path)
-    emu.set_fault("exhausted_quota")
-    with pytest.raises(QuotaExhausted):
+    emu.set_quota(available=1, limit_daily=None)
+    made = generator.generate(request(), tmp_path)  # reads the quota (1 left), then spends it
+    with pytest.raises(QuotaExhausted, match="need 1 images, 0 left"):
         generator.edit(ImageRef.from_file(made.image.path), "x",
                        request(spec={"neuroflash_image_id": made.metadata["image_id"]}), tmp_path)
-    assert emu.calls["edit"] == 0
+    # the figure said no room, so the quota was read again before refusing; nothing was sent
+    assert (emu.calls["quotas"], emu.calls["edit"]) == (2, 0)
+
+
+def test_spends_are_checked_against_the_last_quota_figure_not_a_read_each(emu, make_client, tmp_path):
+    now = [1000.0]
+    generator = NeuroflashGenerator(make_client(clock=lambda: now[0]))
+    generator.ensure_quota(3)  # the run's pre-flight read
+    for _ in range(3):
+        generator.generate(request(), tmp_path)
+    assert (emu.calls["quotas"], emu.calls["generate"]) == (1, 3)
+    now[0] += QUOTA_FIGURE_MAX_AGE_S  # an old figure is read again before the next spend
+    generator.generate(request(), tmp_path)
+    assert (emu.calls["quotas"], emu.calls["generate"]) == (2, 4)
+
+
+def test_a_figure_without_room_is_read_again_and_a_reset_limit_is_used(emu, generator, tmp_path):
+    emu.set_quota(available=50, used_daily=49, limit_daily=50)
+    generator.generate(request(), tmp_path)  # the figure now says 0 left today
+    emu.set_quota(available=49, used_daily=0, limit_daily=50)  # midnight UTC: the daily limit reset
+    generator.generate(request(), tmp_path)
+    assert (emu.calls["quotas"], emu.calls["generate"]) == (2, 2)
+
+
+def test_the_apis_refusal_stays_final_when_the_figure_was_wrong(emu, generator, tmp_path):
+    generator.ensure_quota(2)
+    emu.set_fault("exhausted_quota")  # spent elsewhere since the read: the figure still says 47
+    with pytest.raises(QuotaExhausted) as caught:
+        generator.generate(request(), tmp_path)
+    assert caught.value.status == 403 and not is_transient(caught.value)
+    assert emu.calls["generate"] == 1 and emu.quota["usedAmount"] == 12
 
 
 def test_delete_uses_the_image_id_never_the_batch_id(emu, make_client, generator, tmp_path):

@@ -1,4 +1,10 @@
-"""The asset-store contract: idempotent, content-checked puts that never silently overwrite."""
+"""The asset-store contract: idempotent, content-checked puts that never silently overwrite.
+
+A put that finds other bytes under its key stores beside them (`conflict_key`), unless the caller says
+the key is its own to replace (`replace=True`: the publish stage, whose catalog names the key). Then
+the key is overwritten in place and the result says which bytes it replaced, so the caller can tell
+an update from a file that was tampered with.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +37,8 @@ class AssetStore(ABC):
     """Subclasses implement the four primitives; `put_file` gives every store the same semantics:
 
     - same bytes already under the key: no write, `written=False`;
-    - different bytes under the key: never overwritten; stored under `conflict_key(...)` instead;
+    - different bytes under the key: stored under `conflict_key(...)` instead, or, with `replace=True`,
+      overwritten in place (`replace`) with `replaced_sha256` naming the bytes that were there;
     - otherwise: written.
     """
 
@@ -53,6 +60,12 @@ class AssetStore(ABC):
     def delete(self, key: str) -> None:
         """Remove `key`; a missing key is not an error (rollback hooks call this more than once)."""
 
+    def replace(self, key: str, path: Path, content_type: str) -> None:
+        """Overwrite what `key` holds with the file at `path`. This default deletes, then writes;
+        stores that can swap the bytes in one step (a local rename, an upsert) override it."""
+        self.delete(key)
+        self.write(key, path, content_type)
+
     def preflight(self) -> None:  # noqa: B027 - a store without checks of its own passes
         """Before any spend, with a short timeout and at most one attempt: raise StoreError (one line
         naming the store and the reason, never a secret) when the store cannot take files. Leaves
@@ -62,18 +75,24 @@ class AssetStore(ABC):
         """True when the published URL answers. Local stores check the file; remote ones send HEAD."""
         return self.stored_sha256(key) is not None
 
-    def put_file(self, key: str, path: Path, content_type: str, sha256: str | None = None) -> StoredObject:
+    def put_file(self, key: str, path: Path, content_type: str, sha256: str | None = None, *,
+                 replace: bool = False) -> StoredObject:
         sha256 = sha256 or sha256_file(path)
         size = Path(path).stat().st_size
         existing = self.stored_sha256(key)
+        replaced = None
         if existing is not None and existing != sha256:
-            key = conflict_key(key, sha256)
-            existing = self.stored_sha256(key)
-        written = existing is None
-        if written:
+            if replace:
+                self.replace(key, Path(path), content_type)
+                replaced = existing
+            else:
+                key = conflict_key(key, sha256)
+                existing = self.stored_sha256(key)
+        written = replaced is not None or existing is None
+        if written and replaced is None:
             self.write(key, Path(path), content_type)
         return StoredObject(store=self.name, key=key, url=self.url_for(key), sha256=sha256, bytes=size,
-                            content_type=content_type, written=written)
+                            content_type=content_type, written=written, replaced_sha256=replaced)
 
 
 @dataclass

@@ -160,7 +160,8 @@ class PostgresCatalog(Catalog):
         return result
 
     def rows(self, campaign: str | None = None, asset_ids: Iterable[str] | None = None) -> list[CatalogRow]:
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[Any] = []
         if campaign is not None:
             clauses.append("campaign = %s")
             params.append(campaign)

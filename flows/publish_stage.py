@@ -3,6 +3,11 @@
 Rows are written only after their files, and when the catalog refuses a chunk's rows the files the run
 wrote for that chunk are removed again: no file is left without a row and no row without a file. A
 master that fails to publish fails alone; the other masters of its chunk are published and cataloged.
+
+One asset, one status: each chunk starts from the catalog's rows of its assets. What an asset's new
+state leaves of its earlier one (imagegen.reconcile: the variants of a master now quarantined, the
+quarantined copy of a master published again, a file that moved) loses its rows in the transaction
+that writes the new ones, and its files right after that transaction commits.
 """
 
 from __future__ import annotations
@@ -24,12 +29,13 @@ from imagegen.prompts import PromptSpec
 from imagegen.providers.vlm import template_alt_text
 from imagegen.publishing import PublishedFile, WebOptions
 from imagegen.quality import GateResult
+from imagegen.reconcile import Leftovers, RecordedFile, leftovers
 from imagegen.rollback import LeftBehind, left_behind
 from imagegen.summary import FailedAsset
 from imagegen_flows.flows.reporting import RunRecord
 from imagegen_flows.flows.streaming import forget_cancel_events, future_exception, release_memory
-from imagegen_flows.tasks.catalog import write_catalog
-from imagegen_flows.tasks.publish import publish_master, quarantine_master, render_master, unpublish
+from imagegen_flows.tasks.catalog import read_recorded, write_catalog
+from imagegen_flows.tasks.publish import publish_master, quarantine_master, remove_leftovers, render_master, unpublish
 
 # Masters published and cataloged per chunk: a catalog outage removes one chunk's files again,
 # and the rows of earlier chunks need not stay in memory until the end of the run.
@@ -93,6 +99,7 @@ class PublishJob:
     render: dict[str, Any] = field(default_factory=dict)  # render_master arguments
     store: dict[str, Any] = field(default_factory=dict)  # publish_master arguments besides `rendered`
     rendered: Any = None  # a RenderedSet, or the future of a render made while the run was generating
+    run_stores: list[Any] = field(default_factory=list)  # every store block of the run: earlier files may be in any
 
     def store_blocks(self) -> list[Any]:
         """The store blocks this job writes to."""
@@ -113,13 +120,14 @@ def publish_job(master: GeneratedImage, template: dict[str, Any], *, targets, sm
                 brief: Brief, work_dir: Path, rendered=None, signing=None, signed_cache: Path | None = None
                 ) -> PublishJob:
     common = dict(campaign=template["campaign"], asset_id=template["asset_id"])
+    run_stores = [small, large, quarantine]
     if template["status"] == "quarantined":
-        return PublishJob(template=template, master=master, quarantine={
+        return PublishJob(template=template, master=master, run_stores=run_stores, quarantine={
             **common, "master": master, "prompt": template["prompt"], "reasons": template["gates"]["failures"],
             "store": quarantine})
     responsive = brief.publish.responsive
     return PublishJob(
-        template=template, master=master, rendered=rendered,
+        template=template, master=master, rendered=rendered, run_stores=run_stores,
         render=render_arguments(master, prompt=template["prompt"], targets=targets, brief=brief, work_dir=work_dir,
                                 signing=signing, signed_cache=signed_cache, **common),
         store={**common, "small_store": small, "large_store": large,
@@ -127,20 +135,23 @@ def publish_job(master: GeneratedImage, template: dict[str, Any], *, targets, sm
                "sizes": responsive.sizes if responsive.enabled else "100vw"})
 
 
-def publish_chunk(jobs: dict[str, PublishJob], logger, failed: list[FailedAsset], counter: list[int], total: int
-                  ) -> tuple[list[CatalogRow], list[PublishedFile]]:
-    """Publish or quarantine one chunk of masters; gather catalog rows for the files that were stored."""
+def publish_chunk(jobs: dict[str, PublishJob], recorded: dict[str, list[RecordedFile]], logger,
+                  failed: list[FailedAsset], counter: list[int], total: int
+                  ) -> tuple[list[CatalogRow], list[PublishedFile], dict[str, Leftovers]]:
+    """Publish or quarantine one chunk of masters; gather catalog rows for the files that were stored,
+    and what each published asset leaves of its `recorded` state (a failed one leaves it as it was)."""
     futures = {}
     for aid, job in jobs.items():
         if job.quarantine is not None:
-            futures[aid] = quarantine_master.submit(**job.quarantine)
+            futures[aid] = quarantine_master.submit(**job.quarantine, recorded=recorded.get(aid, []))
         else:
-            futures[aid] = publish_master.submit(rendered=job.rendered, **job.store)
+            futures[aid] = publish_master.submit(rendered=job.rendered, **job.store, recorded=recorded.get(aid, []))
     wait(list(futures.values()))
     renders = [job.rendered for job in jobs.values() if isinstance(job.rendered, PrefectFuture)]
     forget_cancel_events([f.task_run_id for f in [*futures.values(), *renders]])
     rows: list[CatalogRow] = []
     stored: list[PublishedFile] = []
+    left: dict[str, Leftovers] = {}
     for aid, future in futures.items():
         counter[0] += 1
         render = jobs[aid].rendered
@@ -156,13 +167,19 @@ def publish_chunk(jobs: dict[str, PublishJob], logger, failed: list[FailedAsset]
         stored += result.files
         extras = {k: v for k, v in (("picture", result.picture), ("blurhash", result.blurhash),
                                     ("palette", result.palette)) if v}
-        rows += rows_for_files(jobs[aid].template, result.files, extras)
-        logger.info(f"[publish] {counter[0]}/{total} {aid}: {jobs[aid].template['status']}, "
+        template = jobs[aid].template
+        rows += rows_for_files(template, result.files, extras)
+        left[aid] = leftovers(template["campaign"], aid, recorded.get(aid, []),
+                              [(f.variant, (f.stored.store, f.stored.key)) for f in result.files],
+                              status=template["status"], master_sha256=template["metadata"].get("master_sha256"))
+        logger.info(f"[publish] {counter[0]}/{total} {aid}: {template['status']}, "
                     f"{len(result.files)} file(s), {sum(f.stored.written for f in result.files)} written")
         for f in result.files:
             if f.budget_note:
                 logger.warning(f"[publish] {aid} {f.variant}: {f.budget_note}")
-    return rows, stored
+            if f.repaired:
+                logger.warning(f"[publish] {aid} {f.variant}: {f.repaired.line()}")
+    return rows, stored, left
 
 
 def ensure_rendered(jobs: list[PublishJob]) -> None:
@@ -187,22 +204,47 @@ def publish_and_catalog(jobs: dict[str, PublishJob], catalog, logger, failed: li
     counter = [0]
     for index, part in enumerate(chunks):
         ensure_rendered([jobs[aid] for aid in part + (chunks[index + 1] if index + 1 < len(chunks) else [])])
-        part_rows, part_stored = publish_chunk({aid: jobs[aid] for aid in part}, logger, failed, counter, len(ids))
+        recorded = read_recorded(catalog, jobs[part[0]].template["campaign"], part)
+        part_rows, part_stored, left = publish_chunk({aid: jobs[aid] for aid in part}, recorded, logger, failed,
+                                                     counter, len(ids))
         try:
-            upserted = write_catalog(part_rows, catalog)
+            upserted = write_catalog(part_rows, catalog, remove=[key for found in left.values() for key in found.rows])
         except Exception:
             unpublish_chunk(part_stored, [jobs[aid] for aid in part], logger)
             raise  # the catalog's refusal is what the run reports
+        record.files_removed += remove_earlier_files(left, jobs, logger, failed)
         for aid in part:  # the chunk's masters and renders are done with: let them go
             jobs[aid].rendered = jobs[aid].master = None
         record.add(part_rows, part_stored)
         del part_rows, part_stored
         release_memory()
         total = UpsertResult(inserted=total.inserted + upserted.inserted, updated=total.updated + upserted.updated,
-                             unchanged=total.unchanged + upserted.unchanged)
-    logger.info(f"[catalog] {total.inserted} new, {total.updated} updated, {total.unchanged} unchanged")
+                             unchanged=total.unchanged + upserted.unchanged, deleted=total.deleted + upserted.deleted)
+    logger.info(f"[catalog] {total.inserted} new, {total.updated} updated, {total.unchanged} unchanged"
+                + (f", {total.deleted} deleted" if total.deleted else ""))
     record.upserted = total
     return record
+
+
+def remove_earlier_files(left: dict[str, Leftovers], jobs: dict[str, PublishJob], logger,
+                         failed: list[FailedAsset]) -> int:
+    """The catalog no longer names these files: remove them from their stores, asset by asset. A store
+    that refuses fails that asset (stage "unpublish"), naming the files left; the others go on."""
+    removed = 0
+    for aid, found in left.items():
+        if not found:
+            continue
+        status = jobs[aid].template["status"]
+        change = f"{found.previous_status} -> {status}" if found.previous_status not in (None, status) else status
+        try:
+            removed += remove_leftovers(found.files, jobs[aid].run_stores) if found.files else 0
+        except Exception as exc:
+            failed.append(FailedAsset(asset_id=aid, stage="unpublish", reason=safe_reason(exc)))
+            logger.error(f"[publish] {aid} ({change}): its earlier rows are gone, but {safe_reason(exc)}")
+            continue
+        logger.info(f"[publish] {aid} ({change}): {len(found.rows)} row(s) and {len(found.files)} file(s) "
+                    "of its earlier state removed")
+    return removed
 
 
 def unpublish_chunk(stored: list[PublishedFile], chunk_jobs: list[PublishJob], logger) -> None:

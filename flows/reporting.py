@@ -14,7 +14,7 @@ from imagegen.files import open_text_atomically
 from imagegen.gallery import GalleryCards, write_gallery
 from imagegen.publishing import PublishedFile
 from imagegen.run_records import SUMMARY_FILE, run_folder, write_index
-from imagegen.summary import RunSummary
+from imagegen.summary import RepairedFile, RunSummary
 
 
 @dataclass
@@ -26,6 +26,8 @@ class RunRecord:
     statuses: dict[str, str] = field(default_factory=dict)  # asset id -> published / quarantined
     files_stored: int = 0
     files_written: int = 0
+    files_removed: int = 0  # files of an earlier state (imagegen.reconcile)
+    repaired: list[RepairedFile] = field(default_factory=list)
     table: list[dict[str, Any]] = field(default_factory=list)  # the assets artifact, a line per file
     upserted: UpsertResult = field(default_factory=UpsertResult)
 
@@ -33,6 +35,7 @@ class RunRecord:
         self.statuses.update((row.asset_id, row.status) for row in rows)
         self.files_stored += len(stored)
         self.files_written += sum(1 for f in stored if f.stored.written)
+        self.repaired += [f.repaired for f in stored if f.repaired]
         self.table += [{"asset_id": r.asset_id, "variant": r.variant, "status": r.status, "store": r.store,
                         "size": f"{r.width}x{r.height}", "format": r.format, "bytes": r.bytes,
                         "gates": "pass" if r.gates.get("passed") else "; ".join(
@@ -50,9 +53,9 @@ def record_run(summary: RunSummary, record: RunRecord, catalog, out: Path, start
     summary = summary.model_copy(update=dict(
         published=sum(1 for s in statuses if s == "published"),
         quarantined=sum(1 for s in statuses if s == "quarantined"),
-        files_stored=record.files_stored, files_written=record.files_written,
-        catalog_inserted=record.upserted.inserted, catalog_updated=record.upserted.updated,
-        catalog_unchanged=record.upserted.unchanged,
+        files_stored=record.files_stored, files_written=record.files_written, files_removed=record.files_removed,
+        repaired=record.repaired, catalog_inserted=record.upserted.inserted, catalog_updated=record.upserted.updated,
+        catalog_unchanged=record.upserted.unchanged, catalog_deleted=record.upserted.deleted,
         catalog=getattr(catalog, "path", None) or catalog.get_block_type_slug(),
         gallery=str(folder / "gallery.html"), seconds=round(time.monotonic() - started, 2)))
     gallery_counts = {"masters": summary.masters, "published": summary.published, "quarantined": summary.quarantined,

@@ -113,3 +113,5 @@ class StoredObject(BaseModel):
     bytes: int
     content_type: str
     written: bool = Field(description="False when the store already held these exact bytes")
+    replaced_sha256: str | None = Field(None, description="The other bytes a write replaced under the key "
+                                                          "(put_file with replace=True), None otherwise")

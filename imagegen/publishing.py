@@ -13,10 +13,12 @@ from imagegen.files import write_atomically
 from imagegen.imaging.logo import LogoMarks
 from imagegen.imaging.resample import reuse_pixels
 from imagegen.models import FORMAT_CONTENT_TYPES, FORMAT_EXTENSIONS, ImageRef, StoredObject
-from imagegen.sizes import Target
+from imagegen.reconcile import RecordedFile, found_problem
+from imagegen.sizes import MASTER_VARIANT, RENDITION_NAME, Target, rendition_name
 from imagegen.stores.base import AssetStore, SizeRouter, safe_key
+from imagegen.summary import RepairedFile
 
-MASTER_VARIANT = "master"
+__all__ = ["MASTER_VARIANT"]  # re-exported: callers import it from here
 
 
 class RenderedVariant(BaseModel):
@@ -52,6 +54,7 @@ class PublishedFile(BaseModel):
     verified: bool = False
     budget_note: str | None = None
     content_credentials: dict[str, Any] | None = None
+    repaired: RepairedFile | None = None  # the key did not hold what its row says; rewritten
 
 
 class PublishResult(BaseModel):
@@ -127,7 +130,7 @@ def render_responsive(source: Image.Image, policy: dict[str, Any], *, xmp: bytes
                                         bytes_step=policy["bytes_step"], max_images=policy["max_images"], xmp=xmp,
                                         cascade=cascade)
         for rendition in chosen.renditions:
-            name = f"web_{fmt.lower()}_{rendition.width}w"
+            name = rendition_name(fmt, rendition.width)
             path = work_dir / f"{name}.{FORMAT_EXTENSIONS[fmt]}"
             write_atomically(path, rendition.data)
             rendered.append(RenderedVariant(variant=name, platform="web", path=str(path), width=rendition.width,
@@ -210,7 +213,7 @@ def picture_snippet(files: list[PublishedFile], *, alt: str, sizes: str, url_for
     """The <picture> over the responsive renditions (AVIF, WebP, then the JPEG/PNG fallback)."""
     from imagegen.imaging.picture import picture_html
 
-    web = [f for f in files if f.variant.startswith("web_")]
+    web = [f for f in files if RENDITION_NAME.match(f.variant)]
     fallback = [f for f in web if f.format in ("JPEG", "PNG")]
     if not fallback:
         return None
@@ -223,17 +226,25 @@ def picture_snippet(files: list[PublishedFile], *, alt: str, sizes: str, url_for
 
 
 def store_variant(variant: RenderedVariant, *, campaign: str, asset_id: str, router: SizeRouter,
-                  verify: bool = True) -> PublishedFile:
+                  verify: bool = True, recorded: RecordedFile | None = None) -> PublishedFile:
     """Store one rendered variant in the store its size routes to, then check its URL answers (a check
-    that fails removes the file it checked again, AssetStore.verify_stored)."""
+    that fails removes the file it checked again, AssetStore.verify_stored).
+
+    The key is the variant's own: other bytes under it are replaced in place, so the canonical key
+    always holds what its row will name. `recorded` (the catalog's row for this variant) tells an
+    update from a file that was changed or removed behind the catalog's back, which is reported.
+    """
     store: AssetStore = router.store_for(variant.bytes)
     key = variant_key(campaign, asset_id, variant.variant, variant.format)
-    stored = store.put_file(key, Path(variant.path), FORMAT_CONTENT_TYPES[variant.format])
+    stored = store.put_file(key, Path(variant.path), FORMAT_CONTENT_TYPES[variant.format], replace=True)
     verified = store.verify_stored(stored) if verify else False
     return PublishedFile(variant=variant.variant, platform=variant.platform, width=variant.width,
                          height=variant.height, format=variant.format, stored=stored, quality=variant.quality,
                          max_bytes=variant.max_bytes, upscaled=variant.upscaled, verified=verified,
-                         budget_note=variant.budget_note, content_credentials=variant.content_credentials)
+                         budget_note=variant.budget_note, content_credentials=variant.content_credentials,
+                         repaired=found_problem(asset_id, variant.variant, store=stored.store, key=stored.key,
+                                                written=stored.written, replaced_sha256=stored.replaced_sha256,
+                                                recorded=recorded))
 
 
 def edit_descriptions(master_metadata: dict[str, Any], *, logo: bool, options: WebOptions) -> list[str]:

@@ -33,12 +33,13 @@ class LeftBehind:
 
 
 def remove_written(objects: Iterable[StoredObject], stores: Mapping[str, object]) -> list[LeftBehind]:
-    """Delete every object this attempt wrote (`written=True`; bytes that were already there stay),
-    going on past a removal that fails. `stores` maps a store name to its AssetStore. Returns what
-    could not be removed (empty when everything went)."""
+    """Delete every object this attempt wrote to a free key (`written=True`; bytes that were already there
+    stay, and so do keys whose bytes were replaced in place: their row names the key, and removing the
+    file would leave that row without one), going on past a removal that fails. `stores` maps a store
+    name to its AssetStore. Returns what could not be removed (empty when everything went)."""
     left: list[LeftBehind] = []
     for stored in objects:
-        if not stored.written:
+        if not stored.written or stored.replaced_sha256 is not None:
             continue
         try:
             stores[stored.store].delete(stored.key)  # type: ignore[attr-defined]

@@ -39,8 +39,28 @@ PLATFORM_MAX_BYTES: dict[str, int | None] = {
 }
 
 _FORMAT_ALIASES = {"JPG": "JPEG"}
-# Target names become file names in the stores (<campaign>/<asset>/<target>.<ext>).
+# Target names become file names in the stores (<campaign>/<asset>/<target>.<ext>) and catalog variants.
 _TARGET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# Variant names the pipeline gives files of its own, which no target may take: the full-resolution
+# master, and the responsive renditions (publish.responsive), `web_<format>_<width>w`.
+MASTER_VARIANT = "master"
+RENDITION_NAME = re.compile(r"^web_(?:" + "|".join(f.lower() for f in FORMAT_EXTENSIONS) + r")_[0-9]+w$")
+
+
+def rendition_name(fmt: str, width: int) -> str:
+    """The variant name of a responsive rendition: `web_jpeg_640w`."""
+    return f"web_{fmt.lower()}_{width}w"
+
+
+def reserved_name_problem(name: str) -> str | None:
+    """Why a target may not be called `name` (a file of the pipeline's own has it), or None."""
+    if name == MASTER_VARIANT:
+        return (f"{name!r} collides with the master variant (every asset publishes its full-resolution "
+                f"master as {MASTER_VARIANT!r}); pick another name")
+    if RENDITION_NAME.match(name):
+        return (f"{name!r} collides with the responsive renditions (publish.responsive names them "
+                "web_<format>_<width>w); pick another name")
+    return None
 
 MIN_SIDE = 16
 MAX_SIDE = 8192
@@ -76,6 +96,8 @@ class Target(BaseModel):
         if not _TARGET_NAME.match(value):
             raise ValueError(f"not a target name: {value!r}; use lowercase letters, digits, '_' or '-' "
                              "(at most 64, starting with a letter or digit)")
+        if problem := reserved_name_problem(value):
+            raise ValueError(problem)
         return value
 
     @field_validator("platform")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, field_validator
 
 from imagegen.redaction import mask_urls_in
@@ -28,6 +30,27 @@ class FailedAsset(BaseModel):
         return [mask_urls_in(line) for line in lines]
 
 
+class RepairedFile(BaseModel):
+    """A published file that did not hold what its catalog row says, found by its sha256 and rewritten."""
+
+    asset_id: str
+    variant: str
+    location: str = Field(description="store:key")
+    problem: Literal["changed", "missing"]
+    found_sha256: str | None = None
+    expected_sha256: str | None = Field(None, description="What the row named; None when no row named the key")
+
+    def line(self) -> str:
+        if self.problem == "missing":
+            return (f"{self.location} ({self.asset_id} {self.variant}) was missing; "
+                    "its row's file was written again from the master")
+        found = (self.found_sha256 or "")[:12]
+        named = (f"not the sha256 {self.expected_sha256[:12]} its row names" if self.expected_sha256
+                 else "and no row named it")
+        return (f"{self.location} ({self.asset_id} {self.variant}) held other bytes (sha256 {found}), {named}; "
+                "rewritten from the master")
+
+
 class RunSummary(BaseModel):
     campaign: str
     out_dir: str
@@ -38,6 +61,9 @@ class RunSummary(BaseModel):
     failed: list[FailedAsset] = Field(default_factory=list)
     files_stored: int = Field(0, description="Files the stores hold for this run")
     files_written: int = Field(0, description="Files actually written this run (0 on an unchanged rerun)")
+    files_removed: int = Field(0, description="Files of an earlier state removed (a status change, a moved file)")
+    repaired: list[RepairedFile] = Field(default_factory=list,
+                                         description="Files that did not hold what their rows say, rewritten")
     provider_calls: int = 0
     outcome_unknown: int = Field(0, description="Paid calls whose answer was lost in transit (counted as spent; "
                                                 "each request sent again at most once)")
@@ -54,6 +80,7 @@ class RunSummary(BaseModel):
     catalog_inserted: int = 0
     catalog_updated: int = 0
     catalog_unchanged: int = 0
+    catalog_deleted: int = Field(0, description="Rows of an earlier state deleted (a status change)")
     catalog: str = ""
     gallery: str = ""
     gx_report: str | None = None
@@ -63,7 +90,9 @@ class RunSummary(BaseModel):
         """The human summary the CLI prints."""
         counts = (f"{self.published} published, {self.quarantined} quarantined"
                   + (f", {len(self.failed)} failed" if self.failed else ""))
-        files = f"files: {self.files_stored} stored, {self.files_written} written this run"
+        files = (f"files: {self.files_stored} stored, {self.files_written} written this run"
+                 + (f", {self.files_removed} removed" if self.files_removed else "")
+                 + (f", {len(self.repaired)} repaired" if self.repaired else ""))
         if self.rerendered is not None:  # a size-set run: nothing planned or generated, only re-rendered
             out = [f"campaign {self.campaign}: re-rendered {self.rerendered} published masters, "
                    f"{self.provider_calls} provider calls; {counts}", files]
@@ -78,7 +107,8 @@ class RunSummary(BaseModel):
                        f"{self.answers_recovered}")
         out += [
             f"catalog: {self.catalog} (+{self.catalog_inserted} new, {self.catalog_updated} updated, "
-            f"{self.catalog_unchanged} unchanged)",
+            f"{self.catalog_unchanged} unchanged"
+            + (f", {self.catalog_deleted} deleted" if self.catalog_deleted else "") + ")",
         ]
         out += [f"skipped {name}: {reason}" for name, reason in self.providers_skipped.items()]
         for name, usage in sorted(self.provider_usage.items()):
@@ -88,6 +118,7 @@ class RunSummary(BaseModel):
         out += [f"failed: {f.asset_id} at {f.stage}: {f.reason}"
                 + (f"; left behind without a catalog row: {', '.join(f.left_behind)}" if f.left_behind else "")
                 for f in self.failed]
+        out += [f"repaired: {r.line()}" for r in self.repaired]
         if self.gx_report:
             out.append(f"quality report: {self.gx_report}")
         out.append(f"gallery: {self.gallery}")

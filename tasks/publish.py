@@ -12,6 +12,7 @@ from prefect import get_run_logger, task
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_logger
 
+from imagegen.errors import StoreError, TransientStoreError, is_transient, safe_reason
 from imagegen.files import transient_file
 from imagegen.imaging.c2pa_signing import SigningFiles
 from imagegen.imaging.logo import DEFAULT_LOGO_SCALE, LogoMarks, prepare_marks
@@ -33,6 +34,7 @@ from imagegen.publishing import (
     store_variant,
     variant_key,
 )
+from imagegen.reconcile import Location, RecordedFile, found_problem, reasons_key
 from imagegen.rollback import (
     left_behind,
     note_left_behind,
@@ -90,8 +92,11 @@ def render_master(master: GeneratedImage, campaign: str, asset_id: str, prompt: 
 @task(name="publish-master", task_run_name="publish {asset_id}", cache_result_in_memory=False, **RETRY_OPTIONS)
 def publish_master(rendered: RenderedSet, campaign: str, asset_id: str, small_store: AssetStoreBlock,
                    large_store: AssetStoreBlock, threshold_bytes: int, alt_text: str = "",
-                   sizes: str = "100vw") -> PublishResult:
+                   sizes: str = "100vw", recorded: list[RecordedFile] | None = None) -> PublishResult:
     """Store each rendered file in the store its size routes to, then drop the scratch folder.
+
+    `recorded` (the catalog's rows of the asset) tells each file whether its key held what its row
+    says: a changed or missing file is rewritten and reported (PublishedFile.repaired).
 
     Files this attempt wrote are removed again if it fails (and by `unpublish` if the catalog refuses
     their rows), so no file is left without its catalog row. A failure is this master's alone: the
@@ -99,11 +104,13 @@ def publish_master(rendered: RenderedSet, campaign: str, asset_id: str, small_st
     nothing is rendered twice.
     """
     router = SizeRouter(small=small_store.get_store(), large=large_store.get_store(), threshold_bytes=threshold_bytes)
+    rows = {r.variant: r for r in recorded or []}
     published: list[PublishedFile] = []
     written: list[StoredObject] = []  # what this attempt stored, removed again if a later file fails
     with rolled_back_on_failure(written, {s.name: s for s in (router.small, router.large)}, f"publishing {asset_id}"):
         for variant in rendered.variants:
-            published.append(store_variant(variant, campaign=campaign, asset_id=asset_id, router=router))
+            published.append(store_variant(variant, campaign=campaign, asset_id=asset_id, router=router,
+                                           recorded=rows.get(variant.variant)))
             written.append(published[-1].stored)
     shutil.rmtree(rendered.directory, ignore_errors=True)  # the stores hold the only copies now
     return PublishResult(files=published, blurhash=rendered.blurhash, palette=rendered.palette,
@@ -130,8 +137,9 @@ def rolled_back_on_failure(written: list[StoredObject], stores: dict, what: str)
 @task(name="unpublish", cache_result_in_memory=False, **RETRY_OPTIONS)
 def unpublish(files: list[PublishedFile], store_blocks: list[AssetStoreBlock]) -> None:
     """Remove the files a run wrote when the catalog refused their rows (idempotent; files that were already
-    there, written=False, stay), so no file is left without its catalog row. Every file is tried; the
-    error for those that could not be removed lists them (imagegen.rollback.left_behind)."""
+    there, written=False, and files replaced in place stay), so no file is left without its catalog row.
+    Every file is tried; the error for those that could not be removed lists them
+    (imagegen.rollback.left_behind)."""
     stores = {}
     for block in store_blocks:
         store = block.get_store()
@@ -145,25 +153,55 @@ def unpublish(files: list[PublishedFile], store_blocks: list[AssetStoreBlock]) -
 @task(name="quarantine-master", task_run_name="quarantine {asset_id}", cache_result_in_memory=False,
       **RETRY_OPTIONS)
 def quarantine_master(master: GeneratedImage, campaign: str, asset_id: str, prompt: str, reasons: list[dict],
-                      store: AssetStoreBlock) -> PublishResult:
-    """Keep a master that failed its gates, with its reasons beside it: never silently dropped."""
+                      store: AssetStoreBlock, recorded: list[RecordedFile] | None = None) -> PublishResult:
+    """Keep a master that failed its gates, with its reasons beside it: never silently dropped. Its key
+    holds this master (other bytes are replaced, and reported when its row did not name them)."""
     target = store.get_store()
     key = variant_key(campaign, asset_id, MASTER_VARIANT, master.image.format)
     written: list[StoredObject] = []  # removed again if a later step fails: no file without its row
     with rolled_back_on_failure(written, {target.name: target}, f"quarantining {asset_id}"):
         stored = target.put_file(key, Path(master.image.path), FORMAT_CONTENT_TYPES[master.image.format],
-                                 sha256=master.image.sha256)
+                                 sha256=master.image.sha256, replace=True)
         written.append(stored)
         # sorted JSON: the same reasons give the same bytes, so a rerun writes nothing
         reasons_json = json.dumps({"campaign": campaign, "asset_id": asset_id, "prompt": prompt,
                                    "sha256": master.image.sha256, "reasons": reasons}, indent=2, sort_keys=True)
         with transient_file(reasons_json.encode(), suffix=".json") as reasons_path:
-            written.append(target.put_file(key.rsplit("/", 1)[0] + "/reasons.json", reasons_path,
-                                           "application/json"))
+            written.append(target.put_file(reasons_key(key), reasons_path, "application/json", replace=True))
         verified = target.verify_stored(stored)
+    row = next((r for r in recorded or [] if r.variant == MASTER_VARIANT), None)
     published = [PublishedFile(variant=MASTER_VARIANT, platform="master", width=master.image.width,
                                height=master.image.height, format=master.image.format, stored=stored,
-                               verified=verified)]
+                               verified=verified,
+                               repaired=found_problem(asset_id, MASTER_VARIANT, store=stored.store, key=stored.key,
+                                                      written=stored.written, replaced_sha256=stored.replaced_sha256,
+                                                      recorded=row))]
     return PublishResult(files=published)
+
+
+@task(name="remove-leftovers", cache_result_in_memory=False, **RETRY_OPTIONS)
+def remove_leftovers(files: list[Location], store_blocks: list[AssetStoreBlock]) -> int:
+    """Remove the files an asset's earlier state leaves behind (reconcile.leftovers), once the catalog
+    no longer names them. Every file is tried; then one error names those that could not go (a
+    retry removes the rest: removing is idempotent). Returns how many were removed."""
+    stores = {}
+    for block in store_blocks:
+        store = block.get_store()
+        stores[store.name] = store
+    failures, transient = [], False
+    for name, key in files:
+        if name not in stores:
+            failures.append(f"{name}:{key} (store {name!r} is not one this run publishes to)")
+            continue
+        try:
+            stores[name].delete(key)
+        except Exception as exc:
+            failures.append(f"{name}:{key} ({safe_reason(exc)})")
+            transient = transient or is_transient(exc)
+    if failures:
+        error = TransientStoreError if transient else StoreError
+        raise error(f"{len(failures)} file(s) of an earlier state could not be removed: "
+                    + "; ".join(failures[:5]) + (" ..." if len(failures) > 5 else ""))
+    return len(files)
 
 

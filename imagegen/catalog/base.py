@@ -61,6 +61,7 @@ class UpsertResult(BaseModel):
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    deleted: int = 0  # rows named in `remove` that were there
 
 
 def schema_sql(dialect: Literal["sqlite", "postgres"]) -> str:
@@ -86,17 +87,23 @@ def missing_columns(found: Iterable[str]) -> list[str]:
     return [column for column in CatalogRow.model_fields if column not in present]
 
 
+RowKey = tuple[str, str, str]
+
+
 class Catalog(ABC):
-    """All backends share these semantics: upserts run in one transaction (all rows or none),
-    keep `created_at` of existing rows, and count a row as updated only if its content changed."""
+    """All backends share these semantics: upserts run in one transaction (all rows or none), with
+    the rows named in `remove` deleted in the same transaction (an asset whose status changed loses
+    its other rows as it gets its new ones), keep `created_at` of existing rows, and count a row as
+    updated only if its content changed."""
 
     name: str = "catalog"
 
     @abstractmethod
-    def upsert(self, rows: list[CatalogRow]) -> UpsertResult: ...
+    def upsert(self, rows: list[CatalogRow], remove: Iterable[RowKey] = ()) -> UpsertResult: ...
 
     @abstractmethod
-    def rows(self, campaign: str | None = None) -> list[CatalogRow]: ...
+    def rows(self, campaign: str | None = None, asset_ids: Iterable[str] | None = None) -> list[CatalogRow]:
+        """Rows in natural-key order, of `campaign` (None: all) and, given, of those asset ids only."""
 
     @abstractmethod
     def delete(self, keys: list[tuple[str, str, str]]) -> int:

@@ -7,7 +7,8 @@ through its direct connection string.
   WHERE <content changed>`: an unchanged row is not touched (no new updated_at), created_at is never
   in the SET list, and `RETURNING (xmax = 0)` tells an insert (true) from an update (false); no row
   back means unchanged. Rows go through `executemany` (pipelined), one statement per row, so a batch
-  that names a key twice behaves like the SQLite catalog instead of failing.
+  that names a key twice behaves like the SQLite catalog instead of failing. The rows `remove` names
+  are deleted in the same transaction.
 - Prepared statements are off (`prepare_threshold=None`) so a transaction-mode pooler (Supabase's
   port 6543, PgBouncer) works too.
 """
@@ -15,7 +16,7 @@ through its direct connection string.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -29,6 +30,7 @@ from imagegen.catalog.base import (
     PREFLIGHT_TIMEOUT_SECONDS,
     Catalog,
     CatalogRow,
+    RowKey,
     UpsertResult,
     missing_columns,
     probe_row,
@@ -135,25 +137,38 @@ class PostgresCatalog(Catalog):
         except psycopg.Error as exc:
             raise self._error(exc, "checking") from None
 
-    def upsert(self, rows: list[CatalogRow]) -> UpsertResult:
+    def upsert(self, rows: list[CatalogRow], remove: Iterable[RowKey] = ()) -> UpsertResult:
         result = UpsertResult()
-        if not rows:
+        remove = [key for key in remove if key not in {row.key for row in rows}]
+        if not rows and not remove:
             return result
         with self._transaction("upserting into") as cursor:
-            cursor.executemany(UPSERT_SQL, [_params(row) for row in rows], returning=True)
-            for _ in rows:
-                outcome = cursor.fetchone()
-                if outcome is None:
-                    result.unchanged += 1
-                elif outcome["inserted"]:
-                    result.inserted += 1
-                else:
-                    result.updated += 1
-                cursor.nextset()
+            if rows:
+                cursor.executemany(UPSERT_SQL, [_params(row) for row in rows], returning=True)
+                for _ in rows:
+                    outcome = cursor.fetchone()
+                    if outcome is None:
+                        result.unchanged += 1
+                    elif outcome["inserted"]:
+                        result.inserted += 1
+                    else:
+                        result.updated += 1
+                    cursor.nextset()
+            for key in remove:
+                cursor.execute(f"DELETE FROM media_assets WHERE {_KEY_WHERE}", list(key))
+                result.deleted += cursor.rowcount
         return result
 
-    def rows(self, campaign: str | None = None) -> list[CatalogRow]:
-        where, params = ("WHERE campaign = %s", [campaign]) if campaign is not None else ("", [])
+    def rows(self, campaign: str | None = None, asset_ids: Iterable[str] | None = None) -> list[CatalogRow]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if campaign is not None:
+            clauses.append("campaign = %s")
+            params.append(campaign)
+        if asset_ids is not None:
+            clauses.append("asset_id = ANY(%s)")
+            params.append(sorted(set(asset_ids)))
+        where = "WHERE " + " AND ".join(clauses) if clauses else ""
         with self._transaction("reading") as cursor:
             cursor.execute(f"SELECT * FROM media_assets {where} ORDER BY campaign, asset_id, variant", params)
             return [CatalogRow.model_validate(record) for record in cursor.fetchall()]

@@ -6,7 +6,7 @@ import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -15,6 +15,7 @@ from imagegen.catalog.base import (
     PREFLIGHT_TIMEOUT_SECONDS,
     Catalog,
     CatalogRow,
+    RowKey,
     UpsertResult,
     missing_columns,
     probe_row,
@@ -125,9 +126,10 @@ class SqliteCatalog(Catalog):
         conn.execute(f"INSERT OR REPLACE INTO media_assets ({', '.join(names)}) "
                      f"VALUES ({', '.join('?' * len(names))})", [_to_db(c, getattr(probe, c)) for c in names])
 
-    def upsert(self, rows: list[CatalogRow]) -> UpsertResult:
+    def upsert(self, rows: list[CatalogRow], remove: Iterable[RowKey] = ()) -> UpsertResult:
         result = UpsertResult()
-        if not rows:
+        remove = [key for key in remove if key not in {row.key for row in rows}]
+        if not rows and not remove:
             return result
         columns = list(CatalogRow.model_fields)
         assignments = ", ".join(f"{c}=?" for c in (*CONTENT_COLUMNS, "updated_at"))
@@ -148,18 +150,25 @@ class SqliteCatalog(Catalog):
                         [*(_to_db(c, getattr(row, c)) for c in CONTENT_COLUMNS), _to_db("updated_at", row.updated_at),
                          *row.key])
                     result.updated += 1
+            result.deleted = sum(conn.execute("DELETE FROM media_assets WHERE campaign=? AND asset_id=? AND variant=?",
+                                              key).rowcount for key in remove)
         return result
 
-    def rows(self, campaign: str | None = None) -> list[CatalogRow]:
+    def rows(self, campaign: str | None = None, asset_ids: Iterable[str] | None = None) -> list[CatalogRow]:
         if not self.path.exists():
             return []
+        where, params = [], []
+        if campaign is not None:
+            where.append("campaign=?")
+            params.append(campaign)
+        if asset_ids is not None:
+            ids = sorted(set(asset_ids))
+            where.append(f"asset_id IN ({', '.join('?' * len(ids))})" if ids else "0")
+            params += ids
         conn = self._connect()
         try:
-            if campaign is None:
-                cursor = conn.execute("SELECT * FROM media_assets ORDER BY campaign, asset_id, variant")
-            else:
-                cursor = conn.execute(
-                    "SELECT * FROM media_assets WHERE campaign=? ORDER BY asset_id, variant", (campaign,))
+            cursor = conn.execute("SELECT * FROM media_assets" + (" WHERE " + " AND ".join(where) if where else "")
+                                  + " ORDER BY campaign, asset_id, variant", params)
             out = []
             for record in cursor.fetchall():
                 data = dict(record)

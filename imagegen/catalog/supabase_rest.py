@@ -10,7 +10,9 @@
 - JSON columns travel as JSON objects; timestamps as ISO 8601.
 - Reads page through PostgREST's row cap (1000 on Supabase) ordered by the natural key.
 - `delete` sends one DELETE per (campaign, asset_id) with `variant=in.(...)`; deleting is idempotent,
-  so these requests need not share a transaction.
+  so these requests need not share a transaction. `upsert(rows, remove)` sends the upsert, then those
+  deletes: PostgREST has no transaction across requests, so a delete that fails after the upsert
+  leaves the rows it named, and the run fails; the next run finds them again and deletes them.
 - `preflight` reads one row naming every column, then writes a probe row (campaign
   `imagegen-preflight`, a fresh asset id) and deletes it at once: PostgREST has no transaction across
   requests, and only a real write shows that the key may write (an `anon` key under row-level
@@ -21,13 +23,13 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
 from postgrest.exceptions import APIError
 
-from imagegen.catalog.base import NATURAL_KEY, Catalog, CatalogRow, UpsertResult, missing_columns, probe_row
+from imagegen.catalog.base import NATURAL_KEY, Catalog, CatalogRow, RowKey, UpsertResult, missing_columns, probe_row
 from imagegen.catalog.remote import (
     ROW_COLUMNS,
     TransientCatalogError,
@@ -137,10 +139,17 @@ class SupabaseRestCatalog(Catalog):
         except CatalogError as exc:
             raise CatalogError(f"{exc}; the probe row {probe.key} of the pre-flight check is left, delete it") from None
 
-    def upsert(self, rows: list[CatalogRow]) -> UpsertResult:
+    def upsert(self, rows: list[CatalogRow], remove: Iterable[RowKey] = ()) -> UpsertResult:
         result = UpsertResult()
-        if not rows:
-            return result
+        remove = [key for key in remove if key not in {row.key for row in rows}]
+        if rows:
+            result = self._upsert(rows)
+        if remove:
+            result.deleted = self.delete(remove)
+        return result
+
+    def _upsert(self, rows: list[CatalogRow]) -> UpsertResult:
+        result = UpsertResult()
         state = self._existing({row.key for row in rows})
         to_send: dict[Key, CatalogRow] = {}
         for row in rows:  # in order, so a key named twice counts like the SQLite catalog counts it
@@ -160,9 +169,17 @@ class SupabaseRestCatalog(Catalog):
                 payload, on_conflict=ON_CONFLICT, returning="minimal").execute())
         return result
 
-    def rows(self, campaign: str | None = None) -> list[CatalogRow]:
-        records = self._select_all("reading", lambda q: q.eq("campaign", campaign) if campaign is not None else q)
-        return [row_from_record(record) for record in records]
+    def rows(self, campaign: str | None = None, asset_ids: Iterable[str] | None = None) -> list[CatalogRow]:
+        ids = sorted(set(asset_ids)) if asset_ids is not None else None
+        if ids == []:
+            return []
+
+        def filters(query: Any) -> Any:
+            if campaign is not None:
+                query = query.eq("campaign", campaign)
+            return query.in_("asset_id", ids) if ids is not None else query
+
+        return [row_from_record(record) for record in self._select_all("reading", filters)]
 
     def delete(self, keys: list[Key]) -> int:
         variants: dict[tuple[str, str], set[str]] = defaultdict(set)

@@ -1,4 +1,10 @@
-"""The asset-store contract: idempotent, content-checked puts that never silently overwrite."""
+"""The asset-store contract: idempotent, content-checked puts that never silently overwrite.
+
+A put that finds other bytes under its key stores beside them (`conflict_key`), unless the caller says
+the key is its own to replace (`replace=True`: the publish stage, whose catalog names the key). Then
+the key is overwritten in place and the result says which bytes it replaced, so the caller can tell
+an update from a file that was tampered with.
+"""
 
 from __future__ import annotations
 
@@ -39,7 +45,8 @@ class AssetStore(ABC):
     """Subclasses implement the four primitives; `put_file` gives every store the same semantics:
 
     - same bytes already under the key: no write, `written=False`;
-    - different bytes under the key: never overwritten; stored under `conflict_key(...)` instead;
+    - different bytes under the key: stored under `conflict_key(...)` instead, or, with `replace=True`,
+      overwritten in place (`replace`) with `replaced_sha256` naming the bytes that were there;
     - otherwise: written.
     """
 
@@ -67,6 +74,12 @@ class AssetStore(ABC):
         cannot read files back raises StoreError."""
         raise StoreError(f"store {self.name!r} cannot read {key!r} back")
 
+    def replace(self, key: str, path: Path, content_type: str) -> None:
+        """Overwrite what `key` holds with the file at `path`. This default deletes, then writes;
+        stores that can swap the bytes in one step (a local rename, an upsert) override it."""
+        self.delete(key)
+        self.write(key, path, content_type)
+
     def preflight(self) -> None:  # noqa: B027 - a store without checks of its own passes
         """Before any spend, with a short timeout and at most one attempt: raise StoreError (one line
         naming the store and the reason, never a secret) when the store cannot take files. Leaves
@@ -76,17 +89,23 @@ class AssetStore(ABC):
         """True when the published URL answers. Local stores check the file; remote ones send HEAD."""
         return self.stored_sha256(key) is not None
 
-    def put_file(self, key: str, path: Path, content_type: str, sha256: str | None = None) -> StoredObject:
+    def put_file(self, key: str, path: Path, content_type: str, sha256: str | None = None, *,
+                 replace: bool = False) -> StoredObject:
         sha256 = sha256 or sha256_file(path)
         size = Path(path).stat().st_size
         existing = self.stored_sha256(key)
+        replaced = None
         if existing is not None and existing != sha256:
-            key = conflict_key(key, sha256)
-            existing = self.stored_sha256(key)
-        written = existing is None
+            if replace:
+                self.replace(key, Path(path), content_type)
+                replaced = existing
+            else:
+                key = conflict_key(key, sha256)
+                existing = self.stored_sha256(key)
+        written = replaced is not None or existing is None
         stored = StoredObject(store=self.name, key=key, url="", sha256=sha256, bytes=size,
-                              content_type=content_type, written=written)
-        if written:
+                              content_type=content_type, written=written, replaced_sha256=replaced)
+        if written and replaced is None:
             self.write(key, Path(path), content_type)
         # a URL that cannot be made (a signing call that fails) must not leave the new file behind unlisted
         with removed_on_failure([stored], {self.name: self}):

@@ -348,6 +348,21 @@ class GitLabUploadStore(AssetStore):
         else:
             self._write_package_file(key, data)
 
+    def replace(self, key: str, path: Path, content_type: str) -> None:
+        """The new file first, then the old one goes: an upload gets a new secret URL (the index then
+        names it), and GitLab keeps same-named package files side by side and serves the newest."""
+        if self.mode == "uploads":
+            old = self.index.get(key)
+            self.write(key, path, content_type)
+            if old is not None:
+                self._delete_recorded_upload(key, old)
+            return
+        older = self._package_files(key)
+        self.write(key, path, content_type)
+        for package_file in older:
+            self._delete_tolerating_404(
+                key, self._api(f"/packages/{package_file['package_id']}/package_files/{package_file['id']}"))
+
     def url_for(self, key: str) -> str:
         if self.mode == "generic_packages":
             version, file_name = package_coordinates(key)
@@ -430,13 +445,16 @@ class GitLabUploadStore(AssetStore):
         record = self.index.get(key)
         if record is None:
             return
+        self._delete_recorded_upload(key, record)
+        self.index.remove(key)
+
+    def _delete_recorded_upload(self, key: str, record: UploadRecord) -> None:
         if record.upload_id is not None:
             self._delete_tolerating_404(key, self._api(f"/uploads/{record.upload_id}"))
         elif match := _UPLOAD_URL_TAIL.search(record.url):
             self._delete_tolerating_404(key, self._api(f"/uploads/{match['secret']}/{match['filename']}"))
         else:
             raise StoreError(f"deleting {self._where(key)}: cannot tell the upload from its URL")
-        self.index.remove(key)
 
     def _delete_tolerating_404(self, key: str, api_path: str) -> None:
         try:

@@ -48,6 +48,9 @@ class LocalFolderStore(AssetStore):
         self._sweep()
         copy_atomically(path, self._path(key))
 
+    def replace(self, key: str, path: Path, content_type: str) -> None:
+        self.write(key, path, content_type)  # the rename onto the key swaps the bytes in one step
+
     def url_for(self, key: str) -> str:
         if self.base_url:
             return f"{self.base_url}/{key}"

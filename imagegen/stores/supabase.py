@@ -4,7 +4,8 @@ Contract (shared/docs/provider-contracts.md section 5):
 
 - Upload: `POST /storage/v1/object/{bucket}/{key}` (multipart part `file`) with `upsert: "false"` on
   purpose, so Storage itself refuses to overwrite: a taken key answers HTTP 400 with body
-  `{"statusCode": "409", "error": "Duplicate"}`, after which the hashes decide.
+  `{"statusCode": "409", "error": "Duplicate"}`, after which the hashes decide. Replacing a key's bytes
+  (`put_file(..., replace=True)`) is the one upload sent with `upsert: "true"`.
 - Content hash: written at upload as object user metadata `{"sha256": ...}` (storage3 sends
   `file_options["metadata"]` as the multipart field `metadata`) and read back with
   `GET /object/info/{bucket}/{key}` (one small request). An object without that metadata (uploaded
@@ -34,7 +35,8 @@ from imagegen.redaction import mask_url, url_secrets
 from imagegen.stores.base import AssetStore, BinarySink
 from imagegen.stores.remote import error_for_status, head_ok, is_sha256_hex, sha256_bytes, short_server_message
 
-# Published assets are immutable (a changed file gets a new key), so caches may keep them a year.
+# A key's bytes change only when a rerun replaces them (a new master, a repaired file): caches may keep
+# them a year. Supabase's CDN drops its copy when an object is overwritten.
 CACHE_CONTROL_SECONDS = "31536000"
 DEFAULT_SIGNED_URL_SECONDS = 7 * 24 * 3600
 PREFLIGHT_PREFIX = ".imagegen-preflight"
@@ -126,13 +128,20 @@ class SupabaseStorageStore(AssetStore):
             raise self._error(exc, "downloading", key) from None
 
     def write(self, key: str, path: Path, content_type: str) -> None:
+        self._upload(key, path, content_type, upsert=False)
+
+    def replace(self, key: str, path: Path, content_type: str) -> None:
+        """One upload with `upsert: "true"`: readers see the old bytes or the new ones, never nothing."""
+        self._upload(key, path, content_type, upsert=True)
+
+    def _upload(self, key: str, path: Path, content_type: str, *, upsert: bool) -> None:
         sha256 = sha256_file(path)
-        options = {"content-type": content_type, "cache-control": CACHE_CONTROL_SECONDS, "upsert": "false",
-                   "metadata": {"sha256": sha256}}
+        options = {"content-type": content_type, "cache-control": CACHE_CONTROL_SECONDS,
+                   "upsert": "true" if upsert else "false", "metadata": {"sha256": sha256}}
         try:
             self._files().upload(key, Path(path), file_options=options)
         except StorageApiError as exc:
-            if storage_status(exc) != 409:
+            if upsert or storage_status(exc) != 409:
                 raise self._error(exc, "uploading to", key) from None
             self._settle_duplicate(key, sha256)
         except httpx.HTTPError as exc:

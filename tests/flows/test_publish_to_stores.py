@@ -1,9 +1,11 @@
 """A full campaign publishing to Supabase Storage (small files) and GitLab (2 MB and over) through the
 real supabase-py and python-gitlab clients, against loopback emulators: routing by size, URLs checked,
-reruns that upload nothing, and outages that leave no orphan file and no dangling row."""
+reruns that upload nothing, outages that leave no orphan file and no dangling row, a status change that
+takes an asset's files out of (and back into) the public stores, and a tampered object repaired."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from pathlib import Path
@@ -198,3 +200,57 @@ def test_a_master_that_fails_to_publish_fails_alone(prefect_harness, tmp_path, c
     code, summary, err = run(capsys, path, out)
     assert code == 0 and summary["published"] == 2, err
     assert consistency_problems(out, masters=2) == []
+
+
+def test_a_status_change_takes_the_files_out_of_the_remote_stores_and_back(prefect_harness, stores, tmp_path,
+                                                                         capsys):
+    """Published to Supabase and GitLab, then quarantined by a stricter policy: every public file is
+    removed (GitLab uploads deleted, not just forgotten) and only the quarantined master rows remain;
+    published again, the six files and rows come back and the quarantine empties."""
+    supabase, gitlab = stores
+    brief, out = write_brief(tmp_path, "stores-flip"), tmp_path / "out"
+    strict = yaml.safe_load(brief.read_text())
+    strict["quality"]["min_width"] = 4096
+    (tmp_path / "strict").mkdir()
+    strict_brief = tmp_path / "strict" / brief.name
+    strict_brief.write_text(yaml.safe_dump(strict))
+
+    code, summary, err = run(capsys, brief, out)
+    assert code == 0 and summary["published"] == 2, err
+    public = stored_keys(supabase, gitlab)
+    assert len(public) == 6 and any(k.startswith("gitlab:") for k in public)
+
+    code, summary, err = run(capsys, strict_brief, out)
+    assert code == 0 and summary["quarantined"] == 2 and summary["provider_calls"] == 0, err
+    assert stored_keys(supabase, gitlab) == set(), "a quarantined master left files in the public stores"
+    assert summary["files_removed"] == 6 and summary["catalog_deleted"] == 4
+    assert {(r["variant"], r["status"], r["store"]) for r in rows(out)} == {("master", "quarantined", "quarantine")}
+    assert len(rows(out)) == 2
+
+    code, summary, err = run(capsys, brief, out)
+    assert code == 0 and summary["published"] == 2, err
+    assert len(stored_keys(supabase, gitlab)) == 6 and len(rows(out)) == 6
+    assert {r["status"] for r in rows(out)} == {"published"}
+    assert not [p for p in (out / "quarantine").rglob("*") if p.is_file()], "the quarantined copies stay"
+
+
+def test_an_object_changed_in_supabase_is_found_and_rewritten(prefect_harness, stores, tmp_path, capsys):
+    """Someone overwrote a published object through another client (no sha256 metadata): the next run
+    hashes its bytes, reports it and uploads the row's bytes again, in place."""
+    from tests.emulators.supabase import StoredObject
+
+    supabase, gitlab = stores
+    brief, out = write_brief(tmp_path, "stores-tampered"), tmp_path / "out"
+    code, _, err = run(capsys, brief, out)
+    assert code == 0, err
+    row = next(r for r in rows(out) if r["store"] == "supabase" and r["variant"] == "feed_square")
+    where = ("media-assets", row["store_key"])
+    supabase.objects[where] = StoredObject(b"not the published image", "image/jpeg", "3600", {})
+
+    code, summary, err = run(capsys, brief, out)
+    assert code == 0, err
+    assert [(r["location"], r["problem"], r["expected_sha256"]) for r in summary["repaired"]] == [
+        (f"supabase:{row['store_key']}", "changed", row["sha256"])]
+    assert hashlib.sha256(supabase.objects[where].data).hexdigest() == row["sha256"]
+    assert rows(out) and {r["store_key"]: r["sha256"] for r in rows(out)}[row["store_key"]] == row["sha256"]
+    assert len(stored_keys(supabase, gitlab)) == 6, "the repair stored a copy beside the key"

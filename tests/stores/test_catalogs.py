@@ -126,6 +126,34 @@ def test_delete_is_idempotent(catalog):
     assert [r.key for r in catalog.rows()] == [("spring-2026", "hero", "story")]
 
 
+def test_upsert_deletes_the_rows_it_is_told_to_remove(catalog):
+    """An asset whose master was quarantined: its master row changes, its variant rows go, in one call."""
+    catalog.upsert(batch())
+    quarantined = make_row("hero", "square", status="quarantined", store="quarantine")
+    result = catalog.upsert([quarantined], remove=[("spring-2026", "hero", "story"), ("spring-2026", "hero", "gone"),
+                                                   quarantined.key])  # a key also upserted is never deleted
+    assert (result.updated, result.deleted) == (1, 1)
+    assert [(r.key, r.status) for r in catalog.rows()] == [
+        (("spring-2026", "banner", "wide"), "published"), (quarantined.key, "quarantined")]
+    assert catalog.upsert([], remove=[("spring-2026", "banner", "wide")]).deleted == 1
+
+
+def test_a_refused_upsert_deletes_nothing(catalog):
+    catalog.upsert(batch())
+    with pytest.raises(CatalogError):
+        catalog.upsert([make_row("hero", "square", width=0)], remove=[("spring-2026", "hero", "story")])
+    assert sorted(r.key for r in catalog.rows()) == sorted(by_key(batch()))
+
+
+def test_rows_of_some_assets_only(catalog):
+    catalog.upsert([*batch(), make_row("hero", "square", campaign="autumn")])
+    assert [r.key for r in catalog.rows("spring-2026", ["hero", "nobody"])] == [
+        ("spring-2026", "hero", "square"), ("spring-2026", "hero", "story")]
+    assert catalog.rows("spring-2026", []) == []
+    assert [r.key for r in catalog.rows(None, ["hero"])] == [
+        ("autumn", "hero", "square"), ("spring-2026", "hero", "square"), ("spring-2026", "hero", "story")]
+
+
 # -- backend-specific failures ---------------------------------------------------------------------
 
 def test_postgres_unreachable_is_transient_and_masks_the_password():

@@ -112,6 +112,18 @@ def test_different_bytes_under_a_taken_key_are_stored_beside(gitlab_emu, png, tm
     assert httpx.get(stored.url).content == other.read_bytes()
 
 
+def test_replace_uploads_the_new_file_then_deletes_the_old_upload(gitlab_emu, png, tmp_path):
+    emulator, base_url = gitlab_emu
+    store = make_store(base_url)
+    first = store.put_file(KEY, png, "image/png")
+    other = write_file(tmp_path / "other.png", 6000)
+    stored = store.put_file(KEY, other, "image/png", replace=True)
+    assert stored.written and stored.key == KEY and stored.replaced_sha256 == first.sha256
+    assert [u.data for u in emulator.uploads.values()] == [other.read_bytes()], "the old upload is left"
+    assert httpx.get(stored.url).content == other.read_bytes() and httpx.get(first.url).status_code == 404
+    assert store.stored_sha256(KEY) == sha256_file(other)
+
+
 def test_catalog_rows_serve_as_the_index(gitlab_emu, png):
     from imagegen.catalog.base import CatalogRow
 
@@ -231,6 +243,17 @@ def test_generic_packages_address_files_by_key(gitlab_emu, png, tmp_path):
     beside = store.put_file(KEY, other, "image/png")
     assert beside.key == conflict_key(KEY, sha256_file(other))
     assert httpx.get(stored.url).content == png.read_bytes()
+
+
+def test_generic_packages_replace_keeps_only_the_new_file(gitlab_emu, png, tmp_path):
+    emulator, base_url = gitlab_emu
+    store = make_store(base_url, mode="generic_packages")
+    first = store.put_file(KEY, png, "image/png")
+    other = write_file(tmp_path / "other.png", 6000)
+    stored = store.put_file(KEY, other, "image/png", replace=True)
+    assert stored.key == KEY and stored.replaced_sha256 == first.sha256
+    assert [f.data for f in emulator.package_files.values()] == [other.read_bytes()]
+    assert httpx.get(stored.url).content == other.read_bytes()
 
 
 def test_generic_packages_hash_by_download_when_gitlab_reports_none(gitlab_emu, png):

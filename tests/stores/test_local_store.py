@@ -41,6 +41,20 @@ def test_put_file_writes_through_a_temp_file_and_leaves_none(tmp_path, source):
     assert [p.name for p in (tmp_path / "assets").rglob("*") if p.is_file()] == ["web.jpg"]
 
 
+def test_replace_swaps_the_bytes_under_the_key_and_names_what_was_there(tmp_path, source):
+    store = LocalFolderStore(tmp_path / "assets")
+    first = store.put_file("spring/mug-v01/web.jpg", source, "image/jpeg")
+    other = tmp_path / "other.jpg"
+    other.write_bytes(b"\xff\xd8 other jpeg bytes")
+    beside = store.put_file("spring/mug-v01/web.jpg", other, "image/jpeg")
+    assert beside.key != first.key and beside.replaced_sha256 is None  # without replace: stored beside
+    stored = store.put_file("spring/mug-v01/web.jpg", other, "image/jpeg", replace=True)
+    assert (stored.key, stored.written, stored.replaced_sha256) == (first.key, True, first.sha256)
+    assert store.local_path(first.key).read_bytes() == other.read_bytes()
+    assert sorted(p.name for p in (tmp_path / "assets" / "spring" / "mug-v01").iterdir()) == sorted(
+        ["web.jpg", beside.key.rsplit("/", 1)[1]]), "a temp file is left"
+
+
 def test_first_use_removes_stale_temp_files_and_keeps_fresh_ones(tmp_path, source):
     root = tmp_path / "assets"
     stale = [leftover(root / "spring" / "mug-v01", ".incoming-k9kill", STALE_TEMP_AGE_SECONDS + 60),

@@ -95,6 +95,22 @@ def test_different_bytes_under_a_taken_key_are_stored_beside(supabase_emu, store
     assert emulator.objects[(BUCKET, stored.key)].data == other.read_bytes()
 
 
+def test_replace_overwrites_the_key_in_one_upsert_and_names_what_it_replaced(supabase_emu, store, png, tmp_path):
+    emulator, _ = supabase_emu
+    first = store.put_file(KEY, png, "image/png")
+    other = tmp_path / "other.png"
+    other.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(4000))
+
+    stored = store.put_file(KEY, other, "image/png", replace=True)
+
+    assert stored.written and stored.key == KEY and stored.replaced_sha256 == first.sha256
+    assert emulator.objects[(BUCKET, KEY)].data == other.read_bytes()
+    assert store.stored_sha256(KEY) == sha256_file(other)  # the hash metadata follows the new bytes
+    assert [(BUCKET, KEY)] == list(emulator.objects)
+    assert uploads(emulator)[-1].headers.get("x-upsert") == "true"
+    assert store.put_file(KEY, other, "image/png", replace=True).written is False
+
+
 def test_duplicate_answer_from_a_racing_writer_is_settled_by_hash(supabase_emu, store, png, tmp_path):
     emulator, _ = supabase_emu
     store.write(KEY, png, "image/png")

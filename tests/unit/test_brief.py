@@ -277,6 +277,23 @@ def test_logo_in_a_subfolder_resolves_against_the_brief_folder(tmp_path):
     assert brief.logo_path == (tmp_path / "assets" / "logo.png").resolve()
 
 
+def test_targets_that_collide_with_the_pipelines_own_files_are_named():
+    """A target called `master` would replace the full-resolution master with its crop, and one named
+    like a responsive rendition would be dropped: the brief is refused, naming the target and what it
+    collides with."""
+    def mutate(data):
+        data["targets"] = [{"name": "hero", "platform": "web", "width": 800, "height": 400},
+                           {"name": "master", "platform": "web", "width": 64, "height": 64},
+                           {"name": "web_jpeg_320w", "platform": "web", "width": 320, "height": 200}]
+        data["publish"] = {"responsive": {"enabled": True}}
+
+    assert problems_for(mutate) == [
+        ("targets[1].name", "'master' collides with the master variant (every asset publishes its full-resolution "
+                            "master as 'master'); pick another name"),
+        ("targets[2].name", "'web_jpeg_320w' collides with the responsive renditions (publish.responsive names "
+                            "them web_<format>_<width>w); pick another name")]
+
+
 # --- files and syntax -----------------------------------------------------------------------
 
 def test_yaml_syntax_error_names_the_line(tmp_path):

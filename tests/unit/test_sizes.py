@@ -116,3 +116,19 @@ def test_outpaint_groups_keep_mild_crops_and_extend_severe_ones_by_nearest_commo
         "1.91:1": ["link"], "16:9": ["x"], "9:16": ["story"]}
     kept, extended = outpaint_groups(targets, 1024, 1024, min_crop=0.99)
     assert len(kept) == 5 and extended == {}
+
+
+@pytest.mark.parametrize("name, collides_with", [
+    ("master", "the master variant"),
+    ("web_jpeg_320w", "the responsive renditions"),
+    ("web_avif_1600w", "the responsive renditions"),
+])
+def test_a_target_may_not_take_a_name_the_pipeline_gives_its_own_files(name, collides_with):
+    with pytest.raises(ValidationError) as info:
+        Target(name=name, platform="web", width=64, height=64)
+    assert f"{name!r} collides with {collides_with}" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["master_square", "web_hero", "web_jpeg_320", "web_gif_320w", "masters"])
+def test_names_close_to_the_reserved_ones_are_fine(name):
+    assert Target(name=name, platform="web", width=64, height=64).name == name

@@ -146,19 +146,21 @@ def test_a_failed_head_check_leaves_no_orphan(prefect_harness, supabase, fast_re
 
 def test_catalog_refusal_stays_the_error_when_removals_are_refused(prefect_harness, supabase, tmp_path, capsys,
                                                                    monkeypatch):
-    from imagegen_flows.flows import campaign
+    from imagegen_flows.flows import publish_stage
 
     broken = tmp_path / "broken.db"
     monkeypatch.setenv("IMAGEGEN_CATALOG_URL", f"sqlite:///{broken}")
-    checked = campaign.check_catalog
+    read = publish_stage.read_recorded
 
-    def check_then_break_the_catalog_and_the_removals(*args):
-        """Both break after the flow's own pre-flight found them fine (it refuses a broken catalog)."""
-        checked(*args)
+    def read_then_break_the_catalog_and_the_removals(*args):
+        """Both break after the flow's pre-flight found them fine (it refuses a broken catalog) and the
+        publish stage read the rows it starts from: the catalog refuses the rows of the files stored."""
+        recorded = read(*args)
         broken.write_bytes(b"this is not a database" * 100)
         supabase.refuse_removals = True  # the store pre-flight's probe object still goes (not an asset key)
+        return recorded
 
-    monkeypatch.setattr(campaign, "check_catalog", check_then_break_the_catalog_and_the_removals)
+    monkeypatch.setattr(publish_stage, "read_recorded", read_then_break_the_catalog_and_the_removals)
     code, summary, err = run(capsys, brief(tmp_path, "catalog-and-removal"), tmp_path / "out")
     assert code == 1 and summary is None
     error_lines = [line for line in err.splitlines() if line.startswith("error:")]

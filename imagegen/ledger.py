@@ -27,7 +27,7 @@ from typing import Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from imagegen.errors import MasterChanged
+from imagegen.errors import ContentFiltered, MasterChanged
 from imagegen.files import open_text_atomically
 from imagegen.models import GeneratedImage, ImageRef, sha256_file
 
@@ -55,12 +55,29 @@ def ledger_key(kind: str, *parts: object) -> str:
     return hashlib.sha256("|".join([kind, *map(str, parts)]).encode()).hexdigest()
 
 
+class WithheldAnswer(BaseModel):
+    """A paid call the provider's safety filter answered without an image: asking the same request again
+    gets the same answer, so it is recorded like an image and never paid for twice."""
+
+    reason: str
+
+
 def paid_once(ledger: Ledger, key: str, kind: type[T], pay: Callable[[], T]) -> T:
-    """What `key` recorded, or the result of `pay()` (recorded): a call is paid for once per ledger."""
+    """What `key` recorded, or the result of `pay()` (recorded): a call is paid for once per ledger.
+
+    A call the safety filter withheld (ContentFiltered) is recorded too, and raised again from the ledger."""
     with ledger.claim(key, kind) as claim:
         if (made := trusted(claim.read(), claim.name)) is not None:
             return made
-        made = pay()
+        # always claimed after the key's own claim, so two runs never wait for each other's second lock
+        with ledger.claim(ledger_key("withheld", key), WithheldAnswer) as withheld:
+            if (answer := withheld.read()) is not None:
+                raise ContentFiltered(answer.reason)
+            try:
+                made = pay()
+            except ContentFiltered as exc:
+                withheld.write(WithheldAnswer(reason=str(exc)))
+                raise
         claim.write(made)
         return made
 

@@ -149,6 +149,13 @@ def test_a_filtered_generation_is_asked_again_with_a_new_seed(prefect_harness, n
     assert len(again) == 1 and again[0]["filtered_retries"] == 1
     assert "CONTENT_FILTERED" in again[0]["filtered_reasons"][0]
 
+    # the withheld answer is in the ledger like an image: an unchanged rerun asks the provider nothing
+    asked = len(nvidia.requests)
+    code, rerun, err = run(capsys, brief, out)
+    assert code == 0, err
+    assert len(nvidia.requests) == asked and rerun["provider_calls"] == 0 and rerun["files_written"] == 0
+    assert rerun["published"] == 2 and rerun["catalog_unchanged"] == len(catalog_rows(out))
+
 
 def test_a_generation_still_filtered_fails_with_its_reason_in_summary_and_artifact(prefect_harness, nvidia,
                                                                                    tmp_path, capsys):
@@ -166,6 +173,9 @@ def test_a_generation_still_filtered_fails_with_its_reason_in_summary_and_artifa
     assert failure["reason"].startswith("ContentFiltered: ") and "CONTENT_FILTERED" in failure["reason"]
     assert failure["reason"].endswith("; still filtered after 2 new seed(s)")
     assert json.loads((out / "run-summary.json").read_text())["failed"][0]["reason"] == failure["reason"]
+    code, rerun, err = run(capsys, brief, out)  # unchanged: the same answers, from the ledger, for nothing
+    assert code == 1 and rerun["provider_calls"] == 0 and nvidia.spent == 3
+    assert [f["reason"] for f in rerun["failed"]] == [failure["reason"]]
     artifact = Artifact.get("filtered-always-summary")
     assert artifact is not None and f"failed: {failure['asset_id']} at generate: {failure['reason']}" in str(
         artifact.data)

@@ -48,7 +48,8 @@ def test_a_key_is_paid_once_and_read_back_as_its_kind(tmp_path):
     assert pay.calls == 1 and first == again == review and isinstance(again, Review)
     other = paid_once(ledger, ledger_key("review", "abc", "vlm-2", 1), Review, pay)  # another model: paid again
     assert pay.calls == 2 and other == review
-    assert sorted(p.suffix for p in (tmp_path / "masters" / ".ledger").iterdir()) == [".json"] * 2 + [".lock"] * 2
+    # an entry per paid call; a lock for its key and one for the safety filter's answer to it (none came)
+    assert sorted(p.suffix for p in (tmp_path / "masters" / ".ledger").iterdir()) == [".json"] * 2 + [".lock"] * 4
 
 
 def test_a_failed_call_records_nothing(tmp_path):
@@ -173,3 +174,22 @@ def test_another_backend_pays_once_and_distrusts_changed_masters_alike(tmp_path)
     with pytest.raises(MasterChanged, match="delete the ledger entry memory row k to pay for a new one"):
         paid_once(ledger, "k", GeneratedImage, pay)
     assert pay.calls == 0
+
+
+def test_an_answer_the_safety_filter_withheld_is_recorded_and_never_paid_for_again(tmp_path):
+    from imagegen.errors import ContentFiltered
+
+    calls = []
+
+    def filtered():
+        calls.append(1)
+        raise ContentFiltered("nvidia: the safety filter withheld the image (finishReason CONTENT_FILTERED)")
+
+    ledger = FileLedger(tmp_path)
+    for _ in range(3):
+        with pytest.raises(ContentFiltered, match="CONTENT_FILTERED"):
+            paid_once(ledger, ledger_key("generate", "spec", 7), GeneratedImage, filtered)
+    assert len(calls) == 1
+    # another request (a new seed) is its own key: it is paid for
+    made = master_in(tmp_path)
+    assert paid_once(ledger, ledger_key("generate", "spec", 8), GeneratedImage, Payer(made)) == made

@@ -1,8 +1,9 @@
 """Client-side pacing shared by every task that calls the same provider account.
 
-A Prefect global concurrency limit's rate_limit() delivers only ~34/min of a 40/min limit here,
-so providers are paced in the client: one token bucket per account per process, plus a pause
-that a 429's Retry-After imposes on every caller at once.
+A Prefect global concurrency limit's rate_limit() delivers only ~29-31/min of a 40/min limit here
+(bench/bench_rate_limit.py, Prefect 3.8 and 3.9 alike), so providers are paced in the client: one
+token bucket per account per process, plus a pause that a 429's Retry-After imposes on every caller
+at once.
 """
 
 from __future__ import annotations

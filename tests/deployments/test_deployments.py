@@ -27,8 +27,9 @@ CAMPAIGN_FLOW, SIZE_SET_FLOW = "imagegen-campaign", "imagegen-size-set"
 DEPLOYMENTS = {f"{CAMPAIGN_FLOW}/adhoc", f"{SIZE_SET_FLOW}/social-weekly", f"{SIZE_SET_FLOW}/social-monthly-full",
                f"{CAMPAIGN_FLOW}/on-brief-submitted"}
 BERLIN = ZoneInfo("Europe/Berlin")
-# Prefect 3.8's scheduler cannot insert runs with SQLAlchemy 2.1 ("Can't evaluate bulk DML statement"
-# in models.deployments._insert_scheduled_flow_runs): scheduled deployments then never get runs.
+# Prefect 3.8's scheduler could not insert runs with SQLAlchemy 2.1 ("Can't evaluate bulk DML statement"
+# in models.deployments._insert_scheduled_flow_runs), so scheduled deployments never got runs; 3.9 inserts
+# them. test_schedules_create_upcoming_runs is what shows that pyproject needs no SQLAlchemy pin.
 
 
 def catalog_rows(out: Path) -> list[dict]:

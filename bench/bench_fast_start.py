@@ -18,7 +18,7 @@ storage (PREFECT_LOCAL_STORAGE_PATH), so the warm run is not served from the fre
 asks the provider again, as the fresh run did.
 
     .venv/bin/python bench/bench_fast_start.py                       # this checkout, 3 fresh + 3 warm runs
-    .venv/bin/python bench/bench_fast_start.py --compare ../wt-main  # runs alternate with another checkout's
+    .venv/bin/python bench/bench_fast_start.py --compare ../wt-main  # runs alternate with other checkouts' runs
     .venv/bin/python bench/bench_fast_start.py --components          # + the parts alone: API start, imports
 
 `--compare DIR` takes a checkout with its own `.venv` (e.g. `git worktree add ../wt-main main` and the
@@ -243,9 +243,13 @@ def server_phases(python: Path, home: Path) -> dict[str, float]:
     return {k: float(v) for k, v in (line.split() for line in done.stdout.splitlines() if line.count(" ") == 1)}
 
 
-def import_seconds(python: Path, modules: str) -> float:
-    done = subprocess.run([str(python), "-c", f"import time; t = time.perf_counter(); import {modules}; "
-                           "print(time.perf_counter() - t)"], capture_output=True, text=True, cwd=REPO, timeout=120)
+def import_seconds(checkout: Path, modules: str, after: str = "sys") -> float:
+    """Seconds to import `modules` in a fresh interpreter of `checkout` (in its folder: `imagegen` is found
+    there first), once `after` is imported."""
+    python = checkout / ".venv" / "bin" / "python"
+    done = subprocess.run([str(python), "-c", f"import time, {after}; t = time.perf_counter(); import {modules}; "
+                           "print(time.perf_counter() - t)"], capture_output=True, text=True, cwd=checkout,
+                          timeout=120)
     return float(done.stdout.strip())
 
 
@@ -290,12 +294,12 @@ def report(runs: dict[tuple[str, str], list[dict]], names: list[str]) -> None:
         for home in ("fresh", "warm"):
             rows = runs[(name, home)]
             print(f"| {name} | {home} | " + " | ".join(spread([r[k] for r in rows if k in r]) for k, _ in COLUMNS) + " |")
-    if len(names) == 2:
-        print("\nratio of medians, " + f"{names[0]} / {names[1]}:")
+    for other in names[1:]:
+        print(f"\nratio of medians, {names[0]} / {other}:")
         for home in ("fresh", "warm"):
             ratios = []
             for key, label in COLUMNS[3:5]:
-                a, b = ([r[key] for r in runs[(n, home)] if key in r] for n in names)
+                a, b = ([r[key] for r in runs[(n, home)] if key in r] for n in (names[0], other))
                 ratios.append(f"{label} {statistics.median(a) / statistics.median(b):.2f}x" if a and b else "-")
             print(f"  {home}: " + ", ".join(ratios))
     print("\nbreakdown, seconds (median): the CLI's critical path, then the API started beside it\n")
@@ -329,10 +333,11 @@ def components(checkouts: dict[str, Path], repeat: int) -> None:
         print(f"{name}: the temporary API alone (Prefect's command, ephemeral, no UI)")
         for home in ("fresh", "warm"):
             print(f"  {home}: " + ", ".join(f"{k} {spread(v)}" for k, v in phases[home].items()))
-        imports = {"prefect": "prefect", "prefect.server.api.server": "prefect.server.api.server",
-                   "flow modules": ", ".join(FLOW_MODULES), "great_expectations + pandas": "great_expectations, pandas"}
-        for label, modules in imports.items():
-            print(f"  import {label}: {spread([import_seconds(python, modules) for _ in range(repeat)])}")
+        imports = {"prefect": ("prefect", "sys"), "prefect.server.api.server": ("prefect.server.api.server", "prefect"),
+                   "flow modules (after prefect)": (", ".join(FLOW_MODULES), "prefect.exceptions, prefect.context"),
+                   "great_expectations + pandas": ("great_expectations, pandas", "sys")}
+        for label, (modules, after) in imports.items():
+            print(f"  import {label}: {spread([import_seconds(checkout, modules, after) for _ in range(repeat)])}")
 
 
 def main() -> None:
@@ -340,18 +345,19 @@ def main() -> None:
         sys.exit(probe(sys.argv[2], sys.argv[3:]))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="fresh + warm runs per checkout (default 3)")
-    parser.add_argument("--compare", type=Path, help="another checkout with its own .venv, run alternately")
+    parser.add_argument("--compare", type=Path, action="append", default=[],
+                        help="another checkout with its own .venv, run alternately (may be given more than once)")
     parser.add_argument("--components", action="store_true", help="also time the parts alone")
     parser.add_argument("--no-runs", action="store_true", help="only the parts alone (with --components)")
     args = parser.parse_args()
     checkouts = {f"this ({git_head(REPO)})": REPO}
-    if args.compare:
-        checkouts[f"compare ({git_head(args.compare)})"] = args.compare.resolve()
+    for other in args.compare:
+        checkouts[f"{other.resolve().name} ({git_head(other)})"] = other.resolve()
     names = list(checkouts)
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}, nproc {os.cpu_count()}")
     runs: dict[tuple[str, str], list[dict]] = {(n, h): [] for n in names for h in ("fresh", "warm")}
     for rep in range(0 if args.no_runs else args.repeat):
-        for name in names if rep % 2 == 0 else names[::-1]:
+        for name in names[rep % len(names):] + names[:rep % len(names)]:  # each checkout leads in turn
             with tempfile.TemporaryDirectory(prefix="fast-start-") as tmp:
                 home = Path(tmp) / "home"
                 home.mkdir()

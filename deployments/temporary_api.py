@@ -88,7 +88,8 @@ class TemporaryApi:
 
 
 _api: TemporaryApi | None = None
-_environment: dict[str, str] = {}
+_environment: dict[str, str] = {}  # the Prefect settings the server is given
+_environment_here: dict[str, str] = {}  # what this process sets besides PREFECT_API_URL
 
 
 def prepare_temporary_api() -> None:
@@ -115,6 +116,8 @@ def launch_temporary_api() -> None:
         prepare_temporary_api()
     assert _api is not None
     _environment.update(settings.to_environment_variables(exclude_unset=True))
+    if not settings.ui_url:  # it serves no UI: no "View at" link to it, as before (a UI the user named stays)
+        _environment_here["PREFECT_UI_URL"] = ""
     _api.serve(_environment, set())
     _point_prefect_at(_api)
 
@@ -122,8 +125,7 @@ def launch_temporary_api() -> None:
 def _point_prefect_at(api: TemporaryApi) -> None:
     from prefect.context import refresh_global_settings_context
 
-    os.environ["PREFECT_API_URL"] = api.url
-    os.environ.setdefault("PREFECT_UI_URL", "")  # it serves no UI: no "View at" link to it (as before)
+    os.environ.update(_environment_here, PREFECT_API_URL=api.url)
     refresh_global_settings_context()
 
 

@@ -2,7 +2,7 @@
 
 - prepared and then not needed (an API named by the profile), its process ends without touching PREFECT_HOME;
 - prepared and told to serve, it answers on the URL this process's Prefect settings now name, leads its own
-  session (a terminal's Ctrl-C does not reach it), records flow runs, registers no block types in a fresh
+  session (a terminal's Ctrl-C does not reach it), records flow runs, gets no UI link, registers no block types in a fresh
   database and leaves no memo saying it did (so a `prefect server start` on that home still registers them),
   and is gone after `stop_temporary_api()`.
 
@@ -78,13 +78,17 @@ def test_a_launched_api_serves_records_and_stops(tmp_path):
         runs = httpx.post(f"{url}/flow_runs/filter", json={}).json()
         block_types = httpx.post(f"{url}/block_types/filter", json={}).json()
         own_session = os.getsid(process.pid) == process.pid
+        from prefect.utilities.urls import url_for
+        ui_link = url_for("flow-run", obj_id=runs[0]["id"])
         api.stop_temporary_api()
         print(json.dumps({"url": url, "pid": process.pid, "runs": [r["state_type"] for r in runs],
-                          "block_types": len(block_types), "own_session": own_session}))
+                          "block_types": len(block_types), "own_session": own_session,
+                          "ui_link": ui_link}))
     """, home)
     assert result["url"].startswith("http://127.0.0.1:") and result["url"].endswith("/api")
     assert result["runs"] == ["COMPLETED"], "the temporary API recorded the flow run"
     assert result["own_session"], "the temporary API must lead its own session (out of the terminal's Ctrl-C)"
+    assert result["ui_link"] is None, "a run on the temporary API (it serves no UI) must not print a UI link"
     assert result["block_types"] == 0, "a temporary API registers no block types in a fresh database"
     memo = home / "memo_store.toml"
     assert not memo.exists() or "block_auto_registration" not in memo.read_text(), \

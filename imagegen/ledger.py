@@ -45,7 +45,9 @@ class Claim(Protocol[T]):
 
 
 class Ledger(Protocol):
-    """A ledger backend: hand out the claim on `key`, waiting while another run holds it."""
+    """A ledger backend: hand out the claim on `key`, waiting while another run holds it. A claim on one
+    key may be taken while holding another's (paid_once: the call's key, then its withheld answer's), so a
+    backend locks per key (a file, a row), or reentrantly."""
 
     def claim(self, key: str, kind: type[T]) -> AbstractContextManager[Claim[T]]: ...
 

@@ -146,7 +146,8 @@ class MemoryLedger:
 
     def __init__(self):
         self.rows: dict[str, str] = {}
-        self.lock = threading.Lock()
+        # one lock for every key, so reentrant: paid_once nests a second key's claim inside the first
+        self.lock = threading.RLock()
 
     @contextlib.contextmanager
     def claim(self, key, kind):

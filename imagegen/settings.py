@@ -43,6 +43,10 @@ class ImagegenSettings(BaseSettings):
     brief_trusted_hosts: str = Field("", description="Comma-separated hosts an event's brief URL may reach over "
                                                      "http or at a private address")
 
+    # Pixel work on a cluster: see flows/render_cluster.py
+    dask_address: str | None = Field(None, description="Dask scheduler the size-set flow renders on, e.g. "
+                                                       "tcp://10.0.0.5:8786; unset: the worker's own threads")
+
     # NVIDIA (hosted API and self-hosted NIM)
     nvidia_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("NVIDIA_API_KEY", "IMAGEGEN_NVIDIA_API_KEY"))

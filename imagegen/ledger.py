@@ -6,12 +6,15 @@ exclusive lock (flock: the kernel releases it when a process dies, even by kill 
 never blocks the next) under which the call looks for what a concurrent or earlier run recorded.
 
 A backend is one small interface (`Ledger.claim` handing out a `Claim` with `read` and `write`): the
-files under `<out>/masters/.ledger/` today, a database table that many workers share later. Entries are
-typed: a claim names the pydantic model its value is read back as (a `GeneratedImage`, a VLM `Review`).
-Whatever the backend, a recorded master is trusted only while its file holds the recorded bytes
-(`trusted`): a file that is gone is a miss (the same request is paid again), a file whose size or
-sha256 differs raises `MasterChanged`, so a truncated or tampered master is reported, never silently
-replaced by a new image.
+files under `<out>/masters/.ledger/` (`FileLedger`, the default: one output folder), or rows of the
+catalog's PostgreSQL that every worker on every machine shares (imagegen.postgres_ledger, chosen by the
+flow when the catalog is PostgreSQL and handed to the tasks of its run through `ledger_for_run`).
+Entries are typed: a claim names the pydantic model its value is read back as (a `GeneratedImage`, a
+VLM `Review`). Whatever the backend, a recorded master is trusted only while its file holds the recorded
+bytes (`trusted`): a file that is gone is a miss (the same request is paid again; the shared backend
+first fetches the master from the database into this worker's folder, so it is gone only when nobody
+stored it), a file whose size or sha256 differs raises `MasterChanged`, so a truncated or tampered
+master is reported, never silently replaced by a new image.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -148,3 +152,28 @@ class FileLedger:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
+
+
+_run_ledgers: dict[str, Ledger] = {}
+_run_lock = threading.Lock()
+
+
+def use_ledger_for_run(run_id: str, ledger: Ledger) -> None:
+    """Make `ledger` the one the paid tasks of flow run `run_id` claim in (set by the flow)."""
+    with _run_lock:
+        _run_ledgers[run_id] = ledger
+
+
+def ledger_for_run(run_id: str, masters_dir: Path) -> Ledger:
+    """The ledger the flow chose for run `run_id`, or the files under `masters_dir` (a task called alone)."""
+    with _run_lock:
+        ledger = _run_ledgers.get(run_id)
+    return ledger if ledger is not None else FileLedger(masters_dir)
+
+
+def release_ledger(run_id: str) -> None:
+    """Forget run `run_id`'s ledger and close it (a database backend stops renewing its leases)."""
+    with _run_lock:
+        ledger = _run_ledgers.pop(run_id, None)
+    if (close := getattr(ledger, "close", None)) is not None:
+        close()

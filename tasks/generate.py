@@ -37,7 +37,8 @@ def request_for(spec: PromptSpec, seed: int | None = None) -> GenerationRequest:
 def adopt_into(result: GeneratedImage, masters_dir: Path) -> GeneratedImage:
     """Make sure a (possibly cached) master lives in this run's masters folder; copying costs no quota.
     Only the recorded bytes are copied, and a copy here that lost them is replaced; a master already
-    in this folder was checked by the caller (`file_state`, before it asked the ledger).
+    in this folder was checked by the caller (`file_state`, before it asked the ledger). A master the
+    shared (PostgreSQL) ledger gave back is in this folder already: it was fetched there by sha256.
 
     Every master of a run passes here, cached or not, so the first one sweeps the folder (its ledger
     and outpaint canvases too) of temp files a killed run left, as a store does when first used."""

@@ -155,7 +155,7 @@ def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_a
     preload_in_background()  # the gate's GX import happens while the provider works
     interrupted = False
     # the paid tasks of this run claim here: with a PostgreSQL catalog, in its database, shared by every worker
-    use_ledger_for_run(run_id, catalog.paid_call_ledger(masters_dir, settings.ledger_lease_seconds))
+    use_ledger_for_run(run_id, catalog.paid_call_ledger(masters_dir, settings.ledger_lease_seconds), masters_dir)
     try:
         try:
             masters = generate_all(specs, the_brief, providers, masters_dir, run_id, settings.local_master_size,

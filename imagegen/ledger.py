@@ -49,9 +49,12 @@ class Claim(Protocol[T]):
 
 
 class Ledger(Protocol):
-    """A ledger backend: hand out the claim on `key`, waiting while another run holds it."""
+    """A ledger backend: hand out the claim on `key`, waiting while another run holds it; or read what
+    `key` recorded without the claim (a count while runs hold claims: None where nothing usable is)."""
 
     def claim(self, key: str, kind: type[T]) -> AbstractContextManager[Claim[T]]: ...
+
+    def recorded(self, key: str, kind: type[T]) -> T | None: ...
 
 
 def ledger_key(kind: str, *parts: object) -> str:
@@ -139,7 +142,15 @@ class FileLedger:
     """The ledger as files in `<masters>/.ledger/`: `<key>.json` per entry, `<key>.lock` per claim."""
 
     def __init__(self, masters_dir: Path):
-        self.directory = Path(masters_dir) / ".ledger"
+        self.masters_dir = Path(masters_dir)
+        self.directory = self.masters_dir / ".ledger"
+
+    def recorded(self, key: str, kind: type[T]) -> T | None:
+        entry = LedgerEntry(self.directory, key, kind)
+        try:
+            return trusted(entry.read(), entry.name)
+        except MasterChanged:  # not usable as it is: the rerun reports it
+            return None
 
     @contextlib.contextmanager
     def claim(self, key: str, kind: type[T]) -> Iterator[LedgerEntry[T]]:
@@ -155,19 +166,29 @@ class FileLedger:
 
 
 _run_ledgers: dict[str, Ledger] = {}
+_folder_ledgers: dict[Path, Ledger] = {}  # the last ledger used for each masters folder, kept after its run
 _run_lock = threading.Lock()
 
 
-def use_ledger_for_run(run_id: str, ledger: Ledger) -> None:
-    """Make `ledger` the one the paid tasks of flow run `run_id` claim in (set by the flow)."""
+def use_ledger_for_run(run_id: str, ledger: Ledger, masters_dir: Path) -> None:
+    """Make `ledger` the one the paid tasks of flow run `run_id` (masters in `masters_dir`) claim in."""
     with _run_lock:
         _run_ledgers[run_id] = ledger
+        _folder_ledgers[Path(masters_dir).resolve()] = ledger
 
 
 def ledger_for_run(run_id: str, masters_dir: Path) -> Ledger:
     """The ledger the flow chose for run `run_id`, or the files under `masters_dir` (a task called alone)."""
     with _run_lock:
         ledger = _run_ledgers.get(run_id)
+    return ledger if ledger is not None else FileLedger(masters_dir)
+
+
+def ledger_for_folder(masters_dir: Path) -> Ledger:
+    """The ledger the last run on `masters_dir` in this process used (its reads work after the run ended:
+    what an interrupted run reports), or the files under it."""
+    with _run_lock:
+        ledger = _folder_ledgers.get(Path(masters_dir).resolve())
     return ledger if ledger is not None else FileLedger(masters_dir)
 
 

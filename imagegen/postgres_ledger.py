@@ -206,14 +206,31 @@ class PostgresLedger:
             except LedgerError:  # the next beat tries again; a lease outlives three missed beats
                 continue
 
-    def localised(self, made: GeneratedImage) -> GeneratedImage:
+    def localised(self, made: GeneratedImage, *, fetch: bool = True) -> GeneratedImage:
         """`made` with its master at this worker's `<masters_dir>/<name>`, fetched from the shared masters
         when this disk lacks it. A master nobody stored stays gone there: the ledger's reader pays again."""
         target = (self.masters_dir / Path(made.image.path).name).resolve()
         image = made.image.model_copy(update={"path": str(target)})
-        if file_state(image) == "gone":
+        if fetch and file_state(image) == "gone":
             self.masters.fetch_into(image.sha256, target)
         return made.model_copy(update={"image": image})
+
+    def recorded(self, key: str, kind: type[T]) -> T | None:
+        """What `key` recorded, read without its claim and without fetching anything (for a count, not for
+        use): a master counts while this disk holds its recorded bytes, or the shared masters do."""
+        try:
+            with self.connections.connection("reading") as conn:
+                row = conn.execute("SELECT value FROM imagegen_ledger WHERE key = %s", (key,)).fetchone()
+            value = kind.model_validate(row[0]) if row is not None and row[0] is not None else None
+            if isinstance(value, GeneratedImage):
+                here = self.localised(value, fetch=False)
+                state = file_state(here.image)
+                if state == "changed" or (state == "gone" and not self.masters.has(here.image.sha256)):
+                    return None
+                return here  # type: ignore[return-value]  # T is GeneratedImage here
+            return value
+        except (LedgerError, ValidationError):  # a count is a courtesy: what cannot be read is not counted
+            return None
 
     def close(self) -> None:
         """Stop renewing leases, give back the claims still held (a run that is ending: an interrupt) and

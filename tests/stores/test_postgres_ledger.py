@@ -248,3 +248,26 @@ def test_the_postgres_catalog_block_shares_its_ledger_and_sqlite_keeps_the_files
         ledger.close()
     sqlite = SqliteCatalogBlock(path=str(tmp_path / "catalog.db")).paid_call_ledger(tmp_path / "masters", 7.0)
     assert isinstance(sqlite, FileLedger) and sqlite.directory == tmp_path / "masters" / ".ledger"
+
+
+def test_an_interrupted_run_counts_the_masters_its_shared_ledger_holds(ledgers, postgres_dsn, tmp_path):
+    """The CLI's interrupted line counts finished masters through the ledger the run used (it is closed by
+    then): one paid on another machine counts (a rerun fetches it), one whose bytes nobody kept does not."""
+    from types import SimpleNamespace
+
+    from imagegen.ledger import ledger_for_folder, release_ledger, use_ledger_for_run
+    from imagegen_flows.deployments.cli import _masters_finished
+
+    for key, colour in (("kept", "red"), ("lost", "blue")):
+        paid_once(ledgers("a"), key, GeneratedImage, Payer(master_in(tmp_path / "a" / "masters", colour)))
+    lost = paid_once(ledgers("a"), "lost", GeneratedImage, Payer(None))
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute("DELETE FROM imagegen_masters WHERE sha256 = %s", (lost.image.sha256,))
+    masters_b = tmp_path / "b" / "masters"
+    use_ledger_for_run("run-b", ledgers("b"), masters_b)
+    release_ledger("run-b")
+    specs = [SimpleNamespace(asset_id=key, cache_key=lambda key=key: key, outpaint_from=None)
+             for key in ("kept", "lost", "never-paid")]
+    assert _masters_finished(specs, masters_b) == 1
+    assert list(masters_b.glob("*")) == [], "counting fetched nothing"
+    assert isinstance(ledger_for_folder(tmp_path / "elsewhere"), FileLedger)

@@ -163,6 +163,18 @@ class TransientCatalogError(CatalogError):
     transient = True
 
 
+class LedgerError(ImagegenError):
+    """The shared paid-call ledger (or its masters) could not be read or written."""
+
+    transient = False
+
+
+class TransientLedgerError(LedgerError):
+    """The ledger's database was unreachable or busy; the same claim may succeed later."""
+
+    transient = True
+
+
 # HTTP statuses that may succeed when asked again later.
 TRANSIENT_HTTP_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 

@@ -36,6 +36,10 @@ class ImagegenSettings(BaseSettings):
     max_provider_calls: int | None = Field(None, ge=0, description="Per-run budget of provider calls")
     local_master_size: int = Field(2048, ge=64, le=8192,
                                    description="Side of the square master the local provider renders")
+    ledger_lease_seconds: float = Field(
+        120.0, ge=1, le=3600, allow_inf_nan=False,
+        description="With a PostgreSQL catalog: how long a paid call's claim outlives a worker that stopped "
+                    "renewing it (killed), before another worker takes the call over")
 
     # Event-triggered runs (untrusted payloads) are confined to these; see imagegen/event_inputs.py
     output_root: Path = Field(Path("imagegen-output"), description="Events may only write under this folder")

@@ -9,7 +9,7 @@ from typing import Any
 from prefect import task
 
 from imagegen.budget import budget_for_run, paid_call
-from imagegen.ledger import FileLedger, ledger_key, paid_once
+from imagegen.ledger import ledger_for_run, ledger_key, paid_once
 from imagegen.pending import FolderJournal
 from imagegen.providers.vlm import REVIEW_PROMPT_VERSION, Review
 from imagegen_flows.blocks.providers import ImageProviderBlock
@@ -49,4 +49,4 @@ def review_master(image_path: str, image_id: str, reviewer, context: dict[str, A
                          lambda: reviewer.get_reviewer().review(image_path, context, journal=journal))
 
     key = ledger_key("review", sha256, reviewer.model, REVIEW_PROMPT_VERSION, json.dumps(context, sort_keys=True))
-    return paid_once(FileLedger(Path(masters_dir)), key, Review, pay)
+    return paid_once(ledger_for_run(run_id, Path(masters_dir)), key, Review, pay)

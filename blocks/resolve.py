@@ -10,6 +10,7 @@ for a store or catalog are always the environment's problem, whoever named the s
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -41,6 +42,16 @@ def problem_at(where: str, reason: str) -> ImagegenError:
     return BriefError([(where, reason)])
 
 
+_api_wait: Callable[[], None] | None = None
+
+
+def wait_for_api_with(wait: Callable[[], None] | None) -> None:
+    """What a saved block's load waits for first: the CLI's temporary Prefect API, started in the background
+    while the run's pre-flight checks go on (None: the API is there already)."""
+    global _api_wait
+    _api_wait = wait
+
+
 def load_saved_block(name: str, field: str, expected: type[SavedBlock]) -> SavedBlock:
     """A saved block named `<block-type-slug>/<block-name>`, or an error naming `field` (see problem_at).
 
@@ -51,6 +62,8 @@ def load_saved_block(name: str, field: str, expected: type[SavedBlock]) -> Saved
     if not _SAVED_BLOCK.match(name):
         # a URL without its scheme lands here (IMAGEGEN_CATALOG_URL=user:pw@host/db): shown masked
         raise problem_at(field, f"{mask_url(name)!r} is not a saved block name like <block-type-slug>/<block-name>")
+    if _api_wait is not None:
+        _api_wait()
     try:
         block = Block.load(name)
     except (ValueError, KeyError):

@@ -156,6 +156,12 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     out = args.out or os.environ.get("IMAGEGEN_OUTPUT_DIR") or "imagegen-output"
     out_source = "--out" if args.out or not os.environ.get("IMAGEGEN_OUTPUT_DIR") else "IMAGEGEN_OUTPUT_DIR"
+    from imagegen_flows.deployments.temporary_api import await_temporary_api, launch_temporary_api
+
+    launch_temporary_api()  # first: it starts while we import the flow and check the brief
+    from imagegen_flows.blocks.resolve import wait_for_api_with
+
+    wait_for_api_with(await_temporary_api)  # a saved block named by the run is read once it answers
     try:
         specs = validate(args.brief, args.provider, Path(out).resolve(), out_source)
     except BriefError as err:
@@ -174,14 +180,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INVALID
 
-    from imagegen_flows.deployments.temporary_api import detach_temporary_api, start_temporary_api
     from imagegen_flows.flows.campaign import campaign_flow
     from imagegen_flows.flows.interrupts import pending_interrupt
 
-    detach_temporary_api()  # a terminal's Ctrl-C reaches us, not the API we need to record the interrupt
     _INTERRUPTED_RUN.update(specs=specs, masters_dir=Path(out).resolve() / "masters")
     try:
-        start_temporary_api()
+        await_temporary_api()
         summary = campaign_flow(brief=str(Path(args.brief).resolve()), out_dir=out, provider=args.provider,
                                 max_provider_calls=args.max_provider_calls)
     except ImagegenError as err:
@@ -287,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command != "run":
         return COMMANDS[args.command](args)
+    from imagegen_flows.deployments.temporary_api import prepare_temporary_api
+
+    prepare_temporary_api()  # before anything slow: Prefect's server imports while we do (the run may need it)
     from imagegen_flows.flows.interrupts import (
         exit_code_for,
         pending_interrupt,

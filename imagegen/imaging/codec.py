@@ -27,7 +27,6 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from pydantic import BaseModel, ConfigDict, Field
-from skimage.metrics import structural_similarity
 
 PNG_XMP_KEY = "XML:com.adobe.xmp"  # the iTXt keyword the XMP spec defines for PNG
 MIME_TYPES: dict[str, str] = {"AVIF": "image/avif", "WEBP": "image/webp", "JPEG": "image/jpeg", "PNG": "image/png"}
@@ -268,6 +267,8 @@ def luma_ssim(reference: Image.Image, candidate: Image.Image, max_side: int = SS
     if reference.size != candidate.size:
         candidate = candidate.resize(reference.size, Image.Resampling.LANCZOS)
     a, b = (_reduced_luma(img, max_side) for img in (reference, candidate))
+    from skimage.metrics import structural_similarity  # ~0.5 s of imports, only where SSIM is asked
+
     return float(structural_similarity(a, b, data_range=255.0, gaussian_weights=True, sigma=1.5,
                                        use_sample_covariance=False))
 

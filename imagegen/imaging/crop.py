@@ -18,10 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-from scipy.ndimage import binary_dilation
-from skimage.color import rgb2lab
-from skimage.filters import gaussian, sobel
-from skimage.measure import label
 
 from imagegen.imaging.resample import resample as resample_image
 
@@ -68,6 +64,9 @@ def saliency_map(img: Image.Image, size: int = 256) -> np.ndarray:
     image's average colour (a red bottle on a beige ground), lightly blurred so a subject reads
     as a region rather than an outline.
     """
+    from skimage.color import rgb2lab  # scikit-image and SciPy load on first use: see imaging/metrics.py
+    from skimage.filters import gaussian, sobel
+
     small = _thumbnail(img, size)
     lab = rgb2lab(np.asarray(small, dtype=np.float32) / 255.0)
     edges = _robust_normalise(sobel(lab[..., 0]))
@@ -152,6 +151,9 @@ def _subject_extent(sal: np.ndarray, horizontal: bool) -> tuple[float, float] | 
     The subject is the connected region of high saliency holding the most saliency mass: a
     product with its plinth, not the small props around it.
     """
+    from scipy.ndimage import binary_dilation
+    from skimage.measure import label
+
     peak = float(sal.max())
     if peak <= 0:
         return None

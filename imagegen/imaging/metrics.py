@@ -32,12 +32,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import imagehash
 import numpy as np
 from PIL import Image
 from pydantic import BaseModel, Field
-from skimage.color import deltaE_ciede2000, rgb2lab
-from skimage.restoration import estimate_sigma
+
+# scikit-image (with SciPy) and imagehash are imported where they are used: ~0.9 s that the CLI and a flow's
+# start would otherwise pay before the first provider request (imagegen.quality preloads them meanwhile).
 
 # Refuse anything larger before decoding: a 64 MP RGB image is ~200 MB of pixels, far beyond
 # any render we order, and Pillow's own bomb limit (~89 MP warning, ~179 MP error) is too lax.
@@ -182,6 +182,8 @@ def noise_sigma(gray: np.ndarray) -> float:
         return 0.0
     if np.ptp(g) == 0:
         return 0.0  # perfectly flat: skimage would take the median of no coefficients (NaN)
+    from skimage.restoration import estimate_sigma
+
     sigma = float(estimate_sigma(g))
     return sigma if np.isfinite(sigma) else 0.0
 
@@ -259,12 +261,16 @@ def _palette_image(colours: list[tuple[int, int, int]]) -> Image.Image:
 
 def rgb_to_lab(colors: list[tuple[int, int, int]]) -> np.ndarray:
     """sRGB 0..255 triples -> CIELAB (D65), shape (n, 3)."""
+    from skimage.color import rgb2lab
+
     rgb = np.asarray(colors, dtype=np.float64).reshape(-1, 1, 3) / 255.0
     return rgb2lab(rgb).reshape(-1, 3)
 
 
 def ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
     """CIEDE2000 distance between Lab colours (last axis = L, a, b); broadcasts."""
+    from skimage.color import deltaE_ciede2000
+
     return np.asarray(deltaE_ciede2000(np.asarray(lab1, float), np.asarray(lab2, float)))
 
 
@@ -305,6 +311,8 @@ def brand_delta_e(
 
 def phash(img: Image.Image) -> str:
     """64-bit DCT perceptual hash as 16 hex digits (imagehash.phash)."""
+    import imagehash
+
     return str(imagehash.phash(img))
 
 

@@ -91,6 +91,7 @@ def instrument(recorder: Recorder) -> list[str]:
     """Wrap the leaf work (our code doing I/O or pixels) and the flow's phases; return what was not found."""
     import imagegen.catalog.sqlite
     import imagegen.providers.nvidia
+    import imagegen.publishing
     import imagegen.ratelimit
     import imagegen_flows.flows.campaign
     import imagegen_flows.flows.reporting
@@ -106,7 +107,7 @@ def instrument(recorder: Recorder) -> list[str]:
         (imagegen.ratelimit.TokenBucket, "acquire", "limiter"),  # inside provider: waiting for a token
         (imagegen_flows.tasks.gate, "measure_image", "measure"),
         (imagegen_flows.tasks.gate, "validate_rows", "gx"),
-        (imagegen_flows.tasks.publish, "render_variants", "render"),
+        (imagegen.publishing, "render_variants", "render"),
         (imagegen_flows.tasks.publish, "store_variant", "store"),
         (imagegen.catalog.sqlite.SqliteCatalog, "upsert", "catalog"),
         (imagegen_flows.flows.reporting, "write_gallery", "gallery"),

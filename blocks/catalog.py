@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 
 from prefect.blocks.core import Block
 from pydantic import Field
 
 from imagegen.catalog.base import Catalog
+from imagegen.ledger import FileLedger, Ledger
 
 
 class CatalogBlock(Block, ABC):
@@ -23,6 +25,11 @@ class CatalogBlock(Block, ABC):
         """Before any spend: reachable, schema there or creatable, writable (Catalog.preflight, short
         timeout, no retries, nothing left written). Raises CatalogError with the reason."""
         self.get_catalog().preflight()
+
+    def paid_call_ledger(self, masters_dir: Path, lease_seconds: float) -> Ledger:
+        """Where a run records its paid calls: the files under `masters_dir` (one output folder), unless
+        the catalog's database can hold a ledger every worker shares (PostgreSQL)."""
+        return FileLedger(masters_dir)
 
 
 class SqliteCatalogBlock(CatalogBlock):

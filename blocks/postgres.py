@@ -1,10 +1,15 @@
-"""PostgreSQL catalog block: the `media_assets` table in any PostgreSQL 13+ (a Supabase project's database too)."""
+"""PostgreSQL catalog block: the `media_assets` table in any PostgreSQL 13+ (a Supabase project's database too),
+and beside it the paid-call ledger and the masters that every worker using this catalog shares."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from pydantic import Field, SecretStr
 
 from imagegen.catalog.base import Catalog
+from imagegen.errors import CatalogError, LedgerError
+from imagegen.ledger import Ledger
 from imagegen_flows.blocks.catalog import CatalogBlock
 
 
@@ -32,3 +37,20 @@ class PostgresCatalogBlock(CatalogBlock):
         from imagegen.catalog.postgres import PostgresCatalog
 
         return PostgresCatalog(self.dsn.get_secret_value(), connect_timeout=self.connect_timeout_seconds)
+
+    def check_catalog(self) -> None:
+        """The catalog's checks, then the shared ledger's tables can be made (in a transaction rolled back)."""
+        super().check_catalog()
+        from imagegen.postgres_ledger import check_ledger_schema
+
+        try:
+            check_ledger_schema(self.dsn.get_secret_value(), self.connect_timeout_seconds)
+        except LedgerError as err:
+            raise CatalogError(str(err)) from None
+
+    def paid_call_ledger(self, masters_dir: Path, lease_seconds: float) -> Ledger:
+        """The ledger in this database: a call is paid for once by all workers, masters are shared."""
+        from imagegen.postgres_ledger import PostgresLedger
+
+        return PostgresLedger(self.dsn.get_secret_value(), masters_dir, lease_seconds=lease_seconds,
+                              connect_timeout=self.connect_timeout_seconds)

@@ -256,21 +256,16 @@ _INTERRUPTED_RUN: dict = {"specs": [], "masters_dir": None}
 
 def _masters_finished(specs: list, masters_dir: Path | None) -> int:
     """How many planned masters are in the generation ledger: paid for, kept, and free for a rerun."""
-    from imagegen.errors import MasterChanged
-    from imagegen.ledger import LedgerEntry, trusted
+    from imagegen.ledger import ledger_for_folder
     from imagegen.models import GeneratedImage
     from imagegen_flows.tasks.generate import outpaint_slot_key
 
     if masters_dir is None:
         return 0
-    ledger = masters_dir / ".ledger"
+    ledger = ledger_for_folder(masters_dir)  # the run's: with a PostgreSQL catalog, the shared one
 
     def recorded(key: str) -> GeneratedImage | None:  # read without the claim: a running task may hold it
-        try:
-            entry = LedgerEntry(ledger, key, GeneratedImage)
-            return trusted(entry.read(), entry.name)
-        except MasterChanged:  # not finished: the rerun reports it
-            return None
+        return ledger.recorded(key, GeneratedImage)
 
     made = {s.asset_id: recorded(s.cache_key()) for s in specs if not s.outpaint_from}
     for spec in specs:

@@ -20,6 +20,7 @@ from imagegen.brief import Brief
 from imagegen.brief_source import brief_from_source
 from imagegen.budget import budget_for_run, release_run
 from imagegen.files import sweep_once_in_a_while
+from imagegen.ledger import release_ledger, use_ledger_for_run
 from imagegen.models import GeneratedImage
 from imagegen.pixelwork import limit_malloc_arenas
 from imagegen.prompts import PromptSpec
@@ -153,6 +154,8 @@ def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_a
 
     preload_in_background()  # the gate's GX import happens while the provider works
     interrupted = False
+    # the paid tasks of this run claim here: with a PostgreSQL catalog, in its database, shared by every worker
+    use_ledger_for_run(run_id, catalog.paid_call_ledger(masters_dir, settings.ledger_lease_seconds), masters_dir)
     try:
         try:
             masters = generate_all(specs, the_brief, providers, masters_dir, run_id, settings.local_master_size,
@@ -167,6 +170,7 @@ def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_a
         finally:
             provider_calls, outcome_unknown, recovered = budget.spent, budget.outcome_unknown, budget.recovered
             release_run(run_id)
+            release_ledger(run_id)
 
         checked = sorted({c.gate for c in checks_for_policy(the_brief.quality,
                                                              has_palette=bool(the_brief.brand.palette),

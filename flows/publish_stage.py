@@ -12,6 +12,7 @@ that writes the new ones, and its files right after that transaction commits.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,20 +183,24 @@ def publish_chunk(jobs: dict[str, PublishJob], recorded: dict[str, list[Recorded
     return rows, stored, left
 
 
-def ensure_rendered(jobs: list[PublishJob]) -> None:
+def ensure_rendered(jobs: list[PublishJob], submit_render: Callable[..., PrefectFuture]) -> None:
     """Submit the renders that were not made ahead (renders of a master that an edit changed, or of a
     size-set run), so they run while the chunk before them is being stored."""
     for job in jobs:
         if job.quarantine is None and job.rendered is None:
-            job.rendered = render_master.submit(**job.render)
+            job.rendered = submit_render(**job.render)
 
 
 def publish_and_catalog(jobs: dict[str, PublishJob], catalog, logger, failed: list[FailedAsset],
-                        gallery_page: Path, chunk: int = CATALOG_CHUNK) -> RunRecord:
+                        gallery_page: Path, chunk: int = CATALOG_CHUNK,
+                        submit_render: Callable[..., PrefectFuture] | None = None) -> RunRecord:
     """Publish and catalog in chunks: if the catalog refuses a chunk's rows, the files this run wrote for
     that chunk are removed (`unpublish_chunk`) and the refusal ends the run. Earlier chunks stay published
     and cataloged; a rerun of the same brief completes the set.
-    The gallery's cards for `gallery_page` are drawn chunk by chunk."""
+    The gallery's cards for `gallery_page` are drawn chunk by chunk. Renders not made ahead go to
+    `submit_render` (default: render_master on the flow's own task runner; the size-set flow may pass
+    a Dask cluster's, see flows/render_cluster.py)."""
+    submit_render = submit_render or render_master.submit
     record = RunRecord(GalleryCards(gallery_page))
 
     ids = list(jobs)
@@ -203,7 +208,8 @@ def publish_and_catalog(jobs: dict[str, PublishJob], catalog, logger, failed: li
     total = UpsertResult()
     counter = [0]
     for index, part in enumerate(chunks):
-        ensure_rendered([jobs[aid] for aid in part + (chunks[index + 1] if index + 1 < len(chunks) else [])])
+        ensure_rendered([jobs[aid] for aid in part + (chunks[index + 1] if index + 1 < len(chunks) else [])],
+                        submit_render)
         recorded = read_recorded(catalog, jobs[part[0]].template["campaign"], part)
         part_rows, part_stored, left = publish_chunk({aid: jobs[aid] for aid in part}, recorded, logger, failed,
                                                      counter, len(ids))

@@ -38,6 +38,11 @@ class ProviderNotConfigured(SettingsError):
     be used, but another member of the brief's fallback chain may be."""
 
 
+class RenderInputUnreadable(ImagegenError):
+    """A file a render reads (the master, the logo, the signing identity) is not readable on the machine
+    that renders: on a Dask cluster, a worker that does not share the flow's paths."""
+
+
 class UsageError(ImagegenError):
     """A command-line flag is invalid (the CLI exits 2, as for an invalid brief). `flag` names it."""
 
@@ -154,6 +159,18 @@ class CatalogError(ImagegenError):
 
 class TransientCatalogError(CatalogError):
     """The catalog was unreachable or busy; the same write may succeed later."""
+
+    transient = True
+
+
+class LedgerError(ImagegenError):
+    """The shared paid-call ledger (or its masters) could not be read or written."""
+
+    transient = False
+
+
+class TransientLedgerError(LedgerError):
+    """The ledger's database was unreachable or busy; the same claim may succeed later."""
 
     transient = True
 

@@ -6,12 +6,15 @@ exclusive lock (flock: the kernel releases it when a process dies, even by kill 
 never blocks the next) under which the call looks for what a concurrent or earlier run recorded.
 
 A backend is one small interface (`Ledger.claim` handing out a `Claim` with `read` and `write`): the
-files under `<out>/masters/.ledger/` today, a database table that many workers share later. Entries are
-typed: a claim names the pydantic model its value is read back as (a `GeneratedImage`, a VLM `Review`).
-Whatever the backend, a recorded master is trusted only while its file holds the recorded bytes
-(`trusted`): a file that is gone is a miss (the same request is paid again), a file whose size or
-sha256 differs raises `MasterChanged`, so a truncated or tampered master is reported, never silently
-replaced by a new image.
+files under `<out>/masters/.ledger/` (`FileLedger`, the default: one output folder), or rows of the
+catalog's PostgreSQL that every worker on every machine shares (imagegen.postgres_ledger, chosen by the
+flow when the catalog is PostgreSQL and handed to the tasks of its run through `ledger_for_run`).
+Entries are typed: a claim names the pydantic model its value is read back as (a `GeneratedImage`, a
+VLM `Review`). Whatever the backend, a recorded master is trusted only while its file holds the recorded
+bytes (`trusted`): a file that is gone is a miss (the same request is paid again; the shared backend
+first fetches the master from the database into this worker's folder, so it is gone only when nobody
+stored it), a file whose size or sha256 differs raises `MasterChanged`, so a truncated or tampered
+master is reported, never silently replaced by a new image.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -45,9 +49,14 @@ class Claim(Protocol[T]):
 
 
 class Ledger(Protocol):
-    """A ledger backend: hand out the claim on `key`, waiting while another run holds it."""
+    """A ledger backend: hand out the claim on `key`, waiting while another run holds it; or read what
+    `key` recorded without the claim (a count while runs hold claims: None where nothing usable is). A
+    claim on one key may be taken while holding another's (paid_once: the call's key, then its withheld
+    answer's), so a backend locks per key (a file, a row), or reentrantly."""
 
     def claim(self, key: str, kind: type[T]) -> AbstractContextManager[Claim[T]]: ...
+
+    def recorded(self, key: str, kind: type[T]) -> T | None: ...
 
 
 def ledger_key(kind: str, *parts: object) -> str:
@@ -135,7 +144,15 @@ class FileLedger:
     """The ledger as files in `<masters>/.ledger/`: `<key>.json` per entry, `<key>.lock` per claim."""
 
     def __init__(self, masters_dir: Path):
-        self.directory = Path(masters_dir) / ".ledger"
+        self.masters_dir = Path(masters_dir)
+        self.directory = self.masters_dir / ".ledger"
+
+    def recorded(self, key: str, kind: type[T]) -> T | None:
+        entry = LedgerEntry(self.directory, key, kind)
+        try:
+            return trusted(entry.read(), entry.name)
+        except MasterChanged:  # not usable as it is: the rerun reports it
+            return None
 
     @contextlib.contextmanager
     def claim(self, key: str, kind: type[T]) -> Iterator[LedgerEntry[T]]:
@@ -148,3 +165,38 @@ class FileLedger:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
+
+
+_run_ledgers: dict[str, Ledger] = {}
+_folder_ledgers: dict[Path, Ledger] = {}  # the last ledger used for each masters folder, kept after its run
+_run_lock = threading.Lock()
+
+
+def use_ledger_for_run(run_id: str, ledger: Ledger, masters_dir: Path) -> None:
+    """Make `ledger` the one the paid tasks of flow run `run_id` (masters in `masters_dir`) claim in."""
+    with _run_lock:
+        _run_ledgers[run_id] = ledger
+        _folder_ledgers[Path(masters_dir).resolve()] = ledger
+
+
+def ledger_for_run(run_id: str, masters_dir: Path) -> Ledger:
+    """The ledger the flow chose for run `run_id`, or the files under `masters_dir` (a task called alone)."""
+    with _run_lock:
+        ledger = _run_ledgers.get(run_id)
+    return ledger if ledger is not None else FileLedger(masters_dir)
+
+
+def ledger_for_folder(masters_dir: Path) -> Ledger:
+    """The ledger the last run on `masters_dir` in this process used (its reads work after the run ended:
+    what an interrupted run reports), or the files under it."""
+    with _run_lock:
+        ledger = _folder_ledgers.get(Path(masters_dir).resolve())
+    return ledger if ledger is not None else FileLedger(masters_dir)
+
+
+def release_ledger(run_id: str) -> None:
+    """Forget run `run_id`'s ledger and close it (a database backend stops renewing its leases)."""
+    with _run_lock:
+        ledger = _run_ledgers.pop(run_id, None)
+    if (close := getattr(ledger, "close", None)) is not None:
+        close()

@@ -3,20 +3,28 @@ with provenance (XMP, IPTC DigitalSourceType) and stored through a size-routed a
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from PIL import Image
 from pydantic import BaseModel
 
+from imagegen.errors import RenderInputUnreadable
 from imagegen.files import write_atomically
-from imagegen.imaging.logo import LogoMarks
+from imagegen.imaging.logo import DEFAULT_LOGO_SCALE, LogoMarks, prepare_marks
 from imagegen.imaging.resample import reuse_pixels
-from imagegen.models import FORMAT_CONTENT_TYPES, FORMAT_EXTENSIONS, ImageRef, StoredObject
+from imagegen.models import FORMAT_CONTENT_TYPES, FORMAT_EXTENSIONS, GeneratedImage, ImageRef, StoredObject
+from imagegen.pixelwork import PIXEL_SLOTS
 from imagegen.reconcile import RecordedFile, found_problem
 from imagegen.sizes import MASTER_VARIANT, RENDITION_NAME, Target, rendition_name
 from imagegen.stores.base import AssetStore, SizeRouter, safe_key
 from imagegen.summary import RepairedFile
+
+if TYPE_CHECKING:
+    from imagegen.imaging.c2pa_signing import SigningFiles
 
 __all__ = ["MASTER_VARIANT"]  # re-exported: callers import it from here
 
@@ -137,6 +145,18 @@ def render_responsive(source: Image.Image, policy: dict[str, Any], *, xmp: bytes
                                             height=rendition.height, format=fmt, bytes=rendition.bytes,
                                             quality=rendition.quality))
     return rendered
+
+
+def check_render_inputs(inputs: dict[str, str | None]) -> None:
+    """Raise RenderInputUnreadable naming every file of `inputs` ({what: path}; None: not used) that this
+    machine cannot read, and the machine: a Dask worker sees only the paths it shares with the flow."""
+    unreadable = [f"{what} {path}" for what, path in inputs.items()
+                  if path is not None and not (os.path.isfile(path) and os.access(path, os.R_OK))]
+    if unreadable:
+        raise RenderInputUnreadable(
+            f"cannot read {', '.join(unreadable)} on {socket.gethostname()}: every machine that renders "
+            "(each Dask worker too) needs the output folder, the brief's logo and the signing files "
+            "at the same paths as the flow's worker")
 
 
 def render_variants(master: ImageRef, targets: list[Target], *, xmp: bytes, work_dir: Path,
@@ -276,3 +296,38 @@ def sign_variants(variants: list[RenderedVariant], signing, *, title: str, model
         signed.append(variant.model_copy(update={"bytes": size, "content_credentials": {
             "c2pa": "signed", "algorithm": signing.algorithm, "unsigned_sha256": unsigned}}))
     return signed
+
+
+def render_master_set(master: GeneratedImage, *, campaign: str, asset_id: str, prompt: str, targets: list[Target],
+                      work_dir: Path, logo_path: str | None = None, logo_options: dict | None = None,
+                      logo_widths: list[int] | None = None, include_master: bool = True,
+                      web: WebOptions | None = None, signing: SigningFiles | None = None,
+                      signed_cache: str | None = None) -> RenderedSet:
+    """Every target of `master` rendered into `work_dir/<asset_id>-<master sha256[:16]>`, with its
+    BlurHash and palette; signed (C2PA) with `signing`. tasks/publish.py `render_master` says the rest."""
+    # on a Dask cluster this runs on another machine: a path it does not share fails here, by name
+    check_render_inputs({"the master": master.image.path, "the logo": logo_path,
+                         "the signing certificate": signing.certificate_chain if signing else None,
+                         "the signing key": signing.private_key if signing else None})
+    web = web or WebOptions()
+    altered = bool(master.metadata.get("edits")) or logo_path is not None or bool(web.grade or web.border_width)
+    xmp = provenance_xmp(prompt=prompt, model=master.model, provider=master.provider, seed=master.seed,
+                         altered=altered, title=f"{campaign} / {asset_id}")
+    folder = Path(work_dir) / f"{asset_id}-{master.image.sha256[:16]}"
+    shutil.rmtree(folder, ignore_errors=True)  # what an earlier, failed attempt left
+    with PIXEL_SLOTS:
+        logo = None
+        if logo_path is not None:
+            scale = (logo_options or {}).get("scale", DEFAULT_LOGO_SCALE)
+            widths = [*(logo_widths or []), *(target.width for target in targets)]
+            logo = LogoMarks(prepare_marks(Path(logo_path), widths, scale, Path(work_dir)), scale)
+        rendered = render_variants(master.image, targets, xmp=xmp, work_dir=folder, logo=logo,
+                                   logo_options=logo_options, include_master=include_master, options=web)
+        blurhash = blurhash_of(master.image)
+        palette = dominant_palette(master.image)
+        if signing is not None:
+            rendered = sign_variants(rendered, signing, title=f"{campaign} / {asset_id}", model=master.model,
+                                     edits=edit_descriptions(master.metadata, logo=logo_path is not None, options=web),
+                                     cache_dir=Path(signed_cache or folder / ".signed"))
+    return RenderedSet(directory=str(folder), master_sha256=master.image.sha256, variants=rendered,
+                       blurhash=blurhash, palette=palette)

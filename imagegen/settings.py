@@ -36,12 +36,20 @@ class ImagegenSettings(BaseSettings):
     max_provider_calls: int | None = Field(None, ge=0, description="Per-run budget of provider calls")
     local_master_size: int = Field(2048, ge=64, le=8192,
                                    description="Side of the square master the local provider renders")
+    ledger_lease_seconds: float = Field(
+        120.0, ge=1, le=3600, allow_inf_nan=False,
+        description="With a PostgreSQL catalog: how long a paid call's claim outlives a worker that stopped "
+                    "renewing it (killed), before another worker takes the call over")
 
     # Event-triggered runs (untrusted payloads) are confined to these; see imagegen/event_inputs.py
     output_root: Path = Field(Path("imagegen-output"), description="Events may only write under this folder")
     briefs_root: Path = Field(Path("."), description="Events may only read brief files under this folder")
     brief_trusted_hosts: str = Field("", description="Comma-separated hosts an event's brief URL may reach over "
                                                      "http or at a private address")
+
+    # Pixel work on a cluster: see flows/render_cluster.py
+    dask_address: str | None = Field(None, description="Dask scheduler the size-set flow renders on, e.g. "
+                                                       "tcp://10.0.0.5:8786; unset: the worker's own threads")
 
     # NVIDIA (hosted API and self-hosted NIM)
     nvidia_api_key: SecretStr | None = Field(

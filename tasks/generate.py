@@ -14,7 +14,7 @@ from imagegen.budget import budget_for_run, paid_call
 from imagegen.errors import MasterChanged
 from imagegen.files import copy_atomically, sweep_once_in_a_while, write_atomically
 from imagegen.imaging.brand import outpaint_canvas
-from imagegen.ledger import FileLedger, file_state, ledger_key, paid_once
+from imagegen.ledger import file_state, ledger_for_run, ledger_key, paid_once
 from imagegen.models import GeneratedImage, GenerationRequest, ImageRef
 from imagegen.pixelwork import PIXEL_SLOTS
 from imagegen.prompts import PromptSpec
@@ -37,7 +37,8 @@ def request_for(spec: PromptSpec, seed: int | None = None) -> GenerationRequest:
 def adopt_into(result: GeneratedImage, masters_dir: Path) -> GeneratedImage:
     """Make sure a (possibly cached) master lives in this run's masters folder; copying costs no quota.
     Only the recorded bytes are copied, and a copy here that lost them is replaced; a master already
-    in this folder was checked by the caller (`file_state`, before it asked the ledger).
+    in this folder was checked by the caller (`file_state`, before it asked the ledger). A master the
+    shared (PostgreSQL) ledger gave back is in this folder already: it was fetched there by sha256.
 
     Every master of a run passes here, cached or not, so the first one sweeps the folder (its ledger
     and outpaint canvases too) of temp files a killed run left, as a store does when first used."""
@@ -69,7 +70,7 @@ def generate_master(spec: PromptSpec, provider: ImageProviderBlock, masters_dir:
                            lambda: provider.get_generator().generate(request_for(spec), Path(masters_dir)))
         return result.model_copy(update={"metadata": {**result.metadata, "negatives": spec.negatives_handling}})
 
-    return paid_once(FileLedger(Path(masters_dir)), spec.cache_key(), GeneratedImage, pay)
+    return paid_once(ledger_for_run(run_id, Path(masters_dir)), spec.cache_key(), GeneratedImage, pay)
 
 
 @task(name="regenerate-master", task_run_name="regenerate {spec.asset_id} (attempt {attempt})",
@@ -87,8 +88,8 @@ def regenerate_master(spec: PromptSpec, provider: ImageProviderBlock, masters_di
         return result.model_copy(update={"metadata": {**result.metadata, "negatives": spec.negatives_handling,
                                                       "regenerated": attempt}})
 
-    return paid_once(FileLedger(Path(masters_dir)), ledger_key("regenerate", spec.cache_key(), new_seed),
-                     GeneratedImage, pay)
+    key = ledger_key("regenerate", spec.cache_key(), new_seed)
+    return paid_once(ledger_for_run(run_id, Path(masters_dir)), key, GeneratedImage, pay)
 
 
 @task(name="edit-master", task_run_name="edit {spec.asset_id} (attempt {attempt})",
@@ -111,7 +112,7 @@ def provider_edit_master(master: GeneratedImage, spec: PromptSpec, provider: Ima
         return result.model_copy(update={"metadata": {**master.metadata, **result.metadata, "edits": edits}})
 
     key = ledger_key("edit", master.image.sha256, instruction, provider.provider_name, edit_model, request.seed)
-    return paid_once(FileLedger(Path(masters_dir)), key, GeneratedImage, pay)
+    return paid_once(ledger_for_run(run_id, Path(masters_dir)), key, GeneratedImage, pay)
 
 
 def outpaint_cache_key(context: TaskRunContext, parameters: dict) -> str:
@@ -144,7 +145,8 @@ def outpaint_master(base: GeneratedImage, spec: PromptSpec, provider: ImageProvi
         return result.model_copy(update={"metadata": {**result.metadata, "edits": edits,
                                                       "outpainted_from": spec.outpaint_from}})
 
-    return paid_once(FileLedger(Path(masters_dir)), outpaint_slot_key(base, spec), GeneratedImage, pay)
+    return paid_once(ledger_for_run(run_id, Path(masters_dir)), outpaint_slot_key(base, spec), GeneratedImage,
+                     pay)
 
 
 def outpaint_slot_key(base: GeneratedImage, spec: PromptSpec) -> str:

@@ -8,8 +8,9 @@ from typing import Any
 
 from prefect import task
 
-from imagegen.budget import budget_for_run
-from imagegen.ledger import FileLedger, ledger_key, paid_once
+from imagegen.budget import budget_for_run, paid_call
+from imagegen.ledger import ledger_for_run, ledger_key, paid_once
+from imagegen.pending import FolderJournal
 from imagegen.providers.vlm import REVIEW_PROMPT_VERSION, Review
 from imagegen_flows.blocks.providers import ImageProviderBlock
 from imagegen_flows.tasks.retrying import RETRY_OPTIONS
@@ -42,9 +43,10 @@ def review_master(image_path: str, image_id: str, reviewer, context: dict[str, A
     Recorded in the ledger by the image's bytes, the reviewer's model, the review prompt's version and
     the brief context the prompt quotes: a rerun takes the review from there instead of paying again.
     """
-    def pay() -> Review:
-        budget_for_run(run_id).spend("vlm")
-        return reviewer.get_reviewer().review(image_path, context)
+    def pay() -> Review:  # a lost answer counts as spent and is sent again at most once (paid_call)
+        journal = FolderJournal.under(Path(masters_dir))
+        return paid_call(budget_for_run(run_id), "vlm",
+                         lambda: reviewer.get_reviewer().review(image_path, context, journal=journal))
 
     key = ledger_key("review", sha256, reviewer.model, REVIEW_PROMPT_VERSION, json.dumps(context, sort_keys=True))
-    return paid_once(FileLedger(Path(masters_dir)), key, Review, pay)
+    return paid_once(ledger_for_run(run_id, Path(masters_dir)), key, Review, pay)

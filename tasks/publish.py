@@ -15,22 +15,15 @@ from prefect.logging import get_logger
 from imagegen.errors import StoreError, TransientStoreError, is_transient, safe_reason
 from imagegen.files import transient_file
 from imagegen.imaging.c2pa_signing import SigningFiles
-from imagegen.imaging.logo import DEFAULT_LOGO_SCALE, LogoMarks, prepare_marks
 from imagegen.models import FORMAT_CONTENT_TYPES, GeneratedImage, StoredObject
-from imagegen.pixelwork import PIXEL_SLOTS
 from imagegen.publishing import (
     MASTER_VARIANT,
     PublishedFile,
     PublishResult,
     RenderedSet,
     WebOptions,
-    blurhash_of,
-    dominant_palette,
-    edit_descriptions,
     picture_snippet,
-    provenance_xmp,
-    render_variants,
-    sign_variants,
+    render_master_set,
     store_variant,
     variant_key,
 )
@@ -65,28 +58,12 @@ def render_master(master: GeneratedImage, campaign: str, asset_id: str, prompt: 
     `work_dir`, for every image width of the run (`logo_widths`) and of `targets`: the first render
     decodes the logo, the others read the small marks it left.
     """
-    web = web or WebOptions()
-    altered = bool(master.metadata.get("edits")) or logo_path is not None or bool(web.grade or web.border_width)
-    xmp = provenance_xmp(prompt=prompt, model=master.model, provider=master.provider, seed=master.seed,
-                         altered=altered, title=f"{campaign} / {asset_id}")
-    folder = Path(work_dir) / f"{asset_id}-{master.image.sha256[:16]}"
-    shutil.rmtree(folder, ignore_errors=True)  # what an earlier, failed attempt left
-    with PIXEL_SLOTS:
-        logo = None
-        if logo_path is not None:
-            scale = (logo_options or {}).get("scale", DEFAULT_LOGO_SCALE)
-            widths = [*(logo_widths or []), *(target.width for target in targets)]
-            logo = LogoMarks(prepare_marks(Path(logo_path), widths, scale, Path(work_dir)), scale)
-        rendered = render_variants(master.image, targets, xmp=xmp, work_dir=folder, logo=logo,
-                                   logo_options=logo_options, include_master=include_master, options=web)
-        blurhash = blurhash_of(master.image)
-        palette = dominant_palette(master.image)
-        if signing is not None:
-            rendered = sign_variants(rendered, signing, title=f"{campaign} / {asset_id}", model=master.model,
-                                     edits=edit_descriptions(master.metadata, logo=logo_path is not None, options=web),
-                                     cache_dir=Path(signed_cache or folder / ".signed"))
-    return RenderedSet(directory=str(folder), master_sha256=master.image.sha256, variants=rendered,
-                       blurhash=blurhash, palette=palette)
+    # The body is in the core: on a Dask cluster this function travels by value (its module attribute is
+    # the Task, not the function), and a copy must not carry process globals such as PIXEL_SLOTS.
+    return render_master_set(master, campaign=campaign, asset_id=asset_id, prompt=prompt, targets=targets,
+                             work_dir=Path(work_dir), logo_path=logo_path, logo_options=logo_options,
+                             logo_widths=logo_widths, include_master=include_master, web=web, signing=signing,
+                             signed_cache=signed_cache)
 
 
 @task(name="publish-master", task_run_name="publish {asset_id}", cache_result_in_memory=False, **RETRY_OPTIONS)

@@ -20,9 +20,11 @@ import httpx
 from pydantic import BaseModel, Field
 
 from imagegen.errors import ProviderError
-from imagegen.providers.http import raise_for_provider_status, send_request, shared_client
-from imagegen.providers.nvcf import NvcfPolling, resolve_nvcf
+from imagegen.pending import PendingJournal, request_key
+from imagegen.providers.http import raise_for_provider_status, shared_client
+from imagegen.providers.nvcf import NvcfPolling
 from imagegen.providers.nvidia import DEFAULT_RATE_PER_MINUTE, DEFAULT_STATUS_URL, nvidia_account_key
+from imagegen.providers.paid_requests import resume_nvcf_request, send_paid_nvcf
 from imagegen.providers.payloads import INLINE_DATA_URL_LIMIT, fitted_jpeg_data_url
 from imagegen.ratelimit import TokenBucket, shared_limiter
 from imagegen.redaction import mask_url, url_secrets
@@ -207,8 +209,13 @@ class VisionReviewer:
         if self._owns_http:
             self._http.close()
 
-    def ask(self, image_path: str | Path, instruction: str, *, max_tokens: int | None = None) -> str:
-        """One chat completion about one image; returns the answer text."""
+    def ask(self, image_path: str | Path, instruction: str, *, max_tokens: int | None = None,
+            journal: PendingJournal | None = None) -> str:
+        """One chat completion about one image; returns the answer text.
+
+        With a `journal`, the call is a paid one never sent blindly twice (imagegen.providers.paid_requests):
+        a lost answer raises OutcomeUnknown (counted as spent by the task, sent again at most once), and an
+        NVCF request id kept from an earlier call is polled again instead of paying."""
         image_url = fitted_jpeg_data_url(image_path, limit=self.inline_image_limit)
         body = {
             "model": self.model,
@@ -220,23 +227,31 @@ class VisionReviewer:
             "temperature": 0.2,
             "stream": False,
         }
-        if self.limiter is not None:
-            self.limiter.acquire()
         secrets = (self._api_key, *self._url_secrets)
-        request = self._http.build_request("POST", f"{self.base_url}/chat/completions", json=body)
-        response = send_request(self._http, request, PROVIDER, secrets=secrets)
-        if response.status_code not in (200, 202):
-            raise_for_provider_status(response, PROVIDER, limiter=self.limiter, secrets=secrets, messages={
-                404: f"model {self.model} not available for this account"})
-        outcome = resolve_nvcf(self._http, response, provider=PROVIDER, polling=self.polling, secrets=secrets)
+        endpoint = f"{self.base_url}/chat/completions"
+        key = request_key(endpoint, body)
+        outcome = resume_nvcf_request(self._http, journal, key, provider=PROVIDER, polling=self.polling,
+                                      secrets=secrets)
+        if outcome is None:
+            if self.limiter is not None:
+                self.limiter.acquire()
+            request = self._http.build_request("POST", endpoint, json=body)
+            outcome = send_paid_nvcf(self._http, request, journal=journal, key=key, provider=PROVIDER,
+                                     polling=self.polling, secrets=secrets, raise_for_status=lambda response:
+                                     raise_for_provider_status(response, PROVIDER, limiter=self.limiter,
+                                                               secrets=secrets, messages={
+                                         404: f"model {self.model} not available for this account"}))
+        if journal is not None:  # an answer, readable or not, is final: nothing is left to resume
+            journal.remove(key)
         if outcome.payload is None:
             raise ProviderError(f"{PROVIDER}: result zip held no JSON answer", provider=PROVIDER)
         return chat_content(outcome.payload)
 
-    def review(self, image_path: str | Path, brief_context: str | Mapping[str, Any]) -> Review:
+    def review(self, image_path: str | Path, brief_context: str | Mapping[str, Any],
+               journal: PendingJournal | None = None) -> Review:
         """pass/fail with reasons and alt text; an unreadable answer is a failing review."""
         context = brief_context if isinstance(brief_context, str) else json.dumps(brief_context, sort_keys=True)
-        answer = self.ask(image_path, _REVIEW_INSTRUCTION.format(context=context))
+        answer = self.ask(image_path, _REVIEW_INSTRUCTION.format(context=context), journal=journal)
         review = parse_review(answer, self.model)
         if review.reasons == [UNPARSEABLE]:
             logger.warning("%s: %s gave an unparseable review (%d chars)", PROVIDER, self.model, len(answer))

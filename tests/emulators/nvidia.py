@@ -417,6 +417,12 @@ class NvidiaEmulator:
             self.jobs[req_id] = {"remaining": self.faults.polls_before_result, "body": payload,
                                  "zip": self.faults.zip_302, "image": b""}
             return self._answer(202, Response(status_code=202, headers={"NVCF-REQID": req_id}))
+        if self.faults.take("drop_after_accept"):  # charged above, then the answer is lost
+            self.dropped += 1
+            return DroppedConnection()
+        if self.faults.take("error_after_submit"):
+            status = self.faults.error_after_submit_status
+            return self._answer(status, problem(status, "Bad Gateway", "the function failed after it took the request"))
         return self._answer(200, Response(payload, media_type="application/json"))
 
     def _chat_completion(self, model: str, instruction: str) -> dict[str, Any]:

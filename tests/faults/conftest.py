@@ -57,6 +57,8 @@ class HostileNvidia(NvidiaEmulator):
       sent instead of the emulator's own answer (never counted as spent).
     - `hold_after` = k: the first k inference requests pass, later ones wait until `release()` and are
       then refused with 503 without reaching the emulator (so `spent` only counts what was let through).
+      With `bill_held`, released requests are answered and billed instead, as a real provider bills a
+      request whose client died while it ran (the answer goes nowhere).
     """
 
     def reset(self) -> None:
@@ -65,6 +67,7 @@ class HostileNvidia(NvidiaEmulator):
         self.raw_answer: tuple[int, str, bytes] | None = None
         self.raw_answers = 0
         self.hold_after: int | None = None
+        self.bill_held = False
         self.held = 0
         self._seen = 0
         self._released = threading.Event()
@@ -80,8 +83,11 @@ class HostileNvidia(NvidiaEmulator):
             if hold:
                 self.held += 1
         if hold:
+            await request.body()  # read now: once the client is gone its body can no longer be received
             while not self._released.is_set():
                 await asyncio.sleep(0.05)
+            if self.bill_held:
+                return await super().genai(request)
             return PlainTextResponse("held, then dropped", status_code=503)
         if self.raw_answer is not None and self.raw_answers > 0:
             self.raw_answers -= 1

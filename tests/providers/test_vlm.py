@@ -225,3 +225,46 @@ def test_block_builds_a_reviewer_in_memory(emu, image):
     with block.get_reviewer() as r:
         assert r.review(image, "brief").verdict == "pass"
     assert SENTINEL not in repr(block)
+
+
+# ----------------------------------------------------------------------------- lost answers (a review is paid)
+
+def lost_review_budget():
+    from imagegen.budget import CallBudget
+
+    return CallBudget(None)
+
+
+def test_a_lost_review_answer_counts_as_spent_and_is_sent_again_at_most_once(emu, reviewer, image, tmp_path):
+    from imagegen.budget import paid_call
+    from imagegen.errors import OutcomeUnknown
+    from imagegen.pending import FolderJournal
+
+    journal, budget = FolderJournal(tmp_path / ".pending"), lost_review_budget()
+    emu.faults.drop_after_accept = 2  # the first answer and the resend's are both lost
+    for _ in range(2):
+        with pytest.raises(OutcomeUnknown) as lost:
+            paid_call(budget, "vlm", lambda: reviewer.review(image, "brief", journal=journal))
+    assert lost.value.transient is False and "not sent again" in str(lost.value)  # the task retries no more
+    assert emu.spent == 2 and budget.spent == 2 and budget.outcome_unknown == 2
+
+    emu.faults.error_after_submit = 1  # a new run: a 502 after the work was done is a lost answer too
+    budget = lost_review_budget()
+    with pytest.raises(OutcomeUnknown):
+        paid_call(budget, "vlm", lambda: reviewer.review(image, "other brief", journal=journal))
+    assert paid_call(budget, "vlm", lambda: reviewer.review(image, "other brief", journal=journal)).verdict == "pass"
+    # the answered request's entry is gone; the one lost twice stays written down (it may have been billed)
+    assert emu.spent == 4 and budget.spent == 2 and len(list((tmp_path / ".pending").glob("*.json"))) == 1
+
+
+def test_a_review_still_running_at_the_deadline_is_polled_again_not_paid_again(emu, image, tmp_path):
+    from imagegen.pending import FolderJournal
+
+    journal = FolderJournal(tmp_path / ".pending")
+    emu.faults.accept_202, emu.faults.polls_before_result = True, 10_000
+    with make_reviewer(emu, poll_deadline=0.3) as r:
+        with pytest.raises(TransientProviderError, match="is kept"):
+            r.review(image, "brief", journal=journal)
+        emu.finish_jobs()
+        assert r.review(image, "brief", journal=journal).verdict == "pass"
+    assert emu.spent == 1 and list((tmp_path / ".pending").glob("*.json")) == []

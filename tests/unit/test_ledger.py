@@ -146,6 +146,7 @@ class MemoryLedger:
 
     def __init__(self):
         self.rows: dict[str, str] = {}
+        self.locks: dict[str, threading.Lock] = {}  # one per key, as a row lock: paid_once nests two claims
         self.lock = threading.Lock()
 
     @contextlib.contextmanager
@@ -162,6 +163,8 @@ class MemoryLedger:
                 ledger.rows[key] = value.model_dump_json()
 
         with self.lock:
+            row_lock = self.locks.setdefault(key, threading.Lock())
+        with row_lock:
             yield Row()
 
 

@@ -77,7 +77,7 @@ class FakeReviewer:
     def get_reviewer(self):
         return self
 
-    def review(self, image_path, context) -> Review:
+    def review(self, image_path, context, journal=None) -> Review:
         self.calls.append(str(image_path))
         return Review(verdict="fail", reasons=["the handle is missing"], alt_text="A mug", model=self.model)
 

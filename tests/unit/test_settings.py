@@ -34,6 +34,10 @@ from imagegen.settings import ImagegenSettings, load_settings, settings_error
                                                     "greater than 0, got 'fast'"),
     ("IMAGEGEN_NVCF_POLL_DEADLINE_SECONDS", "0", "IMAGEGEN_NVCF_POLL_DEADLINE_SECONDS: must be a finite number "
                                                  "greater than 0, got '0'"),
+    ("IMAGEGEN_LEDGER_LEASE_SECONDS", "0.5", "IMAGEGEN_LEDGER_LEASE_SECONDS: must be a finite number from 1 to "
+                                             "3600, got '0.5'"),
+    ("IMAGEGEN_LEDGER_LEASE_SECONDS", "nan", "IMAGEGEN_LEDGER_LEASE_SECONDS: must be a finite number from 1 to "
+                                             "3600, got 'nan'"),
 ])
 def test_a_bad_number_is_one_line_naming_the_variable(monkeypatch, variable, value, message):
     monkeypatch.setenv(variable, value)
@@ -51,6 +55,8 @@ def test_a_bad_number_is_one_line_naming_the_variable(monkeypatch, variable, val
     ("IMAGEGEN_NVIDIA_RATE_PER_MINUTE", "0.5", "nvidia_rate_per_minute", 0.5),
     ("IMAGEGEN_NEUROFLASH_RATE_PER_MINUTE", "60000", "neuroflash_rate_per_minute", 60000),
     ("IMAGEGEN_NVCF_POLL_DEADLINE_SECONDS", "0.5", "nvcf_poll_deadline_seconds", 0.5),
+    ("IMAGEGEN_LEDGER_LEASE_SECONDS", "1", "ledger_lease_seconds", 1.0),
+    ("IMAGEGEN_LEDGER_LEASE_SECONDS", "3600", "ledger_lease_seconds", 3600.0),
 ])
 def test_the_edges_of_each_range_are_accepted(monkeypatch, variable, value, field, expected):
     monkeypatch.setenv(variable, value)
@@ -61,6 +67,7 @@ def test_the_defaults_load_without_any_variable():
     settings = load_settings()
     assert (settings.local_master_size, settings.max_provider_calls) == (2048, None)
     assert (settings.nvidia_rate_per_minute, settings.neuroflash_rate_per_minute) == (40.0, 30.0)
+    assert settings.ledger_lease_seconds == 120.0
 
 
 def test_every_bad_variable_gets_its_own_line(monkeypatch):

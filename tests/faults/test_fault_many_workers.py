@@ -1,0 +1,135 @@
+"""Several workers on one provider account, as on several machines: `imagegen run` processes with their
+own PREFECT_HOME (so no shared generation cache) and their own `--out` (so no shared disk), one Prefect
+API, and one PostgreSQL catalog, whose database then also holds the paid-call ledger and the masters.
+
+- Same brief in three processes at once: each master is paid for once in total, every process ends
+  with every master on its own disk, one catalog row per (campaign, asset, variant), every run exits 0.
+- A process killed with SIGKILL while it holds claims (its requests held at the provider): the others
+  wait for its leases, take its masters over once the leases have passed, and finish them. The only
+  calls paid twice are the ones the dead process had in flight, which the provider bills anyway.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from imagegen.models import sha256_file
+from tests.faults.conftest import (
+    imagegen_env,
+    kill_group,
+    master_files,
+    spawn_run,
+    summary_from_log,
+    tail,
+    wait_for,
+    write_brief,
+)
+from tests.stores import conftest as store_fixtures
+
+pytestmark = pytest.mark.prefect
+
+# The store tests' throwaway PostgreSQL, as fixtures of this module.
+postgres_server_dsn = store_fixtures.postgres_server_dsn
+postgres_dsn = store_fixtures.postgres_dsn
+
+LEASE_SECONDS = "4"  # IMAGEGEN_LEDGER_LEASE_SECONDS: a killed worker's claims pass in seconds, not 2 minutes
+
+
+def catalog_keys(dsn: str) -> Counter:
+    with psycopg.connect(dsn) as conn:
+        return Counter(conn.execute("SELECT campaign, asset_id, variant FROM media_assets").fetchall())
+
+
+def recorded_masters(dsn: str) -> int:
+    """Generations recorded in the shared ledger (entries with a value; a table not made yet holds none)."""
+    with psycopg.connect(dsn) as conn:
+        if conn.execute("SELECT to_regclass('imagegen_ledger')").fetchone()[0] is None:
+            return 0
+        return conn.execute("SELECT count(*) FROM imagegen_ledger "
+                            "WHERE kind = 'GeneratedImage' AND value IS NOT NULL").fetchone()[0]
+
+
+def masters_by_sha(out: Path) -> set[str]:
+    return {sha256_file(path) for path in master_files(out)}
+
+
+def worker(tmp_path: Path, name: str, api_url: str, dsn: str) -> tuple[Path, dict[str, str], Path]:
+    """(out folder, environment, log) of the worker "machine" `name`."""
+    env = imagegen_env(api_url, tmp_path / f"home-{name}", IMAGEGEN_CATALOG_URL=dsn,
+                       IMAGEGEN_LEDGER_LEASE_SECONDS=LEASE_SECONDS)
+    return tmp_path / f"out-{name}", env, tmp_path / f"run-{name}.log"
+
+
+def test_three_workers_on_one_brief_pay_for_each_master_once(api_url, nvidia, postgres_dsn, tmp_path):
+    nvidia.faults.slow = 2.0  # the three runs' generations overlap whatever their start skew
+    brief = write_brief(tmp_path, "many-workers", provider={"name": "nvidia"},
+                        subjects=[{"subject": "a glass teapot", "seed": 5151, "variations": 4}])
+    machines = [worker(tmp_path, name, api_url, postgres_dsn) for name in "abc"]
+    runs = [spawn_run(brief, out, env, log) for out, env, log in machines]
+    try:
+        codes = [run.wait(timeout=300) for run in runs]
+    finally:
+        for run in runs:
+            kill_group(run)
+    diagnostics = "\n".join(tail(log) for _, _, log in machines)
+    assert codes == [0, 0, 0], diagnostics
+    summaries = [summary_from_log(log) for _, _, log in machines]
+
+    assert nvidia.spent == 4, f"paid {nvidia.spent} times for 4 masters (per run: " \
+                              f"{[s['provider_calls'] for s in summaries]})\n{diagnostics}"
+    assert sum(s["provider_calls"] for s in summaries) == 4
+    assert all(s["generated"] == 4 for s in summaries), summaries
+    shas = [masters_by_sha(out) for out, _, _ in machines]
+    assert len(shas[0]) == 4 and shas[0] == shas[1] == shas[2], "every machine holds the same 4 masters"
+    keys = catalog_keys(postgres_dsn)
+    assert {n for n in keys.values()} == {1}, f"duplicate catalog rows: {[k for k, n in keys.items() if n > 1]}"
+    assert len({asset for _, asset, _ in keys}) == 4
+
+
+def test_a_worker_killed_holding_claims_is_taken_over_after_its_lease(api_url, nvidia, postgres_dsn, tmp_path):
+    """K pays for 1 master, then its 3 other requests wait at the provider (held) while it holds their
+    claims. B and C start, fetch K's finished master and wait on K's leases without paying. K is killed;
+    once its leases pass, B and C make the 3 masters (each once). The provider bills K's 3 requests too
+    (they were running when K died): 4 + 3 calls, exactly."""
+    nvidia.hold_after = 1
+    nvidia.bill_held = True
+    brief = write_brief(tmp_path, "killed-worker", provider={"name": "nvidia"},
+                        subjects=[{"subject": "a copper kettle", "seed": 6161, "variations": 4}])
+    (out_k, env_k, log_k), *others = [worker(tmp_path, name, api_url, postgres_dsn) for name in "kbc"]
+    killed = spawn_run(brief, out_k, env_k, log_k)
+    runs = []
+    try:
+        wait_for(lambda: nvidia.held == 3 and recorded_masters(postgres_dsn) == 1, 180,
+                 "1 master recorded and 3 requests held for the worker about to be killed",
+                 diagnostics=lambda: tail(log_k))
+        runs = [spawn_run(brief, out, env, log) for out, env, log in others]
+        # both found K's finished master in the database (it is on their disks) and wait on its claims
+        wait_for(lambda: all(len(master_files(out)) >= 1 for out, _, _ in others), 180,
+                 "the first master fetched by both other workers",
+                 diagnostics=lambda: "\n".join(tail(log) for _, _, log in others))
+        assert nvidia.held == 3 and nvidia.spent == 1, "a worker paid for a master another worker had claimed"
+        nvidia.hold_after = None  # requests from now on are answered
+        kill_group(killed)
+        codes = [run.wait(timeout=300) for run in runs]
+    finally:
+        kill_group(killed)
+        for run in runs:
+            kill_group(run)
+    diagnostics = "\n".join(tail(log) for _, _, log in others)
+    assert codes == [0, 0], diagnostics
+    summaries = [summary_from_log(log) for _, _, log in others]
+    assert sum(s["provider_calls"] for s in summaries) == 3, summaries  # K's 3 held masters, once each
+    assert all(s["generated"] == 4 and not s["failed"] for s in summaries), summaries
+
+    nvidia.release()  # the dead worker's requests finish at the provider, billed
+    wait_for(lambda: nvidia.spent == 7, 30, "the 3 held requests billed", diagnostics=lambda: str(nvidia.spent))
+    assert nvidia.spent == 4 + 3
+    shas = [masters_by_sha(out) for out, _, _ in others]
+    assert len(shas[0]) == 4 and shas[0] == shas[1]
+    assert recorded_masters(postgres_dsn) == 4
+    keys = catalog_keys(postgres_dsn)
+    assert set(keys.values()) == {1} and len({asset for _, asset, _ in keys}) == 4

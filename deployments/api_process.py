@@ -5,7 +5,8 @@ the environment, the profile, a .env file; importing them is a second of the CLI
 process imports Prefect's server (about 3 s), which reads no database and no setting that matters yet. Then
 it reads one line on stdin: a JSON object with the port and the Prefect settings the CLI resolved (what
 Prefect hands its own temporary server) to serve `python -m uvicorn` exactly as Prefect's
-`SubprocessASGIServer` does; end of input (the CLI found a configured API, or ended) ends it untouched.
+`SubprocessASGIServer` does (a fresh SQLite database migrated first, in half the time:
+prefect_database.py); end of input (the CLI found a configured API, or ended) ends it untouched.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import json
 import os
 import runpy
 import sys
+
+from imagegen_flows.deployments.prefect_database import migrate_fresh_database
 
 
 def uvicorn_arguments(port: int, app_dir: str) -> list[str]:
@@ -33,6 +36,7 @@ def main() -> None:
     from prefect.context import refresh_global_settings_context
 
     refresh_global_settings_context()
+    migrate_fresh_database()
     sys.argv = ["uvicorn", *uvicorn_arguments(order["port"], order["app_dir"])]
     runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
 

@@ -38,13 +38,17 @@ _OURS_ONLY = ("PREFECT_API_URL", "PREFECT_UI_URL")  # set here by _point_prefect
 # Prefect's block types in a fresh database (~0.8 s): they serve the UI's block forms, which a temporary
 # API has not, and a run loads only blocks saved before (their types were saved with them). Not memoized
 # either (the memo would say "done"), so a `prefect server start` on this PREFECT_HOME still registers them.
+# Prefect's usage telemetry stays off in a temporary API unless the user's environment turns it on: it is
+# a server of one run, not an installation, and its first heartbeat on a fresh home printed an ERROR with
+# a traceback on the run's terminal ("database is locked"; "Name or service not known" offline).
+SERVER_DEFAULTS = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 SERVER_SETTINGS = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
                    "PREFECT_API_BLOCKS_REGISTER_ON_START": "false", "PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false"}
 
 
 def server_environment() -> dict[str, str]:
     """Ours and the ephemeral mode; not the variables that point this process at an earlier server."""
-    return {**{k: v for k, v in os.environ.items() if k not in _OURS_ONLY}, **SERVER_SETTINGS}
+    return {**SERVER_DEFAULTS, **{k: v for k, v in os.environ.items() if k not in _OURS_ONLY}, **SERVER_SETTINGS}
 
 
 class TemporaryApi:

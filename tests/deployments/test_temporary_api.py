@@ -94,3 +94,12 @@ def test_a_launched_api_serves_records_and_stops(tmp_path):
     assert not memo.exists() or "block_auto_registration" not in memo.read_text(), \
         "the skipped registration was memoized: `prefect server start` on this home would skip it too"
     assert not alive(result["pid"]), "stop_temporary_api() left the server running"
+
+
+def test_the_temporary_api_sends_no_telemetry_unless_the_user_turns_it_on(monkeypatch):
+    from imagegen_flows.deployments.temporary_api import server_environment
+
+    monkeypatch.delenv("PREFECT_SERVER_ANALYTICS_ENABLED", raising=False)
+    assert server_environment()["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "true")
+    assert server_environment()["PREFECT_SERVER_ANALYTICS_ENABLED"] == "true"

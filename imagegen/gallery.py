@@ -6,7 +6,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
@@ -18,10 +18,14 @@ _env = Environment(loader=PackageLoader("imagegen", "templates"), autoescape=sel
 
 
 def image_src(url: str, page_dir: Path) -> str:
-    """Local files are linked relative to the page, so the folder can be moved or served as is."""
+    """Local files are linked relative to the page, so the folder can be moved or served as is.
+
+    The relative path is a URL again: `#`, `?`, `%` and spaces in a folder's name are escaped, or a browser
+    would read them as a fragment, a query or srcset's separator.
+    """
     parsed = urlparse(url)
     if parsed.scheme == "file":
-        return Path(os.path.relpath(unquote(parsed.path), page_dir)).as_posix()
+        return quote(Path(os.path.relpath(unquote(parsed.path), page_dir)).as_posix(), safe="/")
     return url
 
 

@@ -49,3 +49,17 @@ def test_the_spool_is_an_unnamed_file_that_leaves_nothing_behind(tmp_path):
     cards.add(_rows("a-1", "published"))
     cards.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_local_links_are_urls_that_lead_back_to_the_file_whatever_the_folder_names(tmp_path):
+    from urllib.parse import unquote, urljoin
+
+    from imagegen.gallery import image_src
+
+    out = tmp_path / "out #1?a b%20"
+    image = out / "assets" / "spring #2" / "hero?.png"
+    page_dir = tmp_path / "pages"
+    link = image_src(image.as_uri(), page_dir)
+    assert not {"#", "?", " "} & set(link), link
+    resolved = urljoin((page_dir / "gallery.html").as_uri(), link)
+    assert Path(unquote(resolved.removeprefix("file://"))) == image

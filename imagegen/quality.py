@@ -231,6 +231,12 @@ def validate_rows(rows: list[dict[str, Any]], checks: list[GateCheck], *, suite_
         for check in checks:
             suite.add_expectation(_build_expectation(gx, check))
             by_type_and_column[(check.kind, check.column)] = check
+            if check.kind == "between":
+                # GX's between skips missing values (None, NaN): a measurement that did not come out must fail
+                # its gate, not pass it unseen.
+                suite.add_expectation(gx.expectations.ExpectColumnValuesToNotBeNull(
+                    column=check.column, meta={"gate": check.gate}))
+                by_type_and_column[("measured", check.column)] = check
         validation = context.validation_definitions.add(
             gx.ValidationDefinition(name=f"{suite_name}-validation", data=batch, suite=suite))
         actions: list[ValidationAction] = (
@@ -245,7 +251,7 @@ def validate_rows(rows: list[dict[str, Any]], checks: list[GateCheck], *, suite_
                                            measurements={k: _clean(v) for k, v in row.items() if k != "image_id"})
                for row in rows}
     kinds = {"expect_column_values_to_be_between": "between", "expect_column_values_to_be_in_set": "in_set",
-             "expect_column_values_to_be_null": "null"}
+             "expect_column_values_to_be_null": "null", "expect_column_values_to_not_be_null": "measured"}
     for validation_result in run.run_results.values():
         for outcome in validation_result.results:
             if outcome.success:
@@ -253,7 +259,8 @@ def validate_rows(rows: list[dict[str, Any]], checks: list[GateCheck], *, suite_
             config = outcome.expectation_config
             assert config is not None, "a checkpoint run attaches its expectation to every result"
             column = config.kwargs["column"]
-            check = by_type_and_column[(kinds[config.type], column)]
+            kind = kinds[config.type]
+            check = by_type_and_column[(kind, column)]
             unexpected_rows = outcome.result.get("unexpected_index_list") or []
             error = expectation_error(outcome.exception_info)
             if error is not None or not unexpected_rows:
@@ -269,9 +276,10 @@ def validate_rows(rows: list[dict[str, Any]], checks: list[GateCheck], *, suite_
                 observed = _clean(unexpected.get(column))
                 result = results[unexpected["image_id"]]
                 result.passed = False
+                reason = (f"{column} could not be measured; expected {check.describe()}" if kind == "measured"
+                          else _reason(check, observed, rows_by_id[unexpected["image_id"]]))
                 result.failures.append(GateFailure(gate=check.gate, column=column, observed=observed,
-                                                   expected=check.describe(),
-                                                   reason=_reason(check, observed, rows_by_id[unexpected["image_id"]])))
+                                                   expected=check.describe(), reason=reason))
     index = docs_dir / "index.html" if docs_dir is not None else None
     return GateReport(success=all(r.passed for r in results.values()), results=results,
                       docs_index=str(index) if index and index.exists() else None, expectations=len(checks))

@@ -57,6 +57,15 @@ def test_great_expectations_names_image_gate_and_reason(tmp_path):
     assert (tmp_path / "docs" / "index.html").is_file()
 
 
+def test_a_measurement_that_did_not_come_out_fails_its_gate(tmp_path):
+    rows = [_row("good"), _row("unmeasured", sharpness=float("nan")), _row("no-noise-figure", noise_sigma=None)]
+    report = validate_rows(rows, checks_for_policy(QualityPolicy(), has_palette=False), suite_name="unit")
+    assert report.failed_ids() == ["unmeasured", "no-noise-figure"]
+    assert [(f.gate, f.reason) for f in report.results["unmeasured"].failures] == [
+        ("sharpness", f"sharpness could not be measured; expected >= {QualityPolicy().min_sharpness:g}")]
+    assert [f.gate for f in report.results["no-noise-figure"].failures] == ["noise"]
+
+
 def _failure(gate: str) -> GateFailure:
     return GateFailure(gate=gate, column=gate, expected="x", reason="x")
 

@@ -135,27 +135,26 @@ def test_store_outage_leaves_no_orphan_and_next_run_completes(prefect_harness, s
 
 
 def test_catalog_outage_rolls_back_uploads(prefect_harness, stores, tmp_path, capsys, monkeypatch):
-    """The catalog breaks after the pre-flight check found it fine (which refuses a broken one before
-    any spend): the run's uploads must then be removed."""
-    from imagegen_flows.deployments import cli
+    """The catalog refuses the rows after the files went up (the pre-flight check found it fine, and it
+    still reads): the run's uploads must then be removed from both stores."""
+    from imagegen.catalog.sqlite import SqliteCatalog
+    from imagegen.errors import CatalogError
 
     supabase, gitlab = stores
     brief, out = write_brief(tmp_path, "catalog-outage"), tmp_path / "out"
-    broken = tmp_path / "broken.db"
-    monkeypatch.setenv("IMAGEGEN_CATALOG_URL", f"sqlite:///{broken}")
-    checked = cli.validate
 
-    def validate_then_break_the_catalog(*args, **kwargs):
-        checked(*args, **kwargs)
-        broken.write_bytes(b"this is not a database" * 100)
+    def refuse(self, rows, remove=()):
+        raise CatalogError("catalog write failed: database disk image is malformed")
 
-    monkeypatch.setattr(cli, "validate", validate_then_break_the_catalog)
-    code, _, err = run(capsys, brief, out)
+    with monkeypatch.context() as patched:
+        patched.setattr(SqliteCatalog, "upsert", refuse)
+        code, _, err = run(capsys, brief, out)
     assert code == 1 and "catalog" in err.lower()
+    uploads = [c for c in supabase.calls_to("POST", "/storage/v1/object/") + gitlab.calls_to("POST", "/uploads")
+               if ".imagegen-preflight" not in c.path]  # the pre-flight's write probes are not the run's files
+    assert len(uploads) == 6, "the files went up before the catalog refused their rows"
     assert stored_keys(supabase, gitlab) == set(), "uploads of a run whose rows were refused must be removed"
 
-    monkeypatch.delenv("IMAGEGEN_CATALOG_URL")
-    monkeypatch.setattr(cli, "validate", checked)
     code, summary, _ = run(capsys, brief, out)
     assert code == 0 and summary["catalog_inserted"] == 6
     assert len(stored_keys(supabase, gitlab)) == 6

@@ -118,7 +118,8 @@ def describe_reference(reference: Image.Image, colours: int = 4) -> str:
     quantised = small.quantize(colors=colours, method=Image.Quantize.MEDIANCUT)
     palette = quantised.getpalette() or []
     counts = sorted(quantised.getcolors() or [], reverse=True)
-    hexes = ["#{:02x}{:02x}{:02x}".format(*palette[3 * index:3 * index + 3]) for _, index in counts[:colours]]
+    hexes = ["#{:02x}{:02x}{:02x}".format(*palette[3 * index:3 * index + 3])
+             for _, index in counts[:colours] if isinstance(index, int)]
     luma = pixels @ np.array([0.299, 0.587, 0.114])
     saturation = pixels.max(axis=2) - pixels.min(axis=2)
     warmth = float((pixels[:, :, 0] - pixels[:, :, 2]).mean())

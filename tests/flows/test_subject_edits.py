@@ -14,8 +14,12 @@ import pytest
 import yaml
 from PIL import Image, ImageFilter
 
+from tests.flows import test_provider_flows as provider_flows
 from tests.flows.cli_runs import run
-from tests.flows.test_provider_flows import LENIENT, catalog, loopback, neuroflash, nvidia  # noqa: F401
+from tests.flows.test_provider_flows import LENIENT, catalog
+
+# the provider suite's emulator fixtures, behind one loopback server per module
+loopback, nvidia, neuroflash = provider_flows.loopback, provider_flows.nvidia, provider_flows.neuroflash
 
 pytestmark = pytest.mark.prefect
 

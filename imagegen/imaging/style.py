@@ -99,14 +99,12 @@ def left_panel(edited: Image.Image, size: tuple[int, int]) -> Image.Image:
 
 def transfer_colours(content: Image.Image, reference: Image.Image) -> Image.Image:
     """Each RGB channel of `content` shifted and scaled to the reference's mean and spread (Reinhard-style)."""
-    source = np.asarray(content.convert("RGB"), dtype=np.float64)
-    target = np.asarray(reference.convert("RGB"), dtype=np.float64)
-    out = np.empty_like(source)
-    for channel in range(3):
-        src, ref = source[:, :, channel], target[:, :, channel]
-        spread = src.std()
-        scale = ref.std() / spread if spread > 1e-6 else 0.0
-        out[:, :, channel] = (src - src.mean()) * scale + ref.mean()
+    source = np.asarray(content.convert("RGB"), dtype=np.float32)
+    target = np.asarray(reference.convert("RGB"), dtype=np.float32)
+    src_mean, src_std = source.mean(axis=(0, 1)), source.std(axis=(0, 1))
+    ref_mean, ref_std = target.mean(axis=(0, 1)), target.std(axis=(0, 1))
+    scale = np.where(src_std > 1e-6, ref_std / np.maximum(src_std, 1e-6), 0.0).astype(np.float32)
+    out = (source - src_mean) * scale + ref_mean
     return Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8), "RGB")
 
 

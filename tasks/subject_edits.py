@@ -86,8 +86,9 @@ def restyle(master: GeneratedImage, spec: PromptSpec, provider: ImageProviderBlo
     """`master` in the style of the reference (or description): keep the content, take the style."""
     how = style_input(provider.provider_name, edit)
     instruction = style_instruction(edit, how)
-    if edit.reference_path is not None:
-        _same_file(load_reference(Path(edit.reference_path)).sha256, edit.reference_sha256, edit)
+    reference = load_reference(Path(edit.reference_path)) if edit.reference_path is not None else None
+    if reference is not None:
+        _same_file(reference.sha256, edit.reference_sha256, edit)
     record: dict[str, Any] = {"kind": "style", "instruction": instruction, "style_input": how,
                               "source_sha256": master.image.sha256}
     extra: dict[str, Any] = {}
@@ -95,11 +96,10 @@ def restyle(master: GeneratedImage, spec: PromptSpec, provider: ImageProviderBlo
         record["style_reference_sha256"] = extra["style_reference_sha256"] = edit.reference_sha256
     else:
         record["style_description"] = extra["style_description"] = edit.description
-    if how == "two_panel":
+    if how == "two_panel" and reference is not None:
         with PIXEL_SLOTS:
             with Image.open(master.image.path) as content:
-                canvas = save_canvas(two_panel_canvas(content, load_reference(Path(edit.reference_path or "")).image),
-                                     Path(masters_dir) / ".style")
+                canvas = save_canvas(two_panel_canvas(content, reference.image), Path(masters_dir) / ".style")
         result = paid_edit(master, spec, provider, canvas, instruction, masters_dir, run_id, edit.key_part())
         with PIXEL_SLOTS:
             with Image.open(result.image.path) as edited:

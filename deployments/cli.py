@@ -105,6 +105,7 @@ def validate(brief_path: str, provider: str | None, out: Path, out_source: str =
     from imagegen.errors import ProviderError
     from imagegen.fallbacks import check_chain
     from imagegen.settings import load_settings
+    from imagegen.subject_edits import plan_subject_edits
     from imagegen_flows.blocks.preflight import check_catalog, check_output_folder, check_stores
     from imagegen_flows.blocks.resolve import catalog_block, provider_chain_members, publish_stores
     from imagegen_flows.flows.campaign import vlm_reviewer
@@ -127,6 +128,8 @@ def validate(brief_path: str, provider: str | None, out: Path, out_source: str =
     except ProviderError as err:  # every provider failed: the first one's reason (missing ones raise SettingsError)
         raise _preflight_failure(members[0][0], err) from None
     specs, targets_by_asset = chain.usable[0][1]
+    # masks fitted to the planned masters' sizes, and the provider able to edit, before any spend
+    plan_subject_edits(brief, specs, chain.usable[0][0].get_generator().capabilities(brief.provider.model))
     _check_free_space(out, out_source, specs, targets_by_asset)
     return specs
 

@@ -28,6 +28,7 @@ from imagegen.quality import checks_for_policy, preload_in_background
 from imagegen.scratch import run_scratch
 from imagegen.settings import load_settings
 from imagegen.sizes import resolve_targets
+from imagegen.subject_edits import plan_subject_edits
 from imagegen.summary import FailedAsset, RunSummary
 from imagegen_flows.blocks.preflight import check_catalog, check_output_folder, check_stores
 from imagegen_flows.blocks.resolve import catalog_block, provider_chain_members, publish_stores, quarantine_block
@@ -114,6 +115,9 @@ def campaign_flow(brief: str | dict, out_dir: str = "imagegen-output", provider:
                                                               primary=position == 0), logger)
         targets = resolve_targets(the_brief.size_sets, the_brief.targets)
         logger.info(f"[prompt] {len(specs)} master(s) x {len(targets)} target(s) for campaign {the_brief.campaign}")
+        # style references and masks read, and masks fitted to the planned sizes, before any spend
+        edits = plan_subject_edits(the_brief, specs,
+                                   providers[0].get_generator().capabilities(the_brief.provider.model))
 
         run_id = str(flow_run.id or f"local-{time.time_ns()}")
         sweep_once_in_a_while(out)  # temp files of a killed run on this folder go now, not at the end
@@ -121,12 +125,13 @@ def campaign_flow(brief: str | dict, out_dir: str = "imagegen-output", provider:
             return run_stages(the_brief, settings, specs, targets_by_asset, providers, quota_before, out, work_dir,
                               run_id, stores=dict(small=small, large=large, quarantine=quarantine_block(out)),
                               credentials=credentials, catalog=catalog, started=started, logger=logger,
-                              skipped=skipped)
+                              skipped=skipped, subject_edits=edits)
 
 
 def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_asset: dict, providers: list,
                quota_before: dict, out: Path, work_dir: Path, run_id: str, *, stores: dict, credentials: dict,
-               catalog, started: float, logger, skipped: dict[str, str] | None = None) -> RunSummary:
+               catalog, started: float, logger, skipped: dict[str, str] | None = None,
+               subject_edits: dict | None = None) -> RunSummary:
     """generate -> gate -> edit -> publish -> catalog, with each master measured and rendered as it
     arrives, so the pixel work overlaps the provider's rate-limited calls."""
     budget = budget_for_run(run_id, settings.max_provider_calls)
@@ -159,7 +164,7 @@ def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_a
     try:
         try:
             masters = generate_all(specs, the_brief, providers, masters_dir, run_id, settings.local_master_size,
-                                   failed, logger, on_master=measure_and_render)
+                                   failed, logger, on_master=measure_and_render, subject_edits=subject_edits)
             for aid, master in masters.items():  # record what made it (a fallback changes provider and model)
                 spec_by_id[aid] = spec_by_id[aid].model_copy(update={"provider": master.provider,
                                                                      "model": master.model})

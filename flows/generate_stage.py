@@ -25,10 +25,12 @@ from imagegen.models import GeneratedImage
 from imagegen.planning import plan_masters
 from imagegen.prompts import PromptSpec
 from imagegen.sizes import Target
+from imagegen.subject_edits import SubjectEdit
 from imagegen.summary import FailedAsset
 from imagegen_flows.flows.streaming import STREAM_WINDOW, TaskStream, future_exception, release_memory
 from imagegen_flows.tasks.generate import adopt_into, generate_master, outpaint_master, regenerate_master
 from imagegen_flows.tasks.providers import check_quota, read_usage
+from imagegen_flows.tasks.subject_edits import edit_subject_master
 
 
 def plan_for_providers(brief: Brief, providers: list, local_master_size: int
@@ -118,15 +120,17 @@ def from_ledger(task, arguments: tuple) -> tuple[Any, BaseException | None]:
 
 def generate_all(specs: list[PromptSpec], brief: Brief, providers: list, masters_dir: Path, run_id: str,
                  local_master_size: int, failed: list[FailedAsset], logger,
-                 on_master: Callable[[str, GeneratedImage, TaskStream], None] | None = None
-                 ) -> dict[str, GeneratedImage]:
+                 on_master: Callable[[str, GeneratedImage, TaskStream], None] | None = None,
+                 subject_edits: dict[str, list[SubjectEdit]] | None = None) -> dict[str, GeneratedImage]:
     """Generate every master, walking the fallback chain for masters whose provider is out or out of quota.
 
     Masters are handed to `on_master` as they arrive (with the stream, to submit follow-up work on);
     submissions are windowed so memory does not grow with the batch. Outpainted masters are made from
     their base master by the provider that made it, as soon as it exists. A generation the provider's
     safety filter withheld is asked again with a new seed, up to `quality.max_edit_attempts` times;
-    still filtered, it fails with the filter's reason (there are no pixels to quarantine).
+    still filtered, it fails with the filter's reason (there are no pixels to quarantine). A master with
+    `subject_edits` (style transfer, inpainting) is edited by the provider that made it before it counts
+    as arrived; an edit that fails fails the asset (stage "edit"), never publishing the unedited master.
     """
     generated: dict[str, GeneratedImage] = {}
     filtered: dict[str, list[str]] = {}  # asset id -> the filter's reasons, one per withheld attempt
@@ -164,17 +168,29 @@ def generate_all(specs: list[PromptSpec], brief: Brief, providers: list, masters
             finished += 1
             if finished % STREAM_WINDOW == 0:
                 release_memory()
-            if kind != "generate":
+            if kind not in ("generate", "subject_edit"):
                 continue  # follow-up work finished: its future is read where it is used
             outstanding -= 1
-            done += 1
             spec = in_progress[aid]
             exc = future_exception(future)
-            if exc is None:
+            if kind == "subject_edit" and exc is not None:
+                fail_with_children(aid, "edit", safe_reason(exc), children, failed, logger)
+                continue
+            if kind == "generate":
+                done += 1
+            if exc is None and kind == "generate":
                 result = future.result()
                 if file_state(result.image) != "intact":  # a cache hit whose file is gone or changed
                     result, exc = from_ledger(*generation_call(spec, provider, generated, len(filtered.get(aid, [])),
                                                                masters_dir, run_id))
+                if exc is None and (edits := (subject_edits or {}).get(aid)):
+                    stream.submit(("subject_edit", aid), edit_subject_master, adopt_into(result, masters_dir), spec,
+                                  provider, edits, str(masters_dir), run_id)
+                    outstanding += 1
+                    continue
+            elif exc is None:
+                result = future.result()
+                logger.info(f"[edit] {aid}: " + ", ".join(e["kind"] for e in result.metadata.get("edits", [])))
             if exc is None:
                 if aid in filtered:  # kept with the master: the catalog says which seeds the filter withheld
                     result = result.model_copy(update={"metadata": {
@@ -202,10 +218,15 @@ def generate_all(specs: list[PromptSpec], brief: Brief, providers: list, masters
                 reason = safe_reason(exc)
                 if isinstance(exc, ContentFiltered) and aid in filtered:
                     reason += f"; still filtered after {len(filtered[aid])} new seed(s)"
-                failed.append(FailedAsset(asset_id=aid, stage=stage, reason=reason))
-                logger.warning(f"[{stage}] {aid} failed: {reason}")
-                for child in children.get(aid, []):
-                    failed.append(FailedAsset(asset_id=child.asset_id, stage="outpaint",
-                                              reason=f"its master {aid} was not made"))
+                fail_with_children(aid, stage, reason, children, failed, logger)
         pending = still_pending
     return {s.asset_id: generated[s.asset_id] for s in specs if s.asset_id in generated}
+
+
+def fail_with_children(aid: str, stage: str, reason: str, children: dict[str, list[PromptSpec]],
+                       failed: list[FailedAsset], logger) -> None:
+    """`aid` failed at `stage`; the masters to be outpainted from it fail with it."""
+    failed.append(FailedAsset(asset_id=aid, stage=stage, reason=reason))
+    logger.warning(f"[{stage}] {aid} failed: {reason}")
+    for child in children.get(aid, []):
+        failed.append(FailedAsset(asset_id=child.asset_id, stage="outpaint", reason=f"its master {aid} was not made"))

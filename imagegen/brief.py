@@ -12,9 +12,8 @@ whole PNG, JPEG or WebP file inside the brief's folder, within a byte and a pixe
 
 from __future__ import annotations
 
-import errno
 import re
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -29,9 +28,12 @@ from pydantic import (
     model_validator,
 )
 
+from imagegen.brief_edits import InpaintSpec, check_style_reference
+from imagegen.brief_paths import escape_reason as _escape_reason
+from imagegen.brief_paths import resolve_inside
 from imagegen.errors import BriefError
 from imagegen.guards import MAX_SEED, check_prompt_characters, find_personal_data, slugify
-from imagegen.imaging.logo import DEFAULT_LOGO_SCALE, SYMLINK_LOOP_REASON, check_logo, logo_file_stat
+from imagegen.imaging.logo import DEFAULT_LOGO_SCALE, check_logo
 from imagegen.models import FORMAT_EXTENSIONS
 from imagegen.presets import COMPOSITION_RULES, LIGHTING_PRESETS, STYLE_KEYWORDS
 from imagegen.sizes import BUILTIN_SIZE_SETS, Target, resolve_targets, unknown_size_set_reason
@@ -137,44 +139,6 @@ ProviderName = Annotated[str, AfterValidator(_check_provider_name)]
 
 
 # --------------------------------------------------------------------------------------------
-# Logo path: relative to the brief, never outside its folder
-# --------------------------------------------------------------------------------------------
-
-
-def _escape_reason(relative: str) -> str | None:
-    """Why a logo path written in a brief may leave the brief's folder, judged from its text alone."""
-    if PurePosixPath(relative).is_absolute() or PureWindowsPath(relative).is_absolute() \
-            or PureWindowsPath(relative).drive:
-        return "escapes the brief's folder: give a path relative to the brief, not an absolute one"
-    if ".." in PurePosixPath(relative.replace("\\", "/")).parts:
-        return "escapes the brief's folder: '..' is not allowed"
-    return None
-
-
-def resolve_inside(base_dir: Path, relative: str) -> Path:
-    """The absolute, symlink-free path of an existing regular file `relative` to `base_dir`.
-
-    Raises ValueError (the reason) when the path escapes `base_dir` (absolute, '..', or a symlink
-    pointing out), goes round a symlink loop, or names no file (missing, a folder, a FIFO...).
-    """
-    reason = _escape_reason(relative)
-    if reason:
-        raise ValueError(reason)
-    base = base_dir.resolve()
-    try:
-        resolved = (base / relative).resolve()
-    except RuntimeError:  # Python 3.11 reports a symlink loop so; later versions raise OSError(ELOOP)
-        raise ValueError(SYMLINK_LOOP_REASON) from None
-    except OSError as exc:
-        raise ValueError(SYMLINK_LOOP_REASON if exc.errno == errno.ELOOP
-                         else f"cannot resolve the path ({exc.strerror or type(exc).__name__})") from None
-    if not resolved.is_relative_to(base):
-        raise ValueError("escapes the brief's folder: it resolves (through a symlink) outside it")
-    logo_file_stat(resolved)
-    return resolved
-
-
-# --------------------------------------------------------------------------------------------
 # Models
 # --------------------------------------------------------------------------------------------
 
@@ -264,6 +228,12 @@ class Subject(BaseModel):
     negatives: list[PromptWord] | None = Field(None, max_length=20)
     variations: int = Field(1, ge=1, le=20)
     seed: int | None = Field(None, ge=1, le=MAX_SEED)
+    # made after generation through the provider's image edit (imagegen.brief_edits)
+    inpaint: InpaintSpec | None = None
+    style_reference: str | None = Field(None, description="An image under the brief's folder (.png, .jpg, "
+                                                          ".jpeg, .webp) or a description of the style")
+
+    _style_reference = field_validator("style_reference")(check_style_reference)
 
 
 class QualityPolicy(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
@@ -98,20 +99,35 @@ def provider_edit_master(master: GeneratedImage, spec: PromptSpec, provider: Ima
                          instruction: str, masters_dir: str, run_id: str, attempt: int) -> GeneratedImage:
     """Image-to-image edit through the provider (FLUX.1-kontext, neuroflash /edit), recorded in the ledger
     by source bytes, instruction, provider, edit model and seed: a rerun takes it from there."""
-    request = request_for(spec)
-    if "image_id" in master.metadata:  # neuroflash edits name their source by the provider's image id
-        request = request.model_copy(update={"spec": {**request.spec,
-                                                      "neuroflash_image_id": master.metadata["image_id"]}})
-    edit_model = getattr(provider, "edit_model", None) or spec.model
-
-    def pay() -> GeneratedImage:
-        result = paid_call(budget_for_run(run_id), provider.provider_name,
-                           lambda: provider.get_generator().edit(master.image, instruction, request, Path(masters_dir)))
+    def annotate(result: GeneratedImage) -> GeneratedImage:
         edits = [*master.metadata.get("edits", []), {"attempt": attempt, "kind": "provider_edit",
                                                      "instruction": instruction}]
         return result.model_copy(update={"metadata": {**master.metadata, **result.metadata, "edits": edits}})
 
-    key = ledger_key("edit", master.image.sha256, instruction, provider.provider_name, edit_model, request.seed)
+    return paid_edit(master, spec, provider, master.image, instruction, masters_dir, run_id, annotate=annotate)
+
+
+def paid_edit(master: GeneratedImage, spec: PromptSpec, provider: ImageProviderBlock, source: ImageRef,
+              instruction: str, masters_dir: str, run_id: str, *key_parts: object,
+              annotate: Callable[[GeneratedImage], GeneratedImage] = lambda result: result,
+              spec_extra: dict | None = None) -> GeneratedImage:
+    """The provider's edit of `source` (the master or a canvas made from it), paid once per ledger: keyed by
+    source bytes, instruction, provider, edit model, seed and `key_parts` (a mask's or style reference's
+    sha256). `spec_extra` reaches the provider in the request spec; `annotate` shapes the recorded result."""
+    request = request_for(spec)
+    extra = dict(spec_extra or {})
+    if "image_id" in master.metadata:  # neuroflash edits name their source by the provider's image id
+        extra["neuroflash_image_id"] = master.metadata["image_id"]
+    if extra:
+        request = request.model_copy(update={"spec": {**request.spec, **extra}})
+    edit_model = getattr(provider, "edit_model", None) or spec.model
+
+    def pay() -> GeneratedImage:
+        return annotate(paid_call(budget_for_run(run_id), provider.provider_name,
+                                  lambda: provider.get_generator().edit(source, instruction, request,
+                                                                        Path(masters_dir))))
+
+    key = ledger_key("edit", source.sha256, instruction, provider.provider_name, edit_model, request.seed, *key_parts)
     return paid_once(ledger_for_run(run_id, Path(masters_dir)), key, GeneratedImage, pay)
 
 

@@ -7,12 +7,17 @@ result's metadata, that it is a stand-in and not a diffusion model.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import time
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from imagegen.errors import ProviderRequestInvalid
+from imagegen.guards import MAX_SEED
+from imagegen.imaging.style import STYLE_REFERENCE_KEY, load_reference, transfer_colours
 from imagegen.models import GeneratedImage, GenerationRequest, ImageRef, ProviderCapabilities
 from imagegen.pixelwork import PIXEL_SLOTS
 from imagegen.providers.base import save_image_bytes
@@ -58,8 +63,30 @@ class LocalGenerator:
 
     def edit(self, source: ImageRef, instruction: str, request: GenerationRequest,
              dest_dir: Path) -> GeneratedImage:
-        raise ProviderRequestInvalid("the local provider has no edit endpoint (it renders from a spec, "
-                                     "it cannot follow an edit instruction)", provider=PROVIDER)
+        """A deterministic stand-in for an image edit, for inpainting and style transfer without keys: it
+        cannot follow the instruction's words. With `request.spec["style_reference_path"]` the reference's
+        colour statistics move onto the source; otherwise the spec is rendered again, at the source's
+        size, with a seed drawn from the instruction (new pixels for a mask to take). The gate's remedies
+        never call it (capabilities keep supports_edit False): they regenerate, as before."""
+        with PIXEL_SLOTS:
+            started = time.perf_counter()
+            reference_path = request.spec.get(STYLE_REFERENCE_KEY)
+            if reference_path:
+                with Image.open(source.path) as im:
+                    image = transfer_colours(im, load_reference(Path(reference_path)).image)
+                meta: dict[str, Any] = {"edit": "colour statistics of the style reference"}
+            else:
+                seed = edit_seed(request.seed, instruction)
+                spec = {k: v for k, v in _render_spec(request).items() if k != STYLE_REFERENCE_KEY}
+                image = render_local(spec, seed, source.width, source.height)
+                meta = {"edit": "rendered again with a seed drawn from the instruction", "edit_seed": seed}
+            buf = io.BytesIO()
+            image.save(buf, "PNG", compress_level=PNG_COMPRESS_LEVEL)
+            ref = save_image_bytes(buf.getvalue(), Path(dest_dir), provider=PROVIDER)
+            elapsed_ms = round((time.perf_counter() - started) * 1000)
+        return GeneratedImage(image=ref, provider=PROVIDER, model=RENDERER_MODEL, seed=request.seed,
+                              generation_ms=elapsed_ms, metadata={"stand_in": True, "note": STAND_IN_NOTE,
+                                                                  "source_sha256": source.sha256, **meta})
 
     @staticmethod
     def _check_size(request: GenerationRequest) -> None:
@@ -67,6 +94,12 @@ class LocalGenerator:
             raise ProviderRequestInvalid(
                 f"the local provider renders 1..{MAX_SIDE} px per side, not {request.width}x{request.height}",
                 provider=PROVIDER)
+
+
+def edit_seed(seed: int, instruction: str) -> int:
+    """The stand-in edit's render seed: the same instruction on the same master draws the same pixels."""
+    digest = hashlib.sha256(f"{seed}|{instruction}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % MAX_SEED or 1
 
 
 def _render_spec(request: GenerationRequest) -> dict[str, Any]:

@@ -563,14 +563,17 @@ def _number_fields(model=Brief, prefix=()):
                 yield from _number_fields(inner, (*prefix, name, *index))
 
 
+# nested mappings with required fields, given so that they validate (the examples' logo is a PNG)
+REQUIRED_PARTS = {"logo": {"path": "logo.png"}, "inpaint": {"mask": "logo.png", "instruction": "add a spoon"}}
+
+
 def _with_value_at(path, value) -> dict:
     """VALID with every mapping on `path` present (a target and a logo that validate), then value set."""
     data = copy.deepcopy(VALID)
     data["targets"] = [{"name": "hero", "platform": "web", "width": 640, "height": 640}]
     node = data
     for key in path[:-1]:
-        node = node[key] if isinstance(key, int) else node.setdefault(key, {"path": "logo.png"} if key == "logo"
-                                                                        else {})
+        node = node[key] if isinstance(key, int) else node.setdefault(key, copy.deepcopy(REQUIRED_PARTS.get(key, {})))
     node[path[-1]] = value
     return data
 

@@ -104,15 +104,18 @@ def test_local_generator_writes_a_content_addressed_png(tmp_path):
     assert len(list(tmp_path.iterdir())) == 1
 
 
-def test_local_generator_capabilities_and_no_edit(tmp_path):
+def test_local_generator_capabilities_and_stand_in_edit(tmp_path):
     gen = LocalGenerator(master_size=1024)
     caps = gen.capabilities()
     assert (caps.max_prompt_chars, caps.negative_prompt, caps.max_side) == (500, "drop", 4096)
-    assert caps.is_stand_in and not caps.supports_edit
-    request = GenerationRequest(prompt="x", width=64, height=64, seed=1)
+    assert caps.is_stand_in and not caps.supports_edit  # the gate's remedies regenerate, as before
+    request = GenerationRequest(prompt="x", width=64, height=48, seed=1)
     source = gen.generate(request, tmp_path).image
-    with pytest.raises(ProviderRequestInvalid, match="no edit endpoint"):
-        gen.edit(source, "make it blue", request, tmp_path)
+    edited = gen.edit(source, "make it blue", request, tmp_path)  # a deterministic stand-in for inpainting
+    assert (edited.image.width, edited.image.height) == (64, 48) and edited.image.sha256 != source.sha256
+    assert gen.edit(source, "make it blue", request, tmp_path).image == edited.image
+    assert gen.edit(source, "make it red", request, tmp_path).image.sha256 != edited.image.sha256
+    assert edited.metadata["stand_in"] is True and edited.metadata["source_sha256"] == source.sha256
 
 
 def test_local_generator_rejects_oversized_requests(tmp_path):

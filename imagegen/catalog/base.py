@@ -64,9 +64,14 @@ class UpsertResult(BaseModel):
     deleted: int = 0  # rows named in `remove` that were there
 
 
+# The shipped migrations, in the order they run: each later one builds on the tables of those before.
+SCHEMA_FILES = ("media_assets", "image_analytics")
+
+
 def schema_sql(dialect: Literal["sqlite", "postgres"]) -> str:
-    """The shipped migration for `dialect` (imagegen/sql/media_assets.<dialect>.sql)."""
-    return resources.files("imagegen.sql").joinpath(f"media_assets.{dialect}.sql").read_text()
+    """The shipped migration for `dialect`: imagegen/sql/<name>.<dialect>.sql of every SCHEMA_FILES name."""
+    folder = resources.files("imagegen.sql")
+    return "\n".join(folder.joinpath(f"{name}.{dialect}.sql").read_text() for name in SCHEMA_FILES)
 
 
 PREFLIGHT_CAMPAIGN = "imagegen-preflight"

@@ -11,7 +11,7 @@ from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from imagegen.analytics import GateOutcome, ImageAnalytics, analytics_record, build_report, gate_outcomes
+from imagegen.analytics import ReportTally
 from imagegen.analytics_report import REPORT_PAGE, report_markdown, write_report_page
 from imagegen.catalog.base import CatalogRow, UpsertResult
 from imagegen.files import open_text_atomically
@@ -34,8 +34,7 @@ class RunRecord:
     repaired: list[RepairedFile] = field(default_factory=list)
     table: list[dict[str, Any]] = field(default_factory=list)  # the assets artifact, a line per file
     upserted: UpsertResult = field(default_factory=UpsertResult)
-    analytics: list[ImageAnalytics] = field(default_factory=list)  # the image_analytics record of each file
-    gates: dict[str, dict[str, GateOutcome]] = field(default_factory=dict)  # asset id -> gate -> outcome
+    analytics: ReportTally = field(default_factory=ReportTally)  # the figures of the analytics report
 
     def add(self, rows: list[CatalogRow], stored: list[PublishedFile]) -> None:
         self.statuses.update((row.asset_id, row.status) for row in rows)
@@ -47,9 +46,8 @@ class RunRecord:
                         "gates": "pass" if r.gates.get("passed") else "; ".join(
                             f["reason"] for f in r.gates.get("failures", [])), "url": r.url} for r in rows]
         self.gallery.add(rows)
-        self.analytics += [analytics_record(r) for r in rows]
-        for row in rows:  # every row of an asset carries its master's gates
-            self.gates.setdefault(row.asset_id, gate_outcomes(row.gates))
+        for row in rows:
+            self.analytics.add(row)
 
 
 def record_run(summary: RunSummary, record: RunRecord, catalog, out: Path, started: float, run_id: str) -> RunSummary:
@@ -89,9 +87,9 @@ def write_report(summary: RunSummary, record: RunRecord, out: Path, folder: Path
     """The run's analytics page beside its gallery; returns the markdown of its key figures. The campaign's
     other runs recorded in `out` (their run-summary.json) add their provider calls to the campaign's."""
     others = [run for run in recorded_runs(out).get(summary.campaign, []) if out / run["folder"] != folder]
-    report = build_report(summary.campaign, record.analytics, record.gates, provider_calls=summary.provider_calls,
-                          calls_by_provider=summary.provider_calls_by_provider,
-                          earlier_calls=[int(run.get("provider_calls") or 0) for run in others])
+    report = record.analytics.report(summary.campaign, provider_calls=summary.provider_calls,
+                                     calls_by_provider=summary.provider_calls_by_provider,
+                                     earlier_calls=[int(run.get("provider_calls") or 0) for run in others])
     page = write_report_page(report, Path(summary.report), gallery_href="gallery.html",
                              index_href=Path(os.path.relpath(out / INDEX_PAGE, folder)).as_posix())
     return report_markdown(report, page)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -110,38 +111,55 @@ class CampaignReport(BaseModel):
         return calls / self.published if self.published else None
 
 
-def build_report(campaign: str, records: Iterable[ImageAnalytics], outcomes: dict[str, dict[str, GateOutcome]],
-                 *, provider_calls: int, calls_by_provider: dict[str, int], earlier_calls: Iterable[int]
-                 ) -> CampaignReport:
-    """The report of a run from the records of the files it catalogued, each asset's gate outcomes, its
-    provider calls, and the provider calls of the campaign's other recorded runs (`earlier_calls`)."""
-    statuses: dict[str, str] = {}
-    times: dict[str, dict[str, float]] = defaultdict(dict)  # provider -> asset id -> seconds
-    platform_bytes: Counter[str] = Counter()
-    platform_files: Counter[str] = Counter()
-    for record in records:
-        statuses[record.asset_id] = record.status
-        times[record.provider][record.asset_id] = record.generation_time  # every variant: its master's time
+@dataclass
+class ReportTally:
+    """A run's report figures gathered as its rows are catalogued, chunk by chunk: a few numbers per asset
+    and per platform, so a long run keeps no record per file."""
+
+    statuses: dict[str, str] = field(default_factory=dict)  # asset id -> status
+    times: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))  # provider -> asset -> s
+    platform_bytes: Counter[str] = field(default_factory=Counter)  # published files only
+    platform_files: Counter[str] = field(default_factory=Counter)
+    gates: dict[str, GateTally] = field(default_factory=dict)
+
+    def add(self, row: CatalogRow) -> None:
+        record = analytics_record(row)
+        if record.asset_id not in self.statuses:  # every row of an asset carries its master's gates
+            for gate, outcome in gate_outcomes(row.gates).items():
+                tally = self.gates.setdefault(gate, GateTally(gate=gate))
+                setattr(tally, outcome, getattr(tally, outcome) + 1)
+        self.statuses[record.asset_id] = record.status
+        self.times[record.provider][record.asset_id] = record.generation_time  # every variant: its master's time
         if record.status == "published":
-            platform_bytes[record.platform] += record.bytes
-            platform_files[record.platform] += 1
-    tallies: dict[str, GateTally] = {}
-    for asset_outcomes in outcomes.values():
-        for gate, outcome in asset_outcomes.items():
-            tally = tallies.setdefault(gate, GateTally(gate=gate))
-            setattr(tally, outcome, getattr(tally, outcome) + 1)
-    earlier = list(earlier_calls)
-    return CampaignReport(
-        campaign=campaign, published=sum(1 for s in statuses.values() if s == "published"),
-        quarantined=sum(1 for s in statuses.values() if s == "quarantined"), files=sum(platform_files.values()),
-        published_bytes=sum(platform_bytes.values()), provider_calls=provider_calls,
-        calls_by_provider=dict(sorted(calls_by_provider.items())), campaign_calls=provider_calls + sum(earlier),
-        campaign_runs=1 + len(earlier),
-        times=[ProviderTimes(provider=p, seconds=[s for _, s in sorted(by_asset.items())])
-               for p, by_asset in sorted(times.items())],
-        gates=[tallies[gate] for gate in sorted(tallies)],
-        platforms=[PlatformBytes(platform=p, bytes=platform_bytes[p], files=platform_files[p])
-                   for p in sorted(platform_bytes, key=lambda p: (-platform_bytes[p], p))])
+            self.platform_bytes[record.platform] += record.bytes
+            self.platform_files[record.platform] += 1
+
+    def report(self, campaign: str, *, provider_calls: int, calls_by_provider: dict[str, int],
+               earlier_calls: Iterable[int]) -> CampaignReport:
+        """With the run's provider calls, and those of the campaign's other recorded runs (`earlier_calls`)."""
+        earlier = list(earlier_calls)
+        statuses = self.statuses.values()
+        return CampaignReport(
+            campaign=campaign, published=sum(1 for s in statuses if s == "published"),
+            quarantined=sum(1 for s in statuses if s == "quarantined"), files=sum(self.platform_files.values()),
+            published_bytes=sum(self.platform_bytes.values()), provider_calls=provider_calls,
+            calls_by_provider=dict(sorted(calls_by_provider.items())), campaign_calls=provider_calls + sum(earlier),
+            campaign_runs=1 + len(earlier),
+            times=[ProviderTimes(provider=p, seconds=[s for _, s in sorted(by_asset.items())])
+                   for p, by_asset in sorted(self.times.items())],
+            gates=[self.gates[gate] for gate in sorted(self.gates)],
+            platforms=[PlatformBytes(platform=p, bytes=self.platform_bytes[p], files=self.platform_files[p])
+                       for p in sorted(self.platform_bytes, key=lambda p: (-self.platform_bytes[p], p))])
+
+
+def build_report(campaign: str, rows: Iterable[CatalogRow], *, provider_calls: int, calls_by_provider: dict[str, int],
+                 earlier_calls: Iterable[int]) -> CampaignReport:
+    """The report of a run from the catalog rows of the files it catalogued (all at once)."""
+    tally = ReportTally()
+    for row in rows:
+        tally.add(row)
+    return tally.report(campaign, provider_calls=provider_calls, calls_by_provider=calls_by_provider,
+                        earlier_calls=earlier_calls)
 
 
 def human_bytes(count: float) -> str:

@@ -74,8 +74,8 @@ def example_rows() -> list[CatalogRow]:
 
 def example_report():
     rows = example_rows()
-    return build_report("spring", [analytics_record(r) for r in rows], {r.asset_id: gate_outcomes(r.gates) for r in rows},
-                        provider_calls=5, calls_by_provider={"nvidia": 3, "vlm": 2}, earlier_calls=[4, 0])
+    return build_report("spring", rows, provider_calls=5, calls_by_provider={"nvidia": 3, "vlm": 2},
+                        earlier_calls=[4, 0])
 
 
 def test_report_figures():
@@ -124,8 +124,7 @@ def test_markdown_artifact_lists_the_key_figures_and_where_the_plots_are(tmp_pat
 
 def test_nothing_published_says_so_instead_of_dividing_by_zero(tmp_path: Path):
     rows = [row("c", "master", status="quarantined", platform="master")]
-    report = build_report("spring", [analytics_record(r) for r in rows], {}, provider_calls=3,
-                          calls_by_provider={"nvidia": 3}, earlier_calls=[])
+    report = build_report("spring", rows, provider_calls=3, calls_by_provider={"nvidia": 3}, earlier_calls=[])
     html = write_report_page(report, tmp_path / "report.html", gallery_href="g", index_href="i").read_text()
     assert "no published asset to share 3 provider call(s)" in html and "no file published in this run" in html
     assert "| provider calls per published asset, this run | no published asset |" in report_markdown(

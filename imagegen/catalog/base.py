@@ -17,6 +17,9 @@ CONTENT_COLUMNS = (
     "url", "store", "store_key", "width", "height", "format", "bytes", "sha256", "phash", "prompt",
     "negative_prompt", "provider", "model", "seed", "gates", "status", "alt_text", "metadata",
 )
+# Columns an update writes along with the content but whose change alone is no update: a master made
+# again with the same bytes took another time, a new master's row must not keep its predecessor's.
+CARRIED_COLUMNS = ("generation_ms",)
 
 
 def utcnow() -> datetime:

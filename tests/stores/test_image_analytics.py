@@ -65,6 +65,17 @@ def test_reruns_add_nothing_and_changes_show_at_once(catalog):
     assert [(r["asset_id"], r["variant"]) for r in read_analytics(catalog)] == [("hero", "square")]
 
 
+def test_generation_time_follows_a_new_master_but_alone_is_no_update(catalog):
+    catalog.upsert([make_row()])
+    same_bytes_other_time = make_row(generation_ms=9000)  # the same master made again: no update
+    assert catalog.upsert([same_bytes_other_time]).unchanged == 1
+    assert read_analytics(catalog)[0]["generation_time"] == 1.5
+    new_master = make_row(generation_ms=2750, sha256="cd" * 32, bytes=5000)  # a new master's file
+    assert catalog.upsert([new_master]).updated == 1
+    assert read_analytics(catalog) == expected([new_master])
+    assert catalog.rows()[0].generation_ms == 2750
+
+
 def test_the_readme_query_runs_as_written(catalog):
     from tests.flows.test_analytics import readme_query
 

@@ -51,9 +51,9 @@ class RunRecord:
 
 
 def record_run(summary: RunSummary, record: RunRecord, catalog, out: Path, started: float, run_id: str) -> RunSummary:
-    """The run's record: its own folder under `<out>/runs/` (gallery page and summary, which no other run
-    overwrites), the same two files at the top of `out` as the latest run's, the index of every run, and
-    the Prefect artifacts. The gallery shows what this run published or re-rendered."""
+    """The run's record: its own folder under `<out>/runs/` (gallery page, analytics page and summary, which
+    no other run overwrites), the gallery and summary at the top of `out` as the latest run's, the index of
+    every run, and the Prefect artifacts. The gallery shows what this run published or re-rendered."""
     statuses = record.statuses.values()
     folder = run_folder(out, summary.campaign, run_id)
     folder.mkdir(parents=True, exist_ok=True)

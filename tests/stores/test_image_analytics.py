@@ -77,7 +77,7 @@ def test_generation_time_follows_a_new_master_but_alone_is_no_update(catalog):
 
 
 def test_the_readme_query_runs_as_written(catalog):
-    from tests.flows.test_analytics import readme_query
+    from tests.flows.test_campaign_analytics import readme_query
 
     catalog.upsert([*batch(), make_row("hero", "story", campaign="spring-launch", metadata={"platform": "x"}),
                     make_row("hero", "square", campaign="spring-launch", bytes=2048)])

@@ -174,6 +174,7 @@ def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_a
             usage = usage_after(providers, quota_before)
         finally:
             provider_calls, outcome_unknown, recovered = budget.spent, budget.outcome_unknown, budget.recovered
+            calls_by_provider = {name: n for name, n in budget.by_provider.items() if n}
             release_run(run_id)
             release_ledger(run_id)
 
@@ -201,7 +202,8 @@ def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_a
 
     summary = RunSummary(
         campaign=the_brief.campaign, out_dir=str(out), masters=len(specs), generated=len(masters), failed=failed,
-        provider_calls=provider_calls, outcome_unknown=outcome_unknown, answers_recovered=recovered,
+        provider_calls=provider_calls, provider_calls_by_provider=calls_by_provider, outcome_unknown=outcome_unknown,
+        answers_recovered=recovered,
         provider_usage=usage, providers_skipped=skipped or {},
         providers_used={p: sum(1 for m in masters.values() if m.provider == p)
                         for p in {m.provider for m in masters.values()}},

@@ -1,7 +1,9 @@
-"""The run's record: what it published, its gallery page, run-summary.json and its Prefect artifacts."""
+"""The run's record: what it published, its gallery page, analytics report, run-summary.json and its Prefect
+artifacts."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,11 +11,13 @@ from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from imagegen.analytics import ReportTally
+from imagegen.analytics_report import REPORT_PAGE, report_markdown, write_report_page
 from imagegen.catalog.base import CatalogRow, UpsertResult
 from imagegen.files import open_text_atomically
 from imagegen.gallery import GalleryCards, write_gallery
 from imagegen.publishing import PublishedFile
-from imagegen.run_records import SUMMARY_FILE, run_folder, write_index
+from imagegen.run_records import INDEX_PAGE, SUMMARY_FILE, recorded_runs, run_folder, write_index
 from imagegen.summary import RepairedFile, RunSummary
 
 
@@ -30,6 +34,7 @@ class RunRecord:
     repaired: list[RepairedFile] = field(default_factory=list)
     table: list[dict[str, Any]] = field(default_factory=list)  # the assets artifact, a line per file
     upserted: UpsertResult = field(default_factory=UpsertResult)
+    analytics: ReportTally = field(default_factory=ReportTally)  # the figures of the analytics report
 
     def add(self, rows: list[CatalogRow], stored: list[PublishedFile]) -> None:
         self.statuses.update((row.asset_id, row.status) for row in rows)
@@ -41,12 +46,14 @@ class RunRecord:
                         "gates": "pass" if r.gates.get("passed") else "; ".join(
                             f["reason"] for f in r.gates.get("failures", [])), "url": r.url} for r in rows]
         self.gallery.add(rows)
+        for row in rows:
+            self.analytics.add(row)
 
 
 def record_run(summary: RunSummary, record: RunRecord, catalog, out: Path, started: float, run_id: str) -> RunSummary:
-    """The run's record: its own folder under `<out>/runs/` (gallery page and summary, which no other run
-    overwrites), the same two files at the top of `out` as the latest run's, the index of every run, and
-    the Prefect artifacts. The gallery shows what this run published or re-rendered."""
+    """The run's record: its own folder under `<out>/runs/` (gallery page, analytics page and summary, which
+    no other run overwrites), the gallery and summary at the top of `out` as the latest run's, the index of
+    every run, and the Prefect artifacts. The gallery shows what this run published or re-rendered."""
     statuses = record.statuses.values()
     folder = run_folder(out, summary.campaign, run_id)
     folder.mkdir(parents=True, exist_ok=True)
@@ -57,27 +64,43 @@ def record_run(summary: RunSummary, record: RunRecord, catalog, out: Path, start
         repaired=record.repaired, catalog_inserted=record.upserted.inserted, catalog_updated=record.upserted.updated,
         catalog_unchanged=record.upserted.unchanged, catalog_deleted=record.upserted.deleted,
         catalog=getattr(catalog, "path", None) or catalog.get_block_type_slug(),
-        gallery=str(folder / "gallery.html"), seconds=round(time.monotonic() - started, 2)))
+        gallery=str(folder / "gallery.html"), report=str(folder / REPORT_PAGE),
+        seconds=round(time.monotonic() - started, 2)))
     gallery_counts = {"masters": summary.masters, "published": summary.published, "quarantined": summary.quarantined,
                       "files": summary.files_stored, "provider_calls": summary.provider_calls}
     try:
         for page in (folder / "gallery.html", out / "gallery.html"):  # the cards' links start from `out`
             write_gallery(record.gallery, page, campaign=summary.campaign, summary=gallery_counts,
-                          gx_report=summary.gx_report, cards_dir=out)
+                          gx_report=summary.gx_report, cards_dir=out, report=summary.report)
     finally:
         record.gallery.close()
     for path in (folder / SUMMARY_FILE, out / SUMMARY_FILE):
         with open_text_atomically(path) as fh:
             fh.write(summary.model_dump_json(indent=2))
+    markdown = write_report(summary, record, out, folder)
     write_index(out)
-    report_artifacts(summary, record.table)
+    report_artifacts(summary, record.table, markdown)
     return summary
 
 
-def report_artifacts(summary: RunSummary, table: list[dict[str, Any]]) -> None:
+def write_report(summary: RunSummary, record: RunRecord, out: Path, folder: Path) -> str:
+    """The run's analytics page beside its gallery; returns the markdown of its key figures. The campaign's
+    other runs recorded in `out` (their run-summary.json) add their provider calls to the campaign's."""
+    others = [run for run in recorded_runs(out).get(summary.campaign, []) if out / run["folder"] != folder]
+    report = record.analytics.report(summary.campaign, provider_calls=summary.provider_calls,
+                                     calls_by_provider=summary.provider_calls_by_provider,
+                                     earlier_calls=[int(run.get("provider_calls") or 0) for run in others])
+    page = write_report_page(report, Path(summary.report), gallery_href="gallery.html",
+                             index_href=Path(os.path.relpath(out / INDEX_PAGE, folder)).as_posix())
+    return report_markdown(report, page)
+
+
+def report_artifacts(summary: RunSummary, table: list[dict[str, Any]], analytics: str) -> None:
     key = summary.campaign.lower()
     create_table_artifact(key=f"{key}-assets", table=table, description=f"Assets of campaign {summary.campaign}")
     create_markdown_artifact(
         key=f"{key}-summary",
         markdown="## imagegen run\n\n" + "\n".join(f"- {line}" for line in summary.lines()),
         description=f"Run summary of campaign {summary.campaign}")
+    create_markdown_artifact(key=f"{key}-analytics", markdown=analytics,
+                             description=f"Analytics of campaign {summary.campaign}: key figures, link to the plots")

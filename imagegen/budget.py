@@ -19,13 +19,15 @@ Result = TypeVar("Result")
 
 class CallBudget:
     """`spent` counts provider calls (a call whose answer was lost stays counted: it may have been
-    billed); `outcome_unknown` counts those lost answers, `recovered` the answers found again for free."""
+    billed); `outcome_unknown` counts those lost answers, `recovered` the answers found again for free;
+    `by_provider` splits `spent` by the provider called (the run's report plots it)."""
 
     def __init__(self, max_calls: int | None):
         self.max_calls = max_calls
         self.spent = 0
         self.outcome_unknown = 0
         self.recovered = 0
+        self.by_provider: Counter[str] = Counter()
         self._lost: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -38,6 +40,7 @@ class CallBudget:
                     "raise IMAGEGEN_MAX_PROVIDER_CALLS or --max-provider-calls to allow more",
                     provider=provider)
             self.spent += 1
+            self.by_provider[provider] += 1
 
     def answer_lost(self, request_key: str) -> int:
         """Count one lost answer; returns how many answers to this request were lost in this run."""
@@ -46,14 +49,16 @@ class CallBudget:
             self._lost[request_key] += 1
             return self._lost[request_key]
 
-    def give_back(self) -> None:
+    def give_back(self, provider: str = "") -> None:
         """The call just counted sent nothing paid (it polled a request paid earlier)."""
         with self._lock:
             self.spent = max(0, self.spent - 1)
+            if self.by_provider[provider] > 0:
+                self.by_provider[provider] -= 1
 
-    def answer_recovered(self) -> None:
+    def answer_recovered(self, provider: str = "") -> None:
         """The call just counted found a paid answer again without paying: it was not a provider call."""
-        self.give_back()
+        self.give_back(provider)
         with self._lock:
             self.recovered += 1
 
@@ -70,7 +75,7 @@ def paid_call(budget: CallBudget, provider: str, call: Callable[[], Result]) -> 
     try:
         result = call()
     except StillRunning:
-        budget.give_back()
+        budget.give_back(provider)
         raise
     except OutcomeUnknown as exc:
         losses = budget.answer_lost(exc.request_key)
@@ -79,7 +84,7 @@ def paid_call(budget: CallBudget, provider: str, call: Callable[[], Result]) -> 
         raise
     metadata: Any = getattr(result, "metadata", None)
     if isinstance(metadata, dict) and metadata.get(RECOVERED_KEY):
-        budget.answer_recovered()
+        budget.answer_recovered(provider)
     return result
 
 

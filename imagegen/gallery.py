@@ -113,17 +113,19 @@ class GalleryCards:
 
 
 def write_gallery(cards: Iterable[Markup], page: Path, *, campaign: str, summary: dict,
-                  gx_report: str | None = None, cards_dir: Path | None = None) -> Path:
+                  gx_report: str | None = None, cards_dir: Path | None = None, report: str | None = None) -> Path:
     """Write the page, streaming the cards into it (it is never one string in memory).
 
     `cards_dir` is the folder the cards' relative links start from when it is not the page's own (the
-    same cards serve the latest-run page and the run's own page): a <base> then points there."""
+    same cards serve the latest-run page and the run's own page): a <base> then points there. `report` is the
+    run's analytics page, linked from the header."""
     links_dir = cards_dir or page.parent
     relative = Path(os.path.relpath(links_dir, page.parent)).as_posix()
     base_href = relative + "/" if relative != "." else None
     stream = _env.get_template("gallery.html").stream(
         campaign=campaign, cards=cards, summary=summary, base_href=base_href,
-        gx_report=image_src(Path(gx_report).resolve().as_uri(), links_dir) if gx_report else None)
+        gx_report=image_src(Path(gx_report).resolve().as_uri(), links_dir) if gx_report else None,
+        report=image_src(Path(report).resolve().as_uri(), links_dir) if report else None)
     with open_text_atomically(page, encoding="utf-8") as fh:
         # jinja2 types dump()'s file as str | IO[bytes], but writes str to a text file when no encoding is given.
         stream.dump(fh)  # type: ignore[arg-type]

@@ -65,6 +65,9 @@ class RunSummary(BaseModel):
     repaired: list[RepairedFile] = Field(default_factory=list,
                                          description="Files that did not hold what their rows say, rewritten")
     provider_calls: int = 0
+    provider_calls_by_provider: dict[str, int] = Field(default_factory=dict,
+                                                       description="provider_calls split by the provider called "
+                                                                   "(`vlm`: the reviewer)")
     outcome_unknown: int = Field(0, description="Paid calls whose answer was lost in transit (counted as spent; "
                                                 "each request sent again at most once)")
     answers_recovered: int = Field(0, description="Lost or late answers found again without paying: NVCF "
@@ -83,6 +86,7 @@ class RunSummary(BaseModel):
     catalog_deleted: int = Field(0, description="Rows of an earlier state deleted (a status change)")
     catalog: str = ""
     gallery: str = ""
+    report: str = Field("", description="The run's analytics page (report.html beside its gallery)")
     gx_report: str | None = None
     seconds: float = 0.0
 
@@ -122,5 +126,7 @@ class RunSummary(BaseModel):
         if self.gx_report:
             out.append(f"quality report: {self.gx_report}")
         out.append(f"gallery: {self.gallery}")
+        if self.report:
+            out.append(f"analytics: {self.report}")
         out.append(f"took {self.seconds:.1f} s")
         return out

@@ -17,6 +17,9 @@ CONTENT_COLUMNS = (
     "url", "store", "store_key", "width", "height", "format", "bytes", "sha256", "phash", "prompt",
     "negative_prompt", "provider", "model", "seed", "gates", "status", "alt_text", "metadata",
 )
+# Columns an update writes along with the content but whose change alone is no update: a master made
+# again with the same bytes took another time, a new master's row must not keep its predecessor's.
+CARRIED_COLUMNS = ("generation_ms",)
 
 
 def utcnow() -> datetime:
@@ -64,9 +67,14 @@ class UpsertResult(BaseModel):
     deleted: int = 0  # rows named in `remove` that were there
 
 
+# The shipped migrations, in the order they run: each later one builds on the tables of those before.
+SCHEMA_FILES = ("media_assets", "image_analytics")
+
+
 def schema_sql(dialect: Literal["sqlite", "postgres"]) -> str:
-    """The shipped migration for `dialect` (imagegen/sql/media_assets.<dialect>.sql)."""
-    return resources.files("imagegen.sql").joinpath(f"media_assets.{dialect}.sql").read_text()
+    """The shipped migration for `dialect`: imagegen/sql/<name>.<dialect>.sql of every SCHEMA_FILES name."""
+    folder = resources.files("imagegen.sql")
+    return "\n".join(folder.joinpath(f"{name}.{dialect}.sql").read_text() for name in SCHEMA_FILES)
 
 
 PREFLIGHT_CAMPAIGN = "imagegen-preflight"

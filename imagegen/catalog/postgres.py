@@ -25,6 +25,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 
 from imagegen.catalog.base import (
+    CARRIED_COLUMNS,
     CONTENT_COLUMNS,
     NATURAL_KEY,
     PREFLIGHT_TIMEOUT_SECONDS,
@@ -48,7 +49,7 @@ _CONNECTION_FAILURE_STATES = ("08", "53", "57P")  # connection exceptions, insuf
 def _upsert_sql() -> str:
     columns = ", ".join(ROW_COLUMNS)
     placeholders = ", ".join(["%s"] * len(ROW_COLUMNS))
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*CONTENT_COLUMNS, "updated_at"))
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*CONTENT_COLUMNS, *CARRIED_COLUMNS, "updated_at"))
     current = ", ".join(f"media_assets.{c}" for c in CONTENT_COLUMNS)
     incoming = ", ".join(f"EXCLUDED.{c}" for c in CONTENT_COLUMNS)
     return (f"INSERT INTO media_assets ({columns}) VALUES ({placeholders}) "

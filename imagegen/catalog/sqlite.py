@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from imagegen.catalog.base import (
+    CARRIED_COLUMNS,
     CONTENT_COLUMNS,
     PREFLIGHT_TIMEOUT_SECONDS,
     Catalog,
@@ -132,7 +133,8 @@ class SqliteCatalog(Catalog):
         if not rows and not remove:
             return result
         columns = list(CatalogRow.model_fields)
-        assignments = ", ".join(f"{c}=?" for c in (*CONTENT_COLUMNS, "updated_at"))
+        updated = (*CONTENT_COLUMNS, *CARRIED_COLUMNS, "updated_at")
+        assignments = ", ".join(f"{c}=?" for c in updated)
         with self._write() as conn:
             for row in rows:
                 current = conn.execute(
@@ -147,8 +149,7 @@ class SqliteCatalog(Catalog):
                 else:
                     conn.execute(
                         f"UPDATE media_assets SET {assignments} WHERE campaign=? AND asset_id=? AND variant=?",
-                        [*(_to_db(c, getattr(row, c)) for c in CONTENT_COLUMNS), _to_db("updated_at", row.updated_at),
-                         *row.key])
+                        [*(_to_db(c, getattr(row, c)) for c in updated), *row.key])
                     result.updated += 1
             result.deleted = sum(conn.execute("DELETE FROM media_assets WHERE campaign=? AND asset_id=? AND variant=?",
                                               key).rowcount for key in remove)

@@ -156,6 +156,17 @@ def test_a_call_that_only_polled_a_request_paid_earlier_gives_its_call_back():
     assert budget.spent == 1 and budget.recovered == 1 and budget.outcome_unknown == 0
 
 
+
+def test_calls_are_split_by_provider_and_a_call_given_back_leaves_its_provider():
+    budget = CallBudget(None)
+    paid_call(budget, "nvidia", lambda: Made())
+    paid_call(budget, "vlm", lambda: Made())
+    with pytest.raises(OutcomeUnknown):
+        paid_call(budget, "nvidia", lose("k1"))  # a lost answer stays counted, with its provider
+    paid_call(budget, "neuroflash", lambda: Made(**{RECOVERED_KEY: "found in the image history"}))
+    assert budget.spent == 3 and dict(+budget.by_provider) == {"nvidia": 2, "vlm": 1}
+
+
 def test_the_summary_reports_lost_answers_only_when_there_were_any():
     quiet = RunSummary(campaign="c", out_dir="/o")
     assert not [line for line in quiet.lines() if "outcome unknown" in line]

@@ -7,6 +7,8 @@ API, and one PostgreSQL catalog, whose database then also holds the paid-call le
 - A process killed with SIGKILL while it holds claims (its requests held at the provider): the others
   wait for its leases, take its masters over once the leases have passed, and finish them. The only
   calls paid twice are the ones the dead process had in flight, which the provider bills anyway.
+- Different briefs in three processes on one account whose provider answers 429 over its limit: the
+  runs take their turns from one schedule in the catalog's database, and the provider never says 429.
 """
 
 from __future__ import annotations
@@ -133,3 +135,37 @@ def test_a_worker_killed_holding_claims_is_taken_over_after_its_lease(api_url, n
     assert recorded_masters(postgres_dsn) == 4
     keys = catalog_keys(postgres_dsn)
     assert set(keys.values()) == {1} and len({asset for _, asset, _ in keys}) == 4
+
+
+def test_three_workers_on_different_briefs_share_the_account_s_pace(api_url, nvidia, postgres_dsn, tmp_path):
+    """Each run alone keeps IMAGEGEN_NVIDIA_RATE_PER_MINUTE (120/min: a turn every ~0.5 s); the provider
+    allows 13 requests in any 5 s (156/min, room for the pacer's jitter but not for a second run's turns).
+    Three runs of 8 masters each, paced through PostgreSQL: 24 requests, interleaved, 0 x 429."""
+    nvidia.faults.rate_limit, nvidia.faults.rate_window = 13, 5.0
+    subjects = ["a glass teapot", "a copper kettle", "a paper lantern"]
+    machines = []
+    for name, subject in zip("abc", subjects):
+        brief = write_brief(tmp_path / name, f"pace-{name}", provider={"name": "nvidia"},
+                            subjects=[{"subject": subject, "seed": 7171, "variations": 8}])
+        out, env, log = worker(tmp_path, name, api_url, postgres_dsn)
+        env["IMAGEGEN_NVIDIA_RATE_PER_MINUTE"] = "120"
+        machines.append((brief, out, env, log))
+    runs = [spawn_run(brief, out, env, log) for brief, out, env, log in machines]
+    try:
+        codes = [run.wait(timeout=300) for run in runs]
+    finally:
+        for run in runs:
+            kill_group(run)
+    diagnostics = "\n".join(tail(log) for _, _, _, log in machines)
+    assert codes == [0, 0, 0], diagnostics
+    summaries = [summary_from_log(log) for _, _, _, log in machines]
+    assert all(s["generated"] == 8 and s["provider_calls"] == 8 for s in summaries), summaries
+
+    assert nvidia.statuses[429] == 0, f"{nvidia.statuses[429]} answers 429 (max {nvidia.max_in_window()} in 5 s)"
+    assert nvidia.spent == 24 and nvidia.max_in_window() <= 13
+    # the runs really competed for the account: each one's requests span the others' (not one after another)
+    spans = [[i for i, r in enumerate(nvidia.requests) if subject in r["body"]["prompt"]] for subject in subjects]
+    assert all(len(span) == 8 for span in spans)
+    assert max(span[0] for span in spans) < min(span[-1] for span in spans), f"runs did not overlap: {spans}"
+    with psycopg.connect(postgres_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM imagegen_pacing").fetchone()[0] == 1  # one account, one row

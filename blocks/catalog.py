@@ -10,6 +10,7 @@ from pydantic import Field
 
 from imagegen.catalog.base import Catalog
 from imagegen.ledger import FileLedger, Ledger
+from imagegen.ratelimit import AccountPacing
 
 
 class CatalogBlock(Block, ABC):
@@ -30,6 +31,11 @@ class CatalogBlock(Block, ABC):
         """Where a run records its paid calls: the files under `masters_dir` (one output folder), unless
         the catalog's database can hold a ledger every worker shares (PostgreSQL)."""
         return FileLedger(masters_dir)
+
+    def account_pacing(self) -> AccountPacing | None:
+        """The schedule a run paces provider accounts through: None (each process its own token buckets),
+        unless the catalog's database can hold one every worker shares (PostgreSQL)."""
+        return None
 
 
 class SqliteCatalogBlock(CatalogBlock):

@@ -1,5 +1,6 @@
 """PostgreSQL catalog block: the `media_assets` table in any PostgreSQL 13+ (a Supabase project's database too),
-and beside it the paid-call ledger and the masters that every worker using this catalog shares."""
+and beside it the paid-call ledger, the masters and the provider pacing that every worker using this
+catalog shares."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pydantic import Field, SecretStr
 from imagegen.catalog.base import Catalog
 from imagegen.errors import CatalogError, LedgerError
 from imagegen.ledger import Ledger
+from imagegen.ratelimit import AccountPacing
 from imagegen_flows.blocks.catalog import CatalogBlock
 
 
@@ -54,3 +56,16 @@ class PostgresCatalogBlock(CatalogBlock):
 
         return PostgresLedger(self.dsn.get_secret_value(), masters_dir, lease_seconds=lease_seconds,
                               connect_timeout=self.connect_timeout_seconds)
+
+    def account_pacing(self) -> AccountPacing:
+        """Provider pacing in this database: one schedule per account for all workers (table made now,
+        before any spend; a database that refuses it fails the run with the reason)."""
+        from imagegen.postgres_pacing import PostgresPacing
+
+        pacing = PostgresPacing(self.dsn.get_secret_value(), connect_timeout=self.connect_timeout_seconds)
+        try:
+            pacing.prepare()
+        except LedgerError as err:
+            pacing.close()
+            raise CatalogError(str(err)) from None
+        return pacing

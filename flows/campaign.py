@@ -25,6 +25,7 @@ from imagegen.models import GeneratedImage
 from imagegen.pixelwork import limit_malloc_arenas
 from imagegen.prompts import PromptSpec
 from imagegen.quality import checks_for_policy, preload_in_background
+from imagegen.ratelimit import pacing_through
 from imagegen.scratch import run_scratch
 from imagegen.settings import load_settings
 from imagegen.sizes import resolve_targets
@@ -108,24 +109,28 @@ def campaign_flow(brief: str | dict, out_dir: str = "imagegen-output", provider:
         check_catalog(catalog, settings.catalog_url, "out_dir")
         check_stores(small, large, the_brief.publish.small_store, the_brief.publish.large_store)
         credentials = content_credentials(settings, out)  # a broken signing identity fails before any spend
-        # prompt: every guard runs before any quota is spent or any file is written; a provider of the chain
-        # that fails its pre-flight (credentials, quota) is skipped, and the plan is the first usable one's
-        providers, quota_before, skipped, (specs, targets_by_asset) = providers_with_quota(
-            members, lambda position, provider: build_prompts(the_brief, provider, settings.local_master_size,
-                                                              primary=position == 0), logger)
-        targets = resolve_targets(the_brief.size_sets, the_brief.targets)
-        logger.info(f"[prompt] {len(specs)} master(s) x {len(targets)} target(s) for campaign {the_brief.campaign}")
-        # style references and masks read, and masks fitted to the planned sizes, before any spend
-        edits = plan_subject_edits(the_brief, specs,
-                                   providers[0].get_generator().capabilities(the_brief.provider.model))
+        # every provider call of the run, from the quota check on, takes its turn in the account's schedule:
+        # with a PostgreSQL catalog one schedule in its database, shared by every worker (imagegen.ratelimit)
+        with pacing_through(catalog.account_pacing()):
+            # prompt: every guard runs before any quota is spent or any file is written; a provider of the chain
+            # that fails its pre-flight (credentials, quota) is skipped, and the plan is the first usable one's
+            providers, quota_before, skipped, (specs, targets_by_asset) = providers_with_quota(
+                members, lambda position, provider: build_prompts(the_brief, provider, settings.local_master_size,
+                                                                  primary=position == 0), logger)
+            targets = resolve_targets(the_brief.size_sets, the_brief.targets)
+            logger.info(f"[prompt] {len(specs)} master(s) x {len(targets)} target(s) for campaign {the_brief.campaign}")
+            # style references and masks read, and masks fitted to the planned sizes, before any spend
+            edits = plan_subject_edits(the_brief, specs,
+                                       providers[0].get_generator().capabilities(the_brief.provider.model))
 
-        run_id = str(flow_run.id or f"local-{time.time_ns()}")
-        sweep_once_in_a_while(out)  # temp files of a killed run on this folder go now, not at the end
-        with run_scratch(out / ".work", f"run-{run_id}") as work_dir:
-            return run_stages(the_brief, settings, specs, targets_by_asset, providers, quota_before, out, work_dir,
-                              run_id, stores=dict(small=small, large=large, quarantine=quarantine_block(out)),
-                              credentials=credentials, catalog=catalog, started=started, logger=logger,
-                              skipped=skipped, subject_edits=edits)
+            run_id = str(flow_run.id or f"local-{time.time_ns()}")
+            sweep_once_in_a_while(out)  # temp files of a killed run on this folder go now, not at the end
+            with run_scratch(out / ".work", f"run-{run_id}") as work_dir:
+                return run_stages(the_brief, settings, specs, targets_by_asset, providers, quota_before, out,
+                                  work_dir, run_id,
+                                  stores=dict(small=small, large=large, quarantine=quarantine_block(out)),
+                                  credentials=credentials, catalog=catalog, started=started, logger=logger,
+                                  skipped=skipped, subject_edits=edits)
 
 
 def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_asset: dict, providers: list,

@@ -25,7 +25,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 
@@ -36,6 +36,7 @@ from imagegen.errors import (
     TransientProviderError,
     is_transient_status,
 )
+from imagegen.ratelimit import RateLimiter
 from imagegen.redaction import REDACTED, mask_urls_in, mask_urls_in_logs, url_location
 
 logger = logging.getLogger(__name__)
@@ -45,14 +46,6 @@ mask_urls_in_logs()
 _MAX_DETAIL_CHARS = 300
 # A Retry-After longer than this is a server's mistake or a ban; waiting longer helps no run.
 MAX_RETRY_AFTER_S = 3600.0
-
-
-class RateLimiter(Protocol):
-    """What the clients need of an account's pacer (imagegen.ratelimit.TokenBucket; tests pass their own)."""
-
-    def acquire(self) -> float: ...
-
-    def pause_for(self, seconds: float) -> None: ...
 
 
 # --------------------------------------------------------------------------- secrets

@@ -46,7 +46,6 @@ from imagegen.errors import (
 from imagegen.models import ImageRef
 from imagegen.providers.base import MAX_PROVIDER_BYTES, save_image_bytes
 from imagegen.providers.http import (
-    RateLimiter,
     parse_json_body,
     problem_detail,
     raise_for_provider_status,
@@ -74,7 +73,7 @@ from imagegen.providers.neuroflash_api import (
     view_path,
 )
 from imagegen.providers.neuroflash_auth import AccessTokens
-from imagegen.ratelimit import shared_limiter
+from imagegen.ratelimit import RateLimiter, shared_limiter
 from imagegen.redaction import mask_url, url_location, url_secrets
 
 log = logging.getLogger(__name__)

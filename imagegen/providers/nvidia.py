@@ -48,7 +48,7 @@ from imagegen.providers.nvidia_models import (
 )
 from imagegen.providers.paid_requests import resume_nvcf_request, send_paid_nvcf
 from imagegen.providers.payloads import INLINE_DATA_URL_LIMIT, encode_jpeg, encode_png, jpeg_data_url
-from imagegen.ratelimit import TokenBucket, shared_limiter
+from imagegen.ratelimit import RateLimiter, shared_limiter
 from imagegen.redaction import mask_url, url_secrets
 
 logger = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ class NvidiaClient:
     def __init__(self, api_key: str, base_url: str = DEFAULT_BASE_URL, status_url: str = DEFAULT_STATUS_URL,
                  assets_url: str = DEFAULT_ASSETS_URL, nim_url: str | None = None,
                  timeout: httpx.Timeout | float = DEFAULT_TIMEOUT, poll_seconds: int = DEFAULT_POLL_SECONDS,
-                 poll_interval: float = 1.0, poll_deadline: float = 600.0, limiter: TokenBucket | None = None,
+                 poll_interval: float = 1.0, poll_deadline: float = 600.0, limiter: RateLimiter | None = None,
                  transport: httpx.BaseTransport | None = None,
                  inline_image_limit: int = INLINE_DATA_URL_LIMIT) -> None:
         timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)

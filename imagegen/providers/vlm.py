@@ -26,7 +26,7 @@ from imagegen.providers.nvcf import NvcfPolling
 from imagegen.providers.nvidia import DEFAULT_RATE_PER_MINUTE, DEFAULT_STATUS_URL, nvidia_account_key
 from imagegen.providers.paid_requests import resume_nvcf_request, send_paid_nvcf
 from imagegen.providers.payloads import INLINE_DATA_URL_LIMIT, fitted_jpeg_data_url
-from imagegen.ratelimit import TokenBucket, shared_limiter
+from imagegen.ratelimit import RateLimiter, shared_limiter
 from imagegen.redaction import mask_url, url_secrets
 
 logger = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ class VisionReviewer:
     def __init__(self, api_key: str, base_url: str = DEFAULT_VLM_BASE_URL, model: str = DEFAULT_VLM_MODEL, *,
                  status_url: str = DEFAULT_STATUS_URL, timeout: httpx.Timeout | float = DEFAULT_VLM_TIMEOUT,
                  poll_seconds: int = 30, poll_interval: float = 1.0, poll_deadline: float = 300.0,
-                 limiter: TokenBucket | None = None, transport: httpx.BaseTransport | None = None,
+                 limiter: RateLimiter | None = None, transport: httpx.BaseTransport | None = None,
                  max_tokens: int = 512, inline_image_limit: int = INLINE_DATA_URL_LIMIT) -> None:
         timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         if timeout.read is not None and poll_seconds >= timeout.read:

@@ -8,7 +8,9 @@ tests.emulators.serve.serve_asgi(emulator.app) and point the client at:
 
 `emulator.faults` switches failure modes per test; `emulator.calls` counts requests per route and
 `emulator.spent` counts inference requests that got past validation (what a real account pays for),
-`emulator.paid_generations` the image generations and edits among them.
+`emulator.paid_generations` the image generations and edits among them. `faults.rate_limit` per
+`faults.rate_window` seconds is the account's sliding window (inference and chat requests alike, 429
+over it); `emulator.arrivals` and `max_in_window()` tell what that window saw.
 
 Lost answers: `drop_after_accept` charges a request and drops the connection without answering;
 `error_after_submit` charges it and answers a 5xx; `drop_poll_answer` drops the final answer of a
@@ -159,6 +161,18 @@ class NvidiaEmulator:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.assets: dict[str, dict[str, Any]] = {}
         self._accepted_at: deque[float] = deque()
+        self.arrivals: list[float] = []  # time.monotonic() of every inference request at the rate check
+
+    def max_in_window(self, window: float | None = None) -> int:
+        """The most inference requests that arrived within any `window` seconds (default: `rate_window`),
+        whatever they were answered: what the account's sliding window saw."""
+        window = self.faults.rate_window if window is None else window
+        times, most, first = sorted(self.arrivals), 0, 0
+        for last, arrived in enumerate(times):
+            while arrived - times[first] >= window:
+                first += 1
+            most = max(most, last - first + 1)
+        return most
 
     # ------------------------------------------------------------------ shared checks
 
@@ -170,9 +184,10 @@ class NvidiaEmulator:
         return None
 
     def _rate_limited(self) -> bool:
+        now = time.monotonic()
+        self.arrivals.append(now)
         if self.faults.rate_limit is None:
             return False
-        now = time.monotonic()
         while self._accepted_at and now - self._accepted_at[0] >= self.faults.rate_window:
             self._accepted_at.popleft()
         if len(self._accepted_at) >= self.faults.rate_limit:

@@ -7,10 +7,14 @@ API, and one PostgreSQL catalog, whose database then also holds the paid-call le
 - A process killed with SIGKILL while it holds claims (its requests held at the provider): the others
   wait for its leases, take its masters over once the leases have passed, and finish them. The only
   calls paid twice are the ones the dead process had in flight, which the provider bills anyway.
+- Different briefs in three processes on one account whose provider answers 429 over its limit: the
+  runs take their turns from one schedule in the catalog's database (a pause on the account holds them
+  all), and the provider never says 429.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -19,6 +23,7 @@ import pytest
 
 from imagegen.models import sha256_file
 from tests.faults.conftest import (
+    NVIDIA_KEY,
     imagegen_env,
     kill_group,
     master_files,
@@ -133,3 +138,47 @@ def test_a_worker_killed_holding_claims_is_taken_over_after_its_lease(api_url, n
     assert recorded_masters(postgres_dsn) == 4
     keys = catalog_keys(postgres_dsn)
     assert set(keys.values()) == {1} and len({asset for _, asset, _ in keys}) == 4
+
+
+def test_three_workers_on_different_briefs_share_the_account_s_pace(api_url, nvidia, postgres_dsn, tmp_path):
+    """Each run alone keeps IMAGEGEN_NVIDIA_RATE_PER_MINUTE (120/min: a turn every ~0.5 s); the provider
+    allows 13 requests in any 5 s (156/min, room for the pacer's jitter but not for a second run's turns).
+    The account starts paused (another worker's 429 said Retry-After: 20 s), so the three runs, started
+    together, all queue behind the pause whatever their start skew, then share one pace: 24 requests,
+    none before the pause ends, 0 x 429."""
+    from imagegen.postgres_pacing import PostgresPacing
+    from imagegen.providers.nvidia import nvidia_account_key
+
+    nvidia.faults.rate_limit, nvidia.faults.rate_window = 13, 5.0
+    pacing = PostgresPacing(postgres_dsn)
+    try:
+        pacing.prepare()
+        pacing.pause(nvidia_account_key(NVIDIA_KEY), 20.0)
+        pause_ends = time.monotonic() + 20.0
+    finally:
+        pacing.close()
+    subjects = ["a glass teapot", "a copper kettle", "a paper lantern"]
+    machines = []
+    for name, subject in zip("abc", subjects):
+        brief = write_brief(tmp_path / name, f"pace-{name}", provider={"name": "nvidia"},
+                            subjects=[{"subject": subject, "seed": 7171, "variations": 8}])
+        out, env, log = worker(tmp_path, name, api_url, postgres_dsn)
+        env["IMAGEGEN_NVIDIA_RATE_PER_MINUTE"] = "120"
+        machines.append((brief, out, env, log))
+    runs = [spawn_run(brief, out, env, log) for brief, out, env, log in machines]
+    try:
+        codes = [run.wait(timeout=300) for run in runs]
+    finally:
+        for run in runs:
+            kill_group(run)
+    diagnostics = "\n".join(tail(log) for _, _, _, log in machines)
+    assert codes == [0, 0, 0], diagnostics
+    summaries = [summary_from_log(log) for _, _, _, log in machines]
+    assert all(s["generated"] == 8 and s["provider_calls"] == 8 for s in summaries), summaries
+
+    assert nvidia.statuses[429] == 0, f"{nvidia.statuses[429]} answers 429 (max {nvidia.max_in_window()} in 5 s)"
+    assert nvidia.spent == 24 and nvidia.max_in_window() <= 13
+    early = [round(pause_ends - t, 2) for t in nvidia.arrivals if t < pause_ends - 0.5]
+    assert not early, f"requests sent during the account's pause (seconds before its end): {early}"
+    with psycopg.connect(postgres_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM imagegen_pacing").fetchone()[0] == 1  # one account, one row

@@ -1,5 +1,6 @@
 """PostgreSQL catalog block: the `media_assets` table in any PostgreSQL 13+ (a Supabase project's database too),
-and beside it the paid-call ledger and the masters that every worker using this catalog shares."""
+and beside it what every worker using this catalog shares: the paid-call ledger and the masters, the run
+budgets and the daily image counts."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
+from imagegen.budget import CallCount
 from imagegen.catalog.base import Catalog
+from imagegen.daily_images import CountsDatabase
 from imagegen.errors import CatalogError, LedgerError
 from imagegen.ledger import Ledger
 from imagegen_flows.blocks.catalog import CatalogBlock
@@ -54,3 +57,16 @@ class PostgresCatalogBlock(CatalogBlock):
 
         return PostgresLedger(self.dsn.get_secret_value(), masters_dir, lease_seconds=lease_seconds,
                               connect_timeout=self.connect_timeout_seconds)
+
+    def daily_image_counts(self) -> CountsDatabase | None:
+        """The daily image counts in this database: every worker counts against the same limits."""
+        from imagegen.daily_images import PostgresCounts
+
+        return PostgresCounts(self.dsn.get_secret_value(), connect_timeout=self.connect_timeout_seconds)
+
+    def run_call_count(self, run_id: str, max_calls: int | None) -> CallCount:
+        """The run's provider calls counted in this database, whichever process of the run makes them."""
+        from imagegen.postgres_run_budget import PostgresCallCount
+
+        return PostgresCallCount(self.dsn.get_secret_value(), run_id, max_calls,
+                                 connect_timeout=self.connect_timeout_seconds)

@@ -166,8 +166,12 @@ def store_block(name: str, settings: ImagegenSettings, out_dir: Path,
         if missing:
             raise SettingsError([(field, f"store 'gitlab' needs {', '.join(missing)} in the environment "
                                          "(the brief is valid; set them or choose another store)")])
+        # with a PostgreSQL catalog, the upload index is its gitlab_uploads table: every worker sees every upload
+        shared = settings.catalog_url if (settings.catalog_url or "").startswith(("postgres://", "postgresql://")) \
+            else None
         return GitLabUploads(credentials=GitLabCredentials(url=settings.gitlab_url, token=settings.gitlab_token),
-                             project=settings.gitlab_project, index_path=str(out_dir / "gitlab-uploads.json"))
+                             project=settings.gitlab_project, index_path=str(out_dir / "gitlab-uploads.json"),
+                             index_dsn=shared)
     raise BriefError([(field, f"unknown store {name!r}; known: local, supabase, gitlab, or a saved block "
                               "<block-type-slug>/<block-name>")])
 

@@ -44,6 +44,7 @@ from imagegen_flows.flows.publish_stage import (
     render_arguments,
 )
 from imagegen_flows.flows.reporting import record_run
+from imagegen_flows.flows.run_budget import daily_reservation, open_run_budget
 from imagegen_flows.flows.streaming import TaskStream, future_exception, thread_pool
 from imagegen_flows.tasks.gate import measure_master
 from imagegen_flows.tasks.publish import render_master
@@ -107,21 +108,29 @@ def campaign_flow(brief: str | dict, out_dir: str = "imagegen-output", provider:
         check_catalog(catalog, settings.catalog_url, "out_dir")
         check_stores(small, large, the_brief.publish.small_store, the_brief.publish.large_store)
         credentials = content_credentials(settings, out)  # a broken signing identity fails before any spend
-        # prompt: every guard runs before any quota is spent or any file is written; a provider of the chain
-        # that fails its pre-flight (credentials, quota) is skipped, and the plan is the first usable one's
-        providers, quota_before, skipped, (specs, targets_by_asset) = providers_with_quota(
-            members, lambda position, provider: build_prompts(the_brief, provider, settings.local_master_size,
-                                                              primary=position == 0), logger)
-        targets = resolve_targets(the_brief.size_sets, the_brief.targets)
-        logger.info(f"[prompt] {len(specs)} master(s) x {len(targets)} target(s) for campaign {the_brief.campaign}")
-
         run_id = str(flow_run.id or f"local-{time.time_ns()}")
-        sweep_once_in_a_while(out)  # temp files of a killed run on this folder go now, not at the end
-        with run_scratch(out / ".work", f"run-{run_id}") as work_dir:
-            return run_stages(the_brief, settings, specs, targets_by_asset, providers, quota_before, out, work_dir,
-                              run_id, stores=dict(small=small, large=large, quarantine=quarantine_block(out)),
-                              credentials=credentials, catalog=catalog, started=started, logger=logger,
-                              skipped=skipped)
+        budget = open_run_budget(catalog, settings, run_id)  # calls and daily images, counted where the catalog is
+        try:
+            # prompt: every guard runs before any quota is spent or any file is written; a provider of the chain
+            # that fails its pre-flight (credentials, quota, its daily images) is skipped, and the plan is the
+            # first usable one's
+            providers, quota_before, skipped, (specs, targets_by_asset) = providers_with_quota(
+                members, lambda position, provider: build_prompts(the_brief, provider, settings.local_master_size,
+                                                                  primary=position == 0), logger,
+                reserve=daily_reservation(budget, catalog, settings, out / "masters"))
+            targets = resolve_targets(the_brief.size_sets, the_brief.targets)
+            logger.info(f"[prompt] {len(specs)} master(s) x {len(targets)} target(s) for campaign "
+                        f"{the_brief.campaign}")
+
+            sweep_once_in_a_while(out)  # temp files of a killed run on this folder go now, not at the end
+            with run_scratch(out / ".work", f"run-{run_id}") as work_dir:
+                return run_stages(the_brief, settings, specs, targets_by_asset, providers, quota_before, out,
+                                  work_dir, run_id, stores=dict(small=small, large=large,
+                                                                quarantine=quarantine_block(out)),
+                                  credentials=credentials, catalog=catalog, started=started, logger=logger,
+                                  skipped=skipped)
+        finally:
+            release_run(run_id)  # a run stopped before its stages gives back what it reserved (run_stages did)
 
 
 def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_asset: dict, providers: list,

@@ -51,19 +51,37 @@ def masters_to_pay(specs: list[PromptSpec], ledger: Ledger) -> int:
     return unpaid
 
 
+def check_daily_images(catalog: CatalogBlock, settings: ImagegenSettings, provider: Any, specs: list[PromptSpec],
+                       masters_dir: Path) -> None:
+    """The CLI's pre-flight, before Prefect starts: DailyImagesExhausted when `provider`'s daily budget has
+    fewer images left than `specs` must pay for (nothing is reserved: the flow does that, atomically)."""
+    limit = images_per_day(settings).get(provider.provider_name)
+    database = catalog.daily_image_counts() if limit is not None else None
+    if database is None:
+        return  # no limit, or no database to count in (the flow says so)
+    daily = DailyImages(database, {provider.provider_name: limit}, holder="preflight")
+    try:
+        daily.reserve(provider.provider_name, _masters_to_pay_in(catalog, settings, specs, masters_dir), hold=False)
+    finally:
+        daily.release()
+
+
+def _masters_to_pay_in(catalog: CatalogBlock, settings: ImagegenSettings, specs: list[PromptSpec],
+                       masters_dir: Path) -> int:
+    ledger = catalog.paid_call_ledger(masters_dir, settings.ledger_lease_seconds)
+    try:
+        return masters_to_pay(specs, ledger)
+    finally:
+        if (close := getattr(ledger, "close", None)) is not None:
+            close()
+
+
 def daily_reservation(budget: CallBudget, catalog: CatalogBlock, settings: ImagegenSettings, masters_dir: Path
                       ) -> Callable[[Any, list[PromptSpec]], None]:
     """`reserve(provider, specs)` for the generate stage's pre-flight: the images of `provider`'s daily
     budget that `specs` must pay for are set aside, or DailyImagesExhausted says how many are left."""
     def reserve(provider: Any, specs: list[PromptSpec]) -> None:
         daily = budget.daily
-        if daily is None or daily.limits.get(provider.provider_name) is None:
-            return
-        ledger = catalog.paid_call_ledger(masters_dir, settings.ledger_lease_seconds)
-        try:
-            needed = masters_to_pay(specs, ledger)
-        finally:
-            if (close := getattr(ledger, "close", None)) is not None:
-                close()
-        daily.reserve(provider.provider_name, needed)
+        if daily is not None and daily.limits.get(provider.provider_name) is not None:
+            daily.reserve(provider.provider_name, _masters_to_pay_in(catalog, settings, specs, masters_dir))
     return reserve

@@ -172,9 +172,10 @@ class DailyImages:
                 others += images
         return (sent[0][0] if sent else 0), others, mine
 
-    def reserve(self, provider: str, images: int) -> None:
+    def reserve(self, provider: str, images: int, *, hold: bool = True) -> None:
         """Set aside `images` of today's budget for this run, or raise DailyImagesExhausted saying how many
-        are left and when the day resets. Without a limit there is nothing to reserve."""
+        are left and when the day resets. Without a limit there is nothing to reserve; `hold=False` only
+        checks (the CLI's pre-flight, before the flow reserves)."""
         limit = self.limits.get(provider)
         if limit is None or provider in FREE_PROVIDERS or images <= 0:
             return
@@ -187,8 +188,9 @@ class DailyImages:
                     f"{limit_variable(provider)}: this run needs {images} new {provider} image(s) but {left} of "
                     f"{limit} are left today; the day resets at {day_resets_at(now)}; nothing was sent",
                     provider=provider)
-            run(RESERVE_SQL, self.holder, provider, day, images, now + self.reservation_seconds)
-            self._reserved = True
+            if hold:
+                run(RESERVE_SQL, self.holder, provider, day, images, now + self.reservation_seconds)
+                self._reserved = True
 
     def count(self, provider: str) -> Counted | None:
         """Count one image as sent now (call it just before sending): from this run's reservation, else

@@ -23,6 +23,7 @@ import psycopg
 import pytest
 
 from imagegen.models import sha256_file
+from tests.emulators.gitlab import PROJECT_ID
 from tests.faults.conftest import (
     imagegen_env,
     kill_group,
@@ -33,7 +34,6 @@ from tests.faults.conftest import (
     wait_for,
     write_brief,
 )
-from tests.emulators.gitlab import PROJECT_ID
 from tests.stores import conftest as store_fixtures
 
 pytestmark = pytest.mark.prefect

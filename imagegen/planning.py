@@ -12,7 +12,6 @@ from imagegen.models import ProviderCapabilities
 from imagegen.prompts import PromptSpec, build_prompt_specs
 from imagegen.sizes import Target, aspect_groups, outpaint_groups, parse_ratio, resolve_targets, size_for_ratio
 
-
 # Seed 000 "COST OPTIMIZATION": 512x512 for thumbnails; a plan whose targets all fit in it asks the model
 # for its faster settings (ProviderCapabilities.fast_steps)
 THUMBNAIL_MAX_SIDE = 512

@@ -82,24 +82,27 @@ class SqliteCounts:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[tuple[Statement, float]]:
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn: sqlite3.Connection | None = None
             try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")  # as the catalog itself opens the file
                 conn.executescript(schema_sql())
                 conn.execute("BEGIN IMMEDIATE")
+                opened = conn
 
                 def run(sql: str, *params: Any) -> list[tuple[Any, ...]]:
-                    return conn.execute(sql.replace("%s", "?"), params).fetchall()
+                    return opened.execute(sql.replace("%s", "?"), params).fetchall()
 
                 yield run, time.time()
                 conn.execute("COMMIT")
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, OSError) as exc:
                 raise CatalogError(f"daily image counts in {self.path}: {exc}") from None
             finally:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                conn.close()
+                if conn is not None:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    conn.close()
 
 
 class PostgresCounts:
@@ -118,14 +121,14 @@ class PostgresCounts:
             self._schema_ready = True
         with self.connections.connection("counting images in") as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
-            now = conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
-            assert now is not None
+            row = conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
+            now = float(row[0]) if row is not None else time.time()
 
             def run(sql: str, *params: Any) -> list[tuple[Any, ...]]:
                 cursor = conn.execute(sql, params)
                 return cursor.fetchall() if cursor.description else []
 
-            yield run, float(now[0])
+            yield run, now
 
     def close(self) -> None:
         self.connections.close()

@@ -148,3 +148,14 @@ def test_daily_budget_settings_are_read_per_provider_and_checked(monkeypatch):
     with pytest.raises(SettingsError) as bad:
         load_settings()
     assert str(bad.value) == "IMAGEGEN_NVIDIA_IMAGES_PER_DAY: must be a whole number, 0 or more, got '-1'"
+
+
+def test_a_catalog_file_that_cannot_be_opened_is_one_catalog_error(tmp_path):
+    from imagegen.errors import CatalogError
+
+    folder = tmp_path / "catalog.db"
+    folder.mkdir()  # a folder where the file should be
+    run = DailyImages(SqliteCounts(folder), {"nvidia": 5}, holder="run-1")
+    with pytest.raises(CatalogError) as failed:
+        run.count("nvidia")
+    assert str(failed.value).startswith(f"daily image counts in {folder}: ") and "\n" not in str(failed.value)

@@ -174,3 +174,27 @@ def test_the_first_claim_of_a_run_purges_what_dead_workers_left(postgres_dsn, tm
     assert [r[0] for r in rows(postgres_dsn, "SELECT images FROM imagegen_daily_images")] == [3]
     assert purge_stale_rows(ledger.connections) == 0
     ledger.close()
+
+
+def test_the_gitlab_store_takes_the_catalogs_database_as_its_index_and_the_json_file_otherwise(tmp_path,
+                                                                                            monkeypatch):
+    from imagegen.settings import load_settings
+    from imagegen.stores.gitlab_index import JsonFileUploadIndex
+    from imagegen_flows.blocks.resolve import store_block
+
+    monkeypatch.setenv("GITLAB_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("GITLAB_TOKEN", "glpat-SENTINEL")
+    monkeypatch.setenv("IMAGEGEN_GITLAB_PROJECT", str(PROJECT_ID))
+    monkeypatch.delenv("IMAGEGEN_CATALOG_URL", raising=False)
+    embedded = store_block("gitlab", load_settings(), tmp_path)
+    assert embedded.index_dsn is None and embedded.index_path == str(tmp_path / "gitlab-uploads.json")
+    store = embedded.get_store()
+    assert isinstance(store.index, JsonFileUploadIndex) and store.index.path == tmp_path / "gitlab-uploads.json"
+
+    dsn = "postgresql://imagegen:pw@db.example:5432/assets"
+    monkeypatch.setenv("IMAGEGEN_CATALOG_URL", dsn)
+    shared = store_block("gitlab", load_settings(), tmp_path)
+    assert shared.index_dsn is not None and shared.index_dsn.get_secret_value() == dsn
+    index = shared.get_store().index
+    assert isinstance(index, PostgresUploadIndex) and index.project == str(PROJECT_ID)
+    assert "pw" not in repr(shared), "the block's repr masks the connection string"

@@ -8,7 +8,9 @@ from pathlib import Path
 from prefect.blocks.core import Block
 from pydantic import Field
 
+from imagegen.budget import CallCount, LocalCallCount
 from imagegen.catalog.base import Catalog
+from imagegen.daily_images import CountsDatabase
 from imagegen.ledger import FileLedger, Ledger
 from imagegen.ratelimit import AccountPacing
 
@@ -37,6 +39,16 @@ class CatalogBlock(Block, ABC):
         unless the catalog's database can hold one every worker shares (PostgreSQL)."""
         return None
 
+    def daily_image_counts(self) -> CountsDatabase | None:
+        """Where the providers' daily image counts live: the catalog's database, or None when it has no
+        SQL access (the Supabase REST catalog)."""
+        return None
+
+    def run_call_count(self, run_id: str, max_calls: int | None) -> CallCount:
+        """Where run `run_id` counts its provider calls: this process, unless every worker shares the
+        catalog's database (PostgreSQL)."""
+        return LocalCallCount(max_calls)
+
 
 class SqliteCatalogBlock(CatalogBlock):
     """A SQLite file holding the `media_assets` table.
@@ -58,3 +70,8 @@ class SqliteCatalogBlock(CatalogBlock):
         from imagegen.catalog.sqlite import SqliteCatalog
 
         return SqliteCatalog(self.path)
+
+    def daily_image_counts(self) -> CountsDatabase | None:
+        from imagegen.daily_images import SqliteCounts
+
+        return SqliteCounts(self.path)

@@ -76,15 +76,22 @@ class GitLabUploads(AssetStoreBlock):
     index_path: str | None = Field(None, title="Upload index file",
                                    description="JSON file mapping keys to uploads (uploads mode); without it "
                                                "reruns upload again instead of recognising earlier uploads")
+    index_dsn: SecretStr | None = Field(
+        None, title="Upload index database",
+        description="A PostgreSQL connection string (the catalog's): the index is then its gitlab_uploads table, "
+                    "shared by every worker, and the index file is not used")
     max_retries: int = Field(3, ge=0, le=10, title="Max retries",
                              description="Retries per request after 429, 5xx or a timeout")
     store_name: str = Field("gitlab", title="Store name", description="Name recorded in the catalog's `store` column")
 
     def get_store(self) -> AssetStore:
-        from imagegen.stores.gitlab import GitLabUploadStore, JsonFileUploadIndex
+        from imagegen.stores.gitlab import GitLabUploadStore
+        from imagegen.stores.gitlab_index import JsonFileUploadIndex, UploadIndex, shared_upload_index
 
+        index: UploadIndex = (shared_upload_index(self.index_dsn.get_secret_value(), self.project)
+                              if self.index_dsn is not None else JsonFileUploadIndex(self.index_path))
         return GitLabUploadStore(self.credentials.get_client(), self.project, mode=self.mode,
-                                 package_name=self.package_name, index=JsonFileUploadIndex(self.index_path),
+                                 package_name=self.package_name, index=index,
                                  name=self.store_name, max_retries=self.max_retries)
 
     def check_store(self) -> None:

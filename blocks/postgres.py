@@ -1,6 +1,6 @@
 """PostgreSQL catalog block: the `media_assets` table in any PostgreSQL 13+ (a Supabase project's database too),
-and beside it the paid-call ledger, the masters and the provider pacing that every worker using this
-catalog shares."""
+and beside it what every worker using this catalog shares: the paid-call ledger and the masters, the
+provider pacing, the run budgets and the daily image counts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
+from imagegen.budget import CallCount
 from imagegen.catalog.base import Catalog
+from imagegen.daily_images import CountsDatabase
 from imagegen.errors import CatalogError, LedgerError
 from imagegen.ledger import Ledger
 from imagegen.ratelimit import AccountPacing
@@ -69,3 +71,16 @@ class PostgresCatalogBlock(CatalogBlock):
             pacing.close()
             raise CatalogError(str(err)) from None
         return pacing
+
+    def daily_image_counts(self) -> CountsDatabase | None:
+        """The daily image counts in this database: every worker counts against the same limits."""
+        from imagegen.daily_images import PostgresCounts
+
+        return PostgresCounts(self.dsn.get_secret_value(), connect_timeout=self.connect_timeout_seconds)
+
+    def run_call_count(self, run_id: str, max_calls: int | None) -> CallCount:
+        """The run's provider calls counted in this database, whichever process of the run makes them."""
+        from imagegen.postgres_run_budget import PostgresCallCount
+
+        return PostgresCallCount(self.dsn.get_secret_value(), run_id, max_calls,
+                                 connect_timeout=self.connect_timeout_seconds)

@@ -166,8 +166,10 @@ def store_block(name: str, settings: ImagegenSettings, out_dir: Path,
         if missing:
             raise SettingsError([(field, f"store 'gitlab' needs {', '.join(missing)} in the environment "
                                          "(the brief is valid; set them or choose another store)")])
+        # with a PostgreSQL catalog, the upload index is its gitlab_uploads table: every worker sees every upload
         return GitLabUploads(credentials=GitLabCredentials(url=settings.gitlab_url, token=settings.gitlab_token),
-                             project=settings.gitlab_project, index_path=str(out_dir / "gitlab-uploads.json"))
+                             project=settings.gitlab_project, index_path=str(out_dir / "gitlab-uploads.json"),
+                             index_dsn=shared_database_dsn(settings))
     raise BriefError([(field, f"unknown store {name!r}; known: local, supabase, gitlab, or a saved block "
                               "<block-type-slug>/<block-name>")])
 
@@ -183,6 +185,17 @@ def quarantine_block(out_dir: Path) -> AssetStoreBlock:
 
 
 CATALOG_VARIABLE = "IMAGEGEN_CATALOG_URL"
+
+
+def shared_database_dsn(settings: ImagegenSettings) -> str | None:
+    """The PostgreSQL every worker shares, when IMAGEGEN_CATALOG_URL names one (a URL or a saved block)."""
+    url = settings.catalog_url or ""
+    if url.startswith(("postgres://", "postgresql://")):
+        return url
+    if "/" in url and "://" not in url:
+        block = load_saved_block(url, CATALOG_VARIABLE, CatalogBlock)  # type: ignore[type-abstract]
+        return block.dsn.get_secret_value() if isinstance(block, PostgresCatalogBlock) else None
+    return None
 
 
 def catalog_block(settings: ImagegenSettings, out_dir: Path) -> CatalogBlock:

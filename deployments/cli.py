@@ -97,7 +97,8 @@ def validate(brief_path: str, provider: str | None, out: Path, out_source: str =
     SettingsError when the environment is wrong (a variable, the output folder, the catalog, missing
     credentials) and PreflightProviderFailure when no provider of the chain can be used (exit 1).
     Configuration is checked first, then the output folder and the catalog (before any provider is
-    asked anything), then the providers' capabilities, and last the free space the plan needs.
+    asked anything), then the providers' capabilities, the free space the plan needs, and last (for a
+    one-provider chain) the images left in its daily budget (DailyImagesExhausted, exit 1).
     A provider of the brief's fallback chain whose credentials are missing or refused is skipped when
     another one works (the flow says so in its summary); the message when none works is the first one's.
     """
@@ -131,6 +132,10 @@ def validate(brief_path: str, provider: str | None, out: Path, out_source: str =
     # masks fitted to the planned masters' sizes, and the provider able to edit, before any spend
     plan_subject_edits(brief, specs, chain.usable[0][0].get_generator().capabilities(brief.provider.model))
     _check_free_space(out, out_source, specs, targets_by_asset)
+    if len(members) == 1:  # with a fallback the flow moves the masters on instead (its pre-flight reserves)
+        from imagegen_flows.flows.run_budget import check_daily_images
+
+        check_daily_images(catalog, settings, chain.members()[0], specs, out / "masters")
     return specs
 
 
@@ -149,6 +154,7 @@ def _print_lines(err: Exception) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from imagegen.daily_images import DailyImagesExhausted
     from imagegen.errors import BriefError, ImagegenError, SettingsError, UsageError
 
     if not Path(args.brief).is_file():
@@ -176,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as err:  # the environment is wrong, the brief is fine
         _print_lines(err)
         return EXIT_FAILED
-    except PreflightProviderFailure as err:
+    except (PreflightProviderFailure, DailyImagesExhausted) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED
     except ImagegenError as err:

@@ -46,6 +46,7 @@ from imagegen_flows.flows.publish_stage import (
     render_arguments,
 )
 from imagegen_flows.flows.reporting import record_run
+from imagegen_flows.flows.run_budget import daily_reservation, open_run_budget
 from imagegen_flows.flows.streaming import TaskStream, future_exception, thread_pool
 from imagegen_flows.tasks.gate import measure_master
 from imagegen_flows.tasks.publish import render_master
@@ -109,28 +110,36 @@ def campaign_flow(brief: str | dict, out_dir: str = "imagegen-output", provider:
         check_catalog(catalog, settings.catalog_url, "out_dir")
         check_stores(small, large, the_brief.publish.small_store, the_brief.publish.large_store)
         credentials = content_credentials(settings, out)  # a broken signing identity fails before any spend
-        # every provider call of the run, from the quota check on, takes its turn in the account's schedule:
-        # with a PostgreSQL catalog one schedule in its database, shared by every worker (imagegen.ratelimit)
-        with pacing_through(catalog.account_pacing()):
-            # prompt: every guard runs before any quota is spent or any file is written; a provider of the chain
-            # that fails its pre-flight (credentials, quota) is skipped, and the plan is the first usable one's
-            providers, quota_before, skipped, (specs, targets_by_asset) = providers_with_quota(
-                members, lambda position, provider: build_prompts(the_brief, provider, settings.local_master_size,
-                                                                  primary=position == 0), logger)
-            targets = resolve_targets(the_brief.size_sets, the_brief.targets)
-            logger.info(f"[prompt] {len(specs)} master(s) x {len(targets)} target(s) for campaign {the_brief.campaign}")
-            # style references and masks read, and masks fitted to the planned sizes, before any spend
-            edits = plan_subject_edits(the_brief, specs,
-                                       providers[0].get_generator().capabilities(the_brief.provider.model))
+        run_id = str(flow_run.id or f"local-{time.time_ns()}")
+        budget = open_run_budget(catalog, settings, run_id)  # calls and daily images, counted where the catalog is
+        try:
+            # every provider call of the run, from the quota check on, takes its turn in the account's schedule:
+            # with a PostgreSQL catalog one schedule in its database, shared by every worker (imagegen.ratelimit)
+            with pacing_through(catalog.account_pacing()):
+                # prompt: every guard runs before any quota is spent or any file is written; a provider of the
+                # chain that fails its pre-flight (credentials, quota, its daily images) is skipped, and the
+                # plan is the first usable one's
+                providers, quota_before, skipped, (specs, targets_by_asset) = providers_with_quota(
+                    members, lambda position, provider: build_prompts(the_brief, provider,
+                                                                      settings.local_master_size,
+                                                                      primary=position == 0), logger,
+                    reserve=daily_reservation(budget, catalog, settings, out / "masters"))
+                targets = resolve_targets(the_brief.size_sets, the_brief.targets)
+                logger.info(f"[prompt] {len(specs)} master(s) x {len(targets)} target(s) for campaign "
+                            f"{the_brief.campaign}")
+                # style references and masks read, and masks fitted to the planned sizes, before any spend
+                edits = plan_subject_edits(the_brief, specs,
+                                           providers[0].get_generator().capabilities(the_brief.provider.model))
 
-            run_id = str(flow_run.id or f"local-{time.time_ns()}")
-            sweep_once_in_a_while(out)  # temp files of a killed run on this folder go now, not at the end
-            with run_scratch(out / ".work", f"run-{run_id}") as work_dir:
-                return run_stages(the_brief, settings, specs, targets_by_asset, providers, quota_before, out,
-                                  work_dir, run_id,
-                                  stores=dict(small=small, large=large, quarantine=quarantine_block(out)),
-                                  credentials=credentials, catalog=catalog, started=started, logger=logger,
-                                  skipped=skipped, subject_edits=edits)
+                sweep_once_in_a_while(out)  # temp files of a killed run on this folder go now, not at the end
+                with run_scratch(out / ".work", f"run-{run_id}") as work_dir:
+                    return run_stages(the_brief, settings, specs, targets_by_asset, providers, quota_before, out,
+                                      work_dir, run_id,
+                                      stores=dict(small=small, large=large, quarantine=quarantine_block(out)),
+                                      credentials=credentials, catalog=catalog, started=started, logger=logger,
+                                      skipped=skipped, subject_edits=edits)
+        finally:
+            release_run(run_id)  # a run stopped before its stages gives back what it reserved (run_stages did)
 
 
 def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_asset: dict, providers: list,

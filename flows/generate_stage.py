@@ -55,7 +55,8 @@ def plan_member(brief: Brief, provider, local_master_size: int, *, primary: bool
         raise
 
 
-def providers_with_quota(members: list, plan: Callable[[int, Any], Any], logger: Any
+def providers_with_quota(members: list, plan: Callable[[int, Any], Any], logger: Any,
+                         reserve: Callable[[Any, list[PromptSpec]], None] | None = None
                          ) -> tuple[list, dict[str, dict], dict[str, str], Any]:
     """Pre-flight every member of the chain before any spend. Until one passes, `plan(position, provider)`
     asks a member for its capabilities (for neuroflash its model list, which proves the credentials) and
@@ -64,7 +65,8 @@ def providers_with_quota(members: list, plan: Callable[[int, Any], Any], logger:
     fallback happens). A member that fails, or whose credentials are missing (`members` holds its
     ProviderNotConfigured), is skipped with a warning, whatever its place in the chain; the run stops here
     only when every member fails, with the first one's error (saying how many images are needed and
-    left, or what the provider said).
+    left, or what the provider said). The member that plans the run then `reserve`s the images of its
+    daily budget that the plan pays for (imagegen_flows.flows.run_budget); too few left skips it too.
 
     Returns (usable providers, quota before per provider, {skipped name: reason}, the first usable
     provider's plan)."""
@@ -78,6 +80,8 @@ def providers_with_quota(members: list, plan: Callable[[int, Any], Any], logger:
             raise exc
         if (quota := future.result()) is not None:
             before[provider.provider_name] = quota
+        if reserve is not None and not first_plan:
+            reserve(provider, planned[0])
         first_plan[:] = [planned]
         return planned
 

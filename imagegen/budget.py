@@ -1,13 +1,15 @@
-"""A per-run budget of provider calls that stops spending cleanly when it is used up, and counts
-the calls whose answer was lost in transit."""
+"""A per-run budget of provider calls that stops spending cleanly when it is used up (counted in this
+process, or in the catalog's PostgreSQL for every process of the run), counts the calls whose answer
+was lost in transit, and counts image calls against the providers' daily budgets."""
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
+from imagegen.daily_images import Counted, DailyImages
 from imagegen.errors import BudgetExhausted, OutcomeUnknown, StillRunning
 from imagegen.pending import RECOVERED_KEY
 
@@ -17,30 +19,76 @@ MAX_RESENDS_AFTER_LOST_ANSWER = 1
 Result = TypeVar("Result")
 
 
+class CallCount(Protocol):
+    """Where a run's provider calls are counted: this process (`LocalCallCount`), or a database every
+    process of the run shares (imagegen.postgres_run_budget)."""
+
+    def take(self) -> bool:
+        """Count one more call; False (nothing counted) when the run's budget has none left."""
+
+    def give_back(self) -> None: ...
+
+    def value(self) -> int: ...
+
+
+class LocalCallCount:
+    def __init__(self, max_calls: int | None):
+        self.max_calls = max_calls
+        self._spent = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.max_calls is not None and self._spent >= self.max_calls:
+                return False
+            self._spent += 1
+            return True
+
+    def give_back(self) -> None:
+        with self._lock:
+            self._spent = max(0, self._spent - 1)
+
+    def value(self) -> int:
+        return self._spent
+
+
 class CallBudget:
     """`spent` counts provider calls (a call whose answer was lost stays counted: it may have been
     billed); `outcome_unknown` counts those lost answers, `recovered` the answers found again for free;
-    `by_provider` splits `spent` by the provider called (the run's report plots it)."""
+    `by_provider` splits the calls by the provider called (the run's report plots it).
+    With `daily`, every image call is also counted against its provider's daily budget."""
 
-    def __init__(self, max_calls: int | None):
+    def __init__(self, max_calls: int | None, *, count: CallCount | None = None, daily: DailyImages | None = None):
         self.max_calls = max_calls
-        self.spent = 0
+        self.count = count if count is not None else LocalCallCount(max_calls)
+        self.daily = daily
         self.outcome_unknown = 0
         self.recovered = 0
         self.by_provider: Counter[str] = Counter()
         self._lost: Counter[str] = Counter()
         self._lock = threading.Lock()
 
-    def spend(self, provider: str = "") -> None:
-        """Count one provider call, or raise BudgetExhausted (never transient) when none is left."""
+    @property
+    def spent(self) -> int:
+        return self.count.value()
+
+    def spend(self, provider: str = "", *, image: bool = False) -> Counted | None:
+        """Count one provider call (and, for an `image` call, one image of the provider's day), or raise
+        BudgetExhausted or DailyImagesExhausted (never transient) when none is left."""
+        if not self.count.take():
+            raise BudgetExhausted(
+                f"the run's budget of {self.max_calls} provider calls is spent; "
+                "raise IMAGEGEN_MAX_PROVIDER_CALLS or --max-provider-calls to allow more",
+                provider=provider)
         with self._lock:
-            if self.max_calls is not None and self.spent >= self.max_calls:
-                raise BudgetExhausted(
-                    f"the run's budget of {self.max_calls} provider calls is spent; "
-                    "raise IMAGEGEN_MAX_PROVIDER_CALLS or --max-provider-calls to allow more",
-                    provider=provider)
-            self.spent += 1
             self.by_provider[provider] += 1
+        if not image or self.daily is None:
+            return None
+        try:
+            return self.daily.count(provider)
+        except BaseException:
+            self.give_back(None, provider)
+            raise
 
     def answer_lost(self, request_key: str) -> int:
         """Count one lost answer; returns how many answers to this request were lost in this run."""
@@ -49,33 +97,36 @@ class CallBudget:
             self._lost[request_key] += 1
             return self._lost[request_key]
 
-    def give_back(self, provider: str = "") -> None:
+    def give_back(self, counted: Counted | None = None, provider: str = "") -> None:
         """The call just counted sent nothing paid (it polled a request paid earlier)."""
+        self.count.give_back()
         with self._lock:
-            self.spent = max(0, self.spent - 1)
             if self.by_provider[provider] > 0:
                 self.by_provider[provider] -= 1
+        if self.daily is not None and counted is not None:
+            self.daily.give_back(counted)
 
-    def answer_recovered(self, provider: str = "") -> None:
+    def answer_recovered(self, counted: Counted | None = None, provider: str = "") -> None:
         """The call just counted found a paid answer again without paying: it was not a provider call."""
-        self.give_back(provider)
+        self.give_back(counted, provider)
         with self._lock:
             self.recovered += 1
 
 
-def paid_call(budget: CallBudget, provider: str, call: Callable[[], Result]) -> Result:
-    """Spend one call of `budget` on `call()` (a generator's generate or edit).
+def paid_call(budget: CallBudget, provider: str, call: Callable[[], Result], *, image: bool = True) -> Result:
+    """Spend one call of `budget` on `call()` (a generator's generate or edit; `image=False` for a call
+    that makes no image, a VLM review).
 
     A lost answer (OutcomeUnknown) stays counted and is raised as it is, so the task's retry sends the
     request again; the second loss of the same request in this run is raised as final (not retried).
     A call that only polled a request paid earlier (StillRunning, or a result whose metadata says it
     was recovered: RECOVERED_KEY) gives its call back.
     """
-    budget.spend(provider)
+    counted = budget.spend(provider, image=image)
     try:
         result = call()
     except StillRunning:
-        budget.give_back(provider)
+        budget.give_back(counted, provider)
         raise
     except OutcomeUnknown as exc:
         losses = budget.answer_lost(exc.request_key)
@@ -84,12 +135,19 @@ def paid_call(budget: CallBudget, provider: str, call: Callable[[], Result]) -> 
         raise
     metadata: Any = getattr(result, "metadata", None)
     if isinstance(metadata, dict) and metadata.get(RECOVERED_KEY):
-        budget.answer_recovered(provider)
+        budget.answer_recovered(counted, provider)
     return result
 
 
 _budgets: dict[str, CallBudget] = {}
 _lock = threading.Lock()
+
+
+def use_budget_for_run(run_id: str, budget: CallBudget) -> CallBudget:
+    """Make `budget` the one every task of flow run `run_id` spends from (the flow's choice of counts)."""
+    with _lock:
+        _budgets[run_id] = budget
+    return budget
 
 
 def budget_for_run(run_id: str, max_calls: int | None = None) -> CallBudget:
@@ -102,5 +160,15 @@ def budget_for_run(run_id: str, max_calls: int | None = None) -> CallBudget:
 
 
 def release_run(run_id: str) -> None:
+    """Forget run `run_id`'s budget; a shared count closes its connections, a daily budget gives back
+    what the run reserved and did not use."""
     with _lock:
-        _budgets.pop(run_id, None)
+        budget = _budgets.pop(run_id, None)
+    if budget is None:
+        return
+    try:
+        if budget.daily is not None:
+            budget.daily.release()
+    finally:
+        if (close := getattr(budget.count, "close", None)) is not None:
+            close()

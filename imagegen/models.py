@@ -75,6 +75,8 @@ class ProviderCapabilities(BaseModel):
     max_side: int = 4096
     supports_edit: bool = False
     is_stand_in: bool = False
+    # Fewer inference steps the model allows for masters that only feed thumbnails (None: no faster setting)
+    fast_steps: int | None = None
 
 
 class GenerationRequest(BaseModel):
@@ -87,6 +89,7 @@ class GenerationRequest(BaseModel):
     seed: int
     model: str | None = None
     output_format: ImageFormat = "PNG"
+    steps: int | None = None  # None: the model's (or the provider block's) default
     # Structured prompt parts, for providers (like `local`) that render from structure, not text.
     spec: dict[str, Any] = Field(default_factory=dict)
 

@@ -12,6 +12,14 @@ from imagegen.models import ProviderCapabilities
 from imagegen.prompts import PromptSpec, build_prompt_specs
 from imagegen.sizes import Target, aspect_groups, outpaint_groups, parse_ratio, resolve_targets, size_for_ratio
 
+# Seed 000 "COST OPTIMIZATION": 512x512 for thumbnails; a plan whose targets all fit in it asks the model
+# for its faster settings (ProviderCapabilities.fast_steps)
+THUMBNAIL_MAX_SIDE = 512
+
+
+def thumbnails_only(targets: list[Target]) -> bool:
+    return bool(targets) and all(max(t.width, t.height) <= THUMBNAIL_MAX_SIDE for t in targets)
+
 
 def master_size(brief: Brief, caps: ProviderCapabilities, local_master_size: int) -> tuple[int, int]:
     """The brief's explicit size, else the provider's largest native size, else a square master."""
@@ -29,17 +37,20 @@ def plan_masters(brief: Brief, caps: ProviderCapabilities, provider_name: str, m
 
     Where the provider renders native aspect ratios (neuroflash), each subject variation gets one
     master per ratio its targets need, so a 16:9 banner is not cropped out of a square; elsewhere one
-    master serves every target.
+    master serves every target. When every target is thumbnail-sized, masters are made with the fewer
+    steps the model allows (`caps.fast_steps`), where it has such a setting.
     """
     width, height = master_size(brief, caps, local_master_size)
     explicit_size = bool(brief.provider.master_width and brief.provider.master_height)
-    groups = aspect_groups(resolve_targets(brief.size_sets, brief.targets),
-                           [] if explicit_size else caps.aspect_ratios)
+    all_targets = resolve_targets(brief.size_sets, brief.targets)
+    fast = {"steps": caps.fast_steps} if caps.fast_steps is not None and thumbnails_only(all_targets) else {}
+    groups = aspect_groups(all_targets, [] if explicit_size else caps.aspect_ratios)
     specs: list[PromptSpec] = []
     targets_by_asset: dict[str, list[Target]] = {}
     for ratio, targets in groups.items():
         w, h = (width, height) if ratio is None else size_for_ratio(ratio, max(width, height))
         for spec in build_prompt_specs(brief, caps, provider=provider_name, model=model, width=w, height=h):
+            spec = spec.model_copy(update=fast) if fast else spec
             if ratio is not None and len(groups) > 1:
                 spec = spec.model_copy(update={"asset_id": f"{spec.asset_id}-{ratio.replace(':', 'x')}"})
             specs.append(spec)

@@ -20,7 +20,8 @@ database instead of one disk's flock:
   writes the value (a holder frozen past its lease whose key was taken over still records its answer
   when the new holder has not).
 
-Rows whose call failed (no value) are deleted when their claim ends. Polling, not LISTEN/NOTIFY, so a
+Rows whose call failed (no value) are deleted when their claim ends; those of killed workers, by the first
+claim of a later run (imagegen.shared_schema.purge_stale_rows). Polling, not LISTEN/NOTIFY, so a
 transaction-mode pooler (Supabase's port 6543, PgBouncer) works as well as a direct connection.
 """
 
@@ -33,7 +34,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -46,12 +46,12 @@ from imagegen.ledger import file_state
 from imagegen.models import GeneratedImage
 from imagegen.postgres_connections import PostgresConnections
 from imagegen.shared_masters import SharedMasters
+from imagegen.shared_schema import SCHEMA_LOCK_ID, create_shared_schema, purge_stale_rows, shared_schema_sql
 
 T = TypeVar("T", bound=BaseModel)
 
 LEASE_SECONDS = 120.0
 _FIRST_WAIT, _LONGEST_WAIT = 0.05, 1.0
-_SCHEMA_LOCK_ID = 0x1A6E_1ED6  # pg_advisory_xact_lock key: "imagegen ledger"
 
 ACQUIRE_SQL = """
 INSERT INTO imagegen_ledger AS entry (key, kind, holder, lease_until)
@@ -77,21 +77,17 @@ WHERE key = %(key)s AND holder = %(holder)s AND value IS NOT NULL
 """
 
 
-def ledger_schema_sql() -> str:
-    """The shipped migration (imagegen/sql/ledger.postgres.sql): imagegen_ledger and imagegen_masters."""
-    return resources.files("imagegen.sql").joinpath("ledger.postgres.sql").read_text()
-
-
 def check_ledger_schema(dsn: str, connect_timeout: int) -> None:
-    """Before any spend: the ledger's tables are there or can be made (one transaction, always rolled back,
-    waiting at most PREFLIGHT_TIMEOUT_SECONDS for the server or a lock). Raises LedgerError."""
+    """Before any spend: the ledger's tables (and every other shared one) are there or can be made (one
+    transaction, always rolled back, waiting at most PREFLIGHT_TIMEOUT_SECONDS for the server or a lock).
+    Raises LedgerError."""
     timeout = min(connect_timeout, PREFLIGHT_TIMEOUT_SECONDS)
     connections = PostgresConnections(dsn, "imagegen_ledger", connect_timeout=timeout)
     try:
         with connections.connection("checking") as conn, conn.transaction(force_rollback=True):
             conn.execute(f"SET LOCAL statement_timeout = {timeout * 1000}")
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
-            conn.execute(ledger_schema_sql())
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_ID,))
+            conn.execute(shared_schema_sql())
     finally:
         connections.close()
 
@@ -143,13 +139,12 @@ class PostgresLedger:
         return f"PostgresLedger({self.connections!r}, lease {self.lease_seconds:g} s)"
 
     def prepare(self) -> None:
-        """Create the tables if they are missing (once per ledger, under an advisory lock)."""
+        """Create the tables if they are missing and purge what dead workers left (once per ledger)."""
         with self._lock:
             if self._schema_ready:
                 return
-            with self.connections.connection("creating") as conn, conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
-                conn.execute(ledger_schema_sql())
+            create_shared_schema(self.connections)
+            purge_stale_rows(self.connections)
             self._schema_ready = True
 
     @contextlib.contextmanager

@@ -228,10 +228,14 @@ class PromptSpec(BaseModel):
     # An outpainted master: made from master `outpaint_from` extended to `outpaint_ratio`, not generated.
     outpaint_from: str | None = None
     outpaint_ratio: str | None = None
+    # Inference steps when the plan asks for fewer than the model's default (thumbnail-only targets)
+    steps: int | None = None
 
     def cache_key(self) -> str:
         """sha256 of what decides the pixels; the campaign and asset naming are not part of it."""
         payload = {name: getattr(self, name) for name in _CACHE_KEY_FIELDS}
+        if self.steps is not None:  # only then: the keys of masters made at default steps stay as they were
+            payload["steps"] = self.steps
         payload["key_version"] = _CACHE_KEY_VERSION
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -36,6 +36,13 @@ class ImagegenSettings(BaseSettings):
     max_provider_calls: int | None = Field(None, ge=0, description="Per-run budget of provider calls")
     local_master_size: int = Field(2048, ge=64, le=8192,
                                    description="Side of the square master the local provider renders")
+    # Daily image budgets (seed 000 "COST OPTIMIZATION": NVIDIA's free tier makes 100 images a day), counted
+    # across runs in the catalog's database: see imagegen/daily_images.py
+    nvidia_images_per_day: int | None = Field(
+        None, ge=0, description="Images the nvidia provider may make per UTC day, over every run on this catalog; "
+                                "a run that would pass it stops before spending")
+    neuroflash_images_per_day: int | None = Field(
+        None, ge=0, description="Images the neuroflash provider may make per UTC day, over every run on this catalog")
     ledger_lease_seconds: float = Field(
         120.0, ge=1, le=3600, allow_inf_nan=False,
         description="With a PostgreSQL catalog: how long a paid call's claim outlives a worker that stopped "
@@ -89,6 +96,11 @@ class ImagegenSettings(BaseSettings):
     c2pa_key: Path | None = Field(None, description="PEM private key of the leaf (IMAGEGEN_C2PA_KEY)")
     c2pa_algorithm: str = Field("ES256", description="ES256/384/512, PS256/384/512 or ED25519")
     c2pa_timestamp_url: str | None = Field(None, description="RFC 3161 time-stamp authority; none by default")
+
+
+def images_per_day(settings: ImagegenSettings) -> dict[str, int | None]:
+    """Provider name -> its daily image budget (None: counted, not limited)."""
+    return {"nvidia": settings.nvidia_images_per_day, "neuroflash": settings.neuroflash_images_per_day}
 
 
 def load_settings(**overrides) -> ImagegenSettings:

@@ -32,7 +32,7 @@ def generation_cache_key(context: TaskRunContext, parameters: dict) -> str:
 def request_for(spec: PromptSpec, seed: int | None = None) -> GenerationRequest:
     return GenerationRequest(prompt=spec.prompt, negative_prompt=spec.negative_prompt, width=spec.width,
                              height=spec.height, seed=spec.seed if seed is None else seed, model=spec.model,
-                             spec=spec.render_spec())
+                             steps=spec.steps, spec=spec.render_spec())
 
 
 def adopt_into(result: GeneratedImage, masters_dir: Path) -> GeneratedImage:

@@ -46,7 +46,7 @@ def review_master(image_path: str, image_id: str, reviewer, context: dict[str, A
     def pay() -> Review:  # a lost answer counts as spent and is sent again at most once (paid_call)
         journal = FolderJournal.under(Path(masters_dir))
         return paid_call(budget_for_run(run_id), "vlm",
-                         lambda: reviewer.get_reviewer().review(image_path, context, journal=journal))
+                         lambda: reviewer.get_reviewer().review(image_path, context, journal=journal), image=False)
 
     key = ledger_key("review", sha256, reviewer.model, REVIEW_PROMPT_VERSION, json.dumps(context, sort_keys=True))
     return paid_once(ledger_for_run(run_id, Path(masters_dir)), key, Review, pay)

@@ -379,7 +379,8 @@ class NvidiaGenerator:
             prompt, negatives = fold_negatives(request.prompt, request.negative_prompt)
             negative_field = None
         payload = generation_payload(rules, prompt, width=request.width, height=request.height, seed=request.seed,
-                                     steps=self.steps, cfg_scale=self.cfg_scale, negative_prompt=negative_field)
+                                     steps=self.steps if self.steps is not None else request.steps,
+                                     cfg_scale=self.cfg_scale, negative_prompt=negative_field)
         journal = self.journal_for(dest_dir)
         result = self.client.infer(model, payload, allow_negative_prompt=native, journal=journal)
         return self._store(result, journal, model, request, dest_dir,

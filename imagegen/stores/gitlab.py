@@ -5,10 +5,11 @@ Two modes, because GitLab has two ways to hold a file and only one of them is ad
 - ``uploads`` (the seed's way, default): `POST /projects/:id/uploads` returns
   `{id, alt, url: "/uploads/<secret>/name", full_path: "/-/project/<id>/uploads/<secret>/name", markdown}`.
   The URL carries a random secret, so GitLab cannot tell us what lives under *our* key. The store keeps
-  a key -> (url, sha256, upload id) `UploadIndex`: a JSON file (`JsonFileUploadIndex`, e.g. in the run's
-  output folder) or the catalog itself (`CatalogUploadIndex`: `media_assets` already stores url and
-  sha256 per store key). Without a persistent index a rerun uploads again (a new secret, never an
-  overwrite) and the old upload is an orphan. Delete uses `DELETE /projects/:id/uploads/:upload_id` or
+  a key -> (url, sha256, upload id) `UploadIndex` (imagegen.stores.gitlab_index): a JSON file in the run's
+  output folder, the catalog's rows, or the `gitlab_uploads` table of a PostgreSQL catalog, which every
+  worker shares and whose claim makes two workers' puts of one file a single upload. Without a persistent
+  index a rerun uploads again (a new secret, never an overwrite) and the old upload is an orphan.
+  Delete uses `DELETE /projects/:id/uploads/:upload_id` or
   `DELETE /projects/:id/uploads/:secret/:filename` (GitLab 17.2+), tolerating 404.
 - ``generic_packages``: `PUT /projects/:id/packages/generic/:package/:version/:file` where the path IS
   the key (version = campaign, file = the rest of the key joined by "__"). GitLab records each file's
@@ -37,16 +38,11 @@ Retry-After (read from the response through a session hook) the way python-gitla
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
 import re
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 from urllib.parse import quote
 
 import requests
@@ -54,10 +50,15 @@ from gitlab.const import RETRYABLE_TRANSIENT_ERROR_CODES
 from gitlab.exceptions import GitlabAuthenticationError, GitlabError
 
 from imagegen.errors import StoreError, TransientStoreError
-from imagegen.files import open_text_atomically
-from imagegen.models import sha256_file
+from imagegen.models import StoredObject, sha256_file
 from imagegen.redaction import mask_url, url_secrets
 from imagegen.stores.base import AssetStore, BinarySink
+from imagegen.stores.gitlab_index import (  # noqa: F401 - the index classes' historic home
+    CatalogUploadIndex,
+    JsonFileUploadIndex,
+    UploadIndex,
+    UploadRecord,
+)
 from imagegen.stores.remote import error_for_status, head_ok, is_sha256_hex, sha256_bytes, short_server_message
 
 GitLabMode = Literal["uploads", "generic_packages"]
@@ -66,125 +67,6 @@ _UPLOAD_URL_TAIL = re.compile(r"/uploads/(?P<secret>[0-9a-f]{32})/(?P<filename>[
 MAX_RETRY_AFTER_SECONDS = 120.0
 DEVELOPER_ACCESS = 30  # GitLab's access level of the Developer role: uploads and package files need it
 _ROLE_NAMES = {0: "no access", 5: "Minimal Access", 10: "Guest", 15: "Planner", 20: "Reporter"}
-
-
-# -- the key index of `uploads` mode ---------------------------------------------------------------
-
-@dataclass(frozen=True)
-class UploadRecord:
-    """What GitLab gave back for the upload stored under one of our keys."""
-
-    url: str
-    sha256: str
-    upload_id: int | None = None
-
-
-class UploadIndex(Protocol):
-    def get(self, key: str) -> UploadRecord | None: ...
-
-    def put(self, key: str, record: UploadRecord) -> None: ...
-
-    def remove(self, key: str) -> None: ...
-
-
-_FILE_LOCKS: dict[Path, threading.Lock] = {}
-_FILE_LOCKS_GUARD = threading.Lock()
-
-
-class JsonFileUploadIndex:
-    """key -> UploadRecord in a JSON file, re-read on every call so store instances share it.
-
-    `path=None` keeps the index in memory only (one store instance's lifetime). Every publish task
-    opens a store of its own, so each read-modify-write holds a lock for the file that all instances
-    in the process share, and an flock on `.<file>.lock` against other processes: a lost remove would
-    leave the record of a deleted upload, and the next run would skip uploading that file. Writes
-    are atomic (temp file + rename).
-    """
-
-    def __init__(self, path: str | Path | None = None):
-        self.path = Path(path).resolve() if path else None
-        self._memory: dict[str, dict[str, Any]] = {}
-        if self.path is None:
-            self._thread_lock = threading.Lock()
-        else:
-            with _FILE_LOCKS_GUARD:
-                self._thread_lock = _FILE_LOCKS.setdefault(self.path, threading.Lock())
-
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        with self._thread_lock:
-            if self.path is None:
-                yield
-                return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path.with_name(f".{self.path.name}.lock"), "a") as lock_file:
-                fcntl.flock(lock_file, fcntl.LOCK_EX)  # released when the file closes
-                yield
-
-    def _load(self) -> dict[str, dict[str, Any]]:
-        if self.path is None:
-            return self._memory
-        try:
-            return json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            raise StoreError(f"GitLab upload index {self.path} is unreadable: {exc}") from exc
-
-    def _save(self, entries: dict[str, dict[str, Any]]) -> None:
-        if self.path is None:
-            self._memory = entries
-            return
-        with open_text_atomically(self.path) as fh:
-            json.dump(entries, fh, indent=1, sort_keys=True)
-
-    def get(self, key: str) -> UploadRecord | None:
-        with self._lock():
-            entry = self._load().get(key)
-        return UploadRecord(**entry) if entry else None
-
-    def put(self, key: str, record: UploadRecord) -> None:
-        with self._lock():
-            entries = dict(self._load())
-            entries[key] = asdict(record)
-            self._save(entries)
-
-    def remove(self, key: str) -> None:
-        with self._lock():
-            entries = dict(self._load())
-            if entries.pop(key, None) is not None:
-                self._save(entries)
-
-
-class CatalogUploadIndex:
-    """Reads records from the catalog (`media_assets` rows of this store: store_key -> url, sha256).
-
-    The pipeline writes the catalog after publishing, so this run's own uploads and deletions are
-    kept in memory on top of it.
-    """
-
-    def __init__(self, catalog: Any, store_name: str = "gitlab"):
-        self.catalog = catalog
-        self.store_name = store_name
-        self._overlay: dict[str, UploadRecord | None] = {}
-        self._campaigns: dict[str, dict[str, UploadRecord]] = {}  # one catalog read per campaign
-
-    def _recorded(self, campaign: str) -> dict[str, UploadRecord]:
-        if campaign not in self._campaigns:
-            self._campaigns[campaign] = {row.store_key: UploadRecord(url=row.url, sha256=row.sha256)
-                                         for row in self.catalog.rows(campaign) if row.store == self.store_name}
-        return self._campaigns[campaign]
-
-    def get(self, key: str) -> UploadRecord | None:
-        if key in self._overlay:
-            return self._overlay[key]
-        return self._recorded(key.split("/", 1)[0]).get(key)
-
-    def put(self, key: str, record: UploadRecord) -> None:
-        self._overlay[key] = record
-
-    def remove(self, key: str) -> None:
-        self._overlay[key] = None
 
 
 # -- URL and key helpers ---------------------------------------------------------------------------
@@ -340,6 +222,15 @@ class GitLabUploadStore(AssetStore):
         newest = max(files, key=lambda f: f["id"])  # GitLab serves the newest of same-named files
         recorded = newest.get("file_sha256")
         return recorded if is_sha256_hex(recorded) else self._download_sha256(key)
+
+    def put_file(self, key: str, path: Path, content_type: str, sha256: str | None = None, *,
+                 replace: bool = False) -> StoredObject:
+        """AssetStore.put_file under the index's claim on `key` (uploads mode): a worker that uploads the same
+        file at the same time waits, then finds this upload instead of making its own."""
+        if self.mode != "uploads":
+            return super().put_file(key, path, content_type, sha256, replace=replace)
+        with self.index.claim(key):
+            return super().put_file(key, path, content_type, sha256, replace=replace)
 
     def write(self, key: str, path: Path, content_type: str) -> None:
         data = Path(path).read_bytes()  # python-gitlab sends bytes; files here are a few MB

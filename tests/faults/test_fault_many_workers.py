@@ -10,6 +10,11 @@ API, and one PostgreSQL catalog, whose database then also holds the paid-call le
 - Different briefs in three processes on one account whose provider answers 429 over its limit: the
   runs take their turns from one schedule in the catalog's database (a pause on the account holds them
   all), and the provider never says 429.
+- Same brief published to GitLab by three processes: each file is uploaded once in total (the upload
+  index is the catalog's `gitlab_uploads` table), one catalog row per file.
+- Two briefs on one daily image budget (IMAGEGEN_NVIDIA_IMAGES_PER_DAY) at once: together they never
+  pass it; the run that would stops before spending, saying how many are left and when the day resets;
+  a rerun whose masters the ledger holds needs none of it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import psycopg
 import pytest
 
 from imagegen.models import sha256_file
+from tests.emulators.gitlab import PROJECT_ID
 from tests.faults.conftest import (
     NVIDIA_KEY,
     imagegen_env,
@@ -40,6 +46,7 @@ pytestmark = pytest.mark.prefect
 # The store tests' throwaway PostgreSQL, as fixtures of this module.
 postgres_server_dsn = store_fixtures.postgres_server_dsn
 postgres_dsn = store_fixtures.postgres_dsn
+gitlab_emu = store_fixtures.gitlab_emu
 
 LEASE_SECONDS = "4"  # IMAGEGEN_LEDGER_LEASE_SECONDS: a killed worker's claims pass in seconds, not 2 minutes
 
@@ -62,10 +69,10 @@ def masters_by_sha(out: Path) -> set[str]:
     return {sha256_file(path) for path in master_files(out)}
 
 
-def worker(tmp_path: Path, name: str, api_url: str, dsn: str) -> tuple[Path, dict[str, str], Path]:
+def worker(tmp_path: Path, name: str, api_url: str, dsn: str, **extra: str) -> tuple[Path, dict[str, str], Path]:
     """(out folder, environment, log) of the worker "machine" `name`."""
     env = imagegen_env(api_url, tmp_path / f"home-{name}", IMAGEGEN_CATALOG_URL=dsn,
-                       IMAGEGEN_LEDGER_LEASE_SECONDS=LEASE_SECONDS)
+                       IMAGEGEN_LEDGER_LEASE_SECONDS=LEASE_SECONDS, **extra)
     return tmp_path / f"out-{name}", env, tmp_path / f"run-{name}.log"
 
 
@@ -182,3 +189,72 @@ def test_three_workers_on_different_briefs_share_the_account_s_pace(api_url, nvi
     assert not early, f"requests sent during the account's pause (seconds before its end): {early}"
     with psycopg.connect(postgres_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM imagegen_pacing").fetchone()[0] == 1  # one account, one row
+
+
+def run_all(machines: list[tuple[Path, dict[str, str], Path]], brief: Path) -> list[int]:
+    runs = [spawn_run(brief, out, env, log) for out, env, log in machines]
+    try:
+        return [run.wait(timeout=300) for run in runs]
+    finally:
+        for run in runs:
+            kill_group(run)
+
+
+def test_three_workers_publishing_one_brief_to_gitlab_upload_each_file_once(api_url, nvidia, postgres_dsn,
+                                                                             gitlab_emu, tmp_path):
+    gitlab, gitlab_url = gitlab_emu
+    nvidia.faults.slow = 1.0  # the runs' generations, and so their publishes, overlap
+    gitlab.faults.delay_seconds = 0.2
+    brief = write_brief(tmp_path, "many-uploads", provider={"name": "nvidia"},
+                        subjects=[{"subject": "a brass desk lamp", "seed": 7171, "variations": 3}],
+                        publish={"small_store": "gitlab", "large_store": "gitlab"})
+    machines = [worker(tmp_path, name, api_url, postgres_dsn, GITLAB_URL=gitlab_url,
+                       GITLAB_TOKEN=store_fixtures.GITLAB_TOKEN, IMAGEGEN_GITLAB_PROJECT=str(PROJECT_ID))
+                for name in "abc"]
+    codes = run_all(machines, brief)
+    diagnostics = "\n".join(tail(log) for _, _, log in machines)
+    assert codes == [0, 0, 0], diagnostics
+
+    with psycopg.connect(postgres_dsn) as conn:
+        files = conn.execute("SELECT store, store_key, url FROM media_assets").fetchall()
+        index = conn.execute("SELECT path, url FROM gitlab_uploads").fetchall()
+    assert files and {store for store, _, _ in files} == {"gitlab"}
+    assert len({key for _, key, _ in files}) == len(files), "one catalog row per file"
+    uploads = gitlab.calls_to("POST", "/uploads")
+    assert len(uploads) == len(files) == len(gitlab.uploads), \
+        f"{len(uploads)} uploads for {len(files)} files\n{diagnostics}"
+    assert sorted(index) == sorted((key, url) for _, key, url in files), "the index names every catalogued upload"
+    assert not any((out / "gitlab-uploads.json").exists() for out, _, _ in machines), "the index is the database's"
+    assert nvidia.spent == 3
+
+
+def test_runs_on_one_daily_budget_never_pass_it_and_the_one_that_would_stops_before_spending(
+        api_url, nvidia, postgres_dsn, tmp_path):
+    nvidia.faults.slow = 0.5
+    briefs = [write_brief(tmp_path, f"daily-{name}", provider={"name": "nvidia"},
+                          subjects=[{"subject": f"a {name} teacup", "seed": 8181, "variations": 3}])
+              for name in ("red", "blue")]
+    machines = [worker(tmp_path, name, api_url, postgres_dsn, IMAGEGEN_NVIDIA_IMAGES_PER_DAY="4") for name in "ab"]
+    runs = [spawn_run(brief, out, env, log) for brief, (out, env, log) in zip(briefs, machines)]
+    try:
+        codes = [run.wait(timeout=300) for run in runs]
+    finally:
+        for run in runs:
+            kill_group(run)
+    diagnostics = "\n".join(tail(log) for _, _, log in machines)
+    assert sorted(codes) == [0, 1], diagnostics
+    assert nvidia.spent == 3, f"paid {nvidia.spent} images on a budget of 4 with 3 + 3 asked\n{diagnostics}"
+    stopped = machines[codes.index(1)][2].read_text(errors="replace")
+    refusal = [line for line in stopped.splitlines() if line.startswith("error: ")]
+    assert len(refusal) == 1 and "IMAGEGEN_NVIDIA_IMAGES_PER_DAY" in refusal[0], stopped[-3000:]
+    assert "needs 3 new nvidia image(s) but 1 of 4 are left today" in refusal[0]
+    assert "00:00 UTC" in refusal[0] and "nothing was sent" in refusal[0]
+    with psycopg.connect(postgres_dsn) as conn:
+        assert conn.execute("SELECT sum(images) FROM imagegen_daily_images").fetchone()[0] == 3
+        assert conn.execute("SELECT count(*) FROM imagegen_image_reservations").fetchone()[0] == 0, \
+            "both runs gave their reservations back"
+
+    done = briefs[codes.index(0)]  # its masters are in the shared ledger: a rerun elsewhere is free
+    out, env, log = worker(tmp_path, "c", api_url, postgres_dsn, IMAGEGEN_NVIDIA_IMAGES_PER_DAY="4")
+    assert run_all([(out, env, log)], done) == [0], tail(log)
+    assert nvidia.spent == 3 and summary_from_log(log)["provider_calls"] == 0

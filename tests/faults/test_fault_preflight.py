@@ -366,3 +366,23 @@ def test_a_usable_supabase_catalog_passes_and_keeps_no_probe_row(nvidia, supabas
     assert methods == ["GET", "POST", "DELETE"], methods  # read every column, write a probe, delete it
     assert PREFLIGHT_CAMPAIGN in supabase_env.calls[2].query
     assert_untouched(nvidia, out)
+
+
+def test_a_run_past_the_daily_image_budget_exits_1_saying_what_is_left_and_when_it_resets(nvidia, tmp_path, out,
+                                                                                         capsys, monkeypatch):
+    """IMAGEGEN_NVIDIA_IMAGES_PER_DAY over the SQLite catalog in the output folder: 3 of 5 images were
+    sent today by earlier runs, this brief needs 3 more: refused before Prefect starts, nothing sent."""
+    from imagegen.daily_images import DailyImages, SqliteCounts
+
+    earlier = DailyImages(SqliteCounts(out / "catalog.db"), {"nvidia": 5}, holder="an earlier run")
+    for _ in range(3):
+        earlier.count("nvidia")
+    monkeypatch.setenv("IMAGEGEN_NVIDIA_IMAGES_PER_DAY", "5")
+    brief = write_brief(tmp_path, "daily-budget", provider=SMALL_NVIDIA, targets=SMALL_TARGET,
+                        subjects=[{"subject": "a ceramic mug", "seed": 9191, "variations": 3}])
+    line = refusal(*run(capsys, brief, "--out", str(out)))
+    assert line.startswith("error: IMAGEGEN_NVIDIA_IMAGES_PER_DAY: this run needs 3 new nvidia image(s) but 2 of "
+                           "5 are left today; the day resets at "), line
+    assert " 00:00 UTC (in " in line and line.endswith("; nothing was sent")
+    assert_untouched(nvidia)
+    assert earlier.sent_today("nvidia") == 3

@@ -124,6 +124,13 @@ def test_seed_zero_records_the_seed_the_provider_chose(emu, generator, tmp_path)
     assert result.seed != 0 and result.metadata["negatives"] == "none"
 
 
+def test_a_request_for_fewer_steps_is_sent_with_them_unless_the_block_sets_its_own(emu, client, tmp_path):
+    result = NvidiaGenerator(client).generate(request(steps=20), tmp_path)
+    assert emu.requests[-1]["body"]["steps"] == 20 and result.metadata["steps"] == 20
+    NvidiaGenerator(client, steps=30).generate(request(steps=20), tmp_path)
+    assert emu.requests[-1]["body"]["steps"] == 30
+
+
 def test_schnell_sends_its_own_defaults(emu, client, tmp_path):
     NvidiaGenerator(client, model=FLUX_SCHNELL).generate(request(), tmp_path)
     body = emu.requests[-1]["body"]

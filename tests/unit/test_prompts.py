@@ -320,3 +320,25 @@ def test_bad_featured_subjects_name_the_field(featuring, where, reason):
         parse_brief(data, Path("."))
     problems = dict(info.value.problems)
     assert where in problems and reason in problems[where], problems
+
+
+# --- thumbnail-only plans (seed 000 "COST OPTIMIZATION": fewer steps for thumbnails) ------------------------
+
+def test_a_plan_whose_targets_are_all_thumbnails_asks_the_model_for_its_fewer_steps():
+    from imagegen.planning import plan_masters
+    from imagegen.providers.nvidia_models import FLUX_DEV, FLUX_SCHNELL, model_capabilities
+    from imagegen.sizes import Target
+
+    thumbnails = Brief(campaign="thumbs", brand=BRAND, subjects=[mug()], size_sets=[],
+                       targets=[Target(name="thumb", platform="web", width=320, height=320),
+                                Target(name="card", platform="web", width=512, height=384)])
+    flux = model_capabilities(FLUX_DEV)
+    specs, _ = plan_masters(thumbnails, flux, "nvidia", FLUX_DEV, 2048)
+    assert [s.steps for s in specs] == [20]  # FLUX.1-dev: 20 instead of its default 50
+    full, _ = plan_masters(make_brief(mug(), campaign="thumbs"), flux, "nvidia", FLUX_DEV, 2048)  # social: large
+    assert [s.steps for s in full] == [None]
+    assert specs[0].cache_key() != full[0].cache_key(), "other pixels: another ledger entry"
+    assert specs[0].asset_id == full[0].asset_id, "the asset keeps its name"
+    schnell, _ = plan_masters(thumbnails, model_capabilities(FLUX_SCHNELL), "nvidia", FLUX_SCHNELL, 2048)
+    local, _ = plan_masters(thumbnails, ProviderCapabilities(), "local", "local", 2048)
+    assert [s.steps for s in schnell + local] == [None, None], "no faster setting: the model's own"

@@ -23,7 +23,7 @@ from imagegen.sizes import CUTOUT_VARIANT, MASTER_VARIANT, RENDITION_NAME, Targe
 from imagegen.stores.base import AssetStore, SizeRouter, safe_key
 from imagegen.summary import RepairedFile
 
-KEEP_BACKGROUND = "keep"  # imaging.cutout.KEEP, spelled out: importing cutout here would load it with this module
+KEEP_BACKGROUND = "keep"  # imaging.cutout.KEEP, spelled out: importing cutout would load numpy with this module
 
 if TYPE_CHECKING:
     from imagegen.imaging.c2pa_signing import SigningFiles
@@ -322,6 +322,9 @@ def edit_descriptions(master_metadata: dict[str, Any], *, logo: bool, options: W
         described.append("brand border")
     if logo:
         described.append("logo overlay")
+    if options.background != KEEP_BACKGROUND:
+        described.append("background removed" if options.background == "remove"
+                         else f"background replaced with {options.background}")
     return described
 
 
@@ -351,7 +354,8 @@ def render_master_set(master: GeneratedImage, *, campaign: str, asset_id: str, p
                          "the signing certificate": signing.certificate_chain if signing else None,
                          "the signing key": signing.private_key if signing else None})
     web = web or WebOptions()
-    altered = bool(master.metadata.get("edits")) or logo_path is not None or bool(web.grade or web.border_width)
+    altered = (bool(master.metadata.get("edits")) or logo_path is not None or bool(web.grade or web.border_width)
+               or web.background != KEEP_BACKGROUND)
     xmp = provenance_xmp(prompt=prompt, model=master.model, provider=master.provider, seed=master.seed,
                          altered=altered, title=f"{campaign} / {asset_id}")
     folder = Path(work_dir) / f"{asset_id}-{master.image.sha256[:16]}"

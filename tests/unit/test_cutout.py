@@ -208,3 +208,16 @@ def test_the_gate_quarantines_an_implausible_cut_out_with_its_reason(tmp_path):
     failure = next(f for f in report.results["flat"].failures if f.gate == "cutout")
     assert failure.reason.startswith("background removal: the cut-out found no subject")
     assert plan_remediation([failure], provider_supports_edit=True) == ["regenerate"]
+
+
+def test_the_readme_example_is_a_valid_brief():
+    import re
+    from pathlib import Path
+
+    from imagegen.brief_source import brief_from_source
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = re.search(r"### Background removal\n.*?```yaml\n(.*?)```", readme, re.S)
+    assert example, "README lost its background removal example"
+    brief = brief_from_source(example.group(1))
+    assert brief.publish.background == "remove" and brief.subjects[0].style == "product"

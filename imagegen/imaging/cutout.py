@@ -13,8 +13,8 @@ No model weights may be downloaded, so the mask is classical: OpenCV's GrabCut (
 4. GrabCut settles the probable pixels; the mask is scaled back up smoothly (its edge is the alpha).
 
 Where it fails (measured in bench/bench_cutout.py, see README "Background removal"): backdrops with
-crisp structure of their own (leading lines, a door frame, a neon grid) read as objects, and a
-subject whose edges match the backdrop loses those parts. `Cutout.problem` names masks that are
+crisp structure of their own (leading lines, a door frame, a hard light beam, a neon grid) read as
+objects, and so does a contact shadow with a hard edge. `Cutout.problem` names masks that are
 implausible (empty, most of the frame, along the frame's edge) so the gate can quarantine them.
 
 OpenCV is imported on first use: `imagegen run` start-up does not pay for it.
@@ -97,13 +97,13 @@ def find_subject(img: Image.Image) -> Cutout:
     reach = max(1, round(_MERGE_SHARE * min(edges.shape)))
     region = _subject_group(solid | _edge_hulls(edges), reach)
     if region.any():
-        labels = np.full(edges.shape, cv2.GC_PR_BGD, np.uint8)
+        labels: np.ndarray = np.full(pixels.shape[:2], cv2.GC_PR_BGD, dtype=np.uint8)
         labels[region] = cv2.GC_PR_FGD
         labels[_erode(solid & region, 3)] = cv2.GC_FGD
         labels[~_dilate(region, 6)] = cv2.GC_BGD
         cv2.setRNGSeed(0)  # GrabCut's k-means draws from OpenCV's thread RNG: the same pixels, the same mask
         background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-        cv2.grabCut(np.ascontiguousarray(pixels[..., ::-1]), labels, None, background, foreground,
+        cv2.grabCut(np.ascontiguousarray(pixels[..., ::-1]), labels, (0, 0, 0, 0), background, foreground,
                     _GRABCUT_ROUNDS, cv2.GC_INIT_WITH_MASK)
         region = _fill_holes(_subject_group((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD), reach))
     mask = Image.fromarray(region.astype(np.uint8) * 255, "L").resize(rgb.size, Image.Resampling.BILINEAR)

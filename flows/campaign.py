@@ -160,7 +160,8 @@ def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_a
 
     def measure_and_render(aid: str, master: GeneratedImage, stream: TaskStream) -> None:
         sha, spec = master.image.sha256, spec_by_id[aid]
-        measuring = stream.submit(("measure", aid), measure_master, master.image.path, aid, palette)
+        measuring = stream.submit(("measure", aid), measure_master, master.image.path, aid, palette,
+                                  the_brief.publish.background)
         rendering = stream.submit(("render", aid), render_master, **render_arguments(
             master, campaign=spec.campaign, asset_id=aid, prompt=spec.prompt, targets=targets_by_asset[aid],
             brief=the_brief, work_dir=work_dir, **credentials))
@@ -194,7 +195,8 @@ def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_a
 
         checked = sorted({c.gate for c in checks_for_policy(the_brief.quality,
                                                              has_palette=bool(the_brief.brand.palette),
-                                                             with_vlm=the_brief.quality.vlm_review)})
+                                                             with_vlm=the_brief.quality.vlm_review,
+                                                             with_cutout=the_brief.publish.background != "keep")})
         results = report.results if report else {}
         jobs = {}
         for aid, master in masters.items():

@@ -80,7 +80,8 @@ def render_options(brief: Brief) -> dict[str, Any]:
     border = brief.brand.border
     web = WebOptions(grade=brief.brand.grade, border_width=border.width if border else None,
                      border_colour=border.colour if border else "#ffffff", ssim_floor=brief.publish.ssim_floor,
-                     responsive=responsive.model_dump() if responsive.enabled else None)
+                     responsive=responsive.model_dump() if responsive.enabled else None,
+                     background=brief.publish.background)
     logo_path = brief.logo_path
     return {"logo_path": str(logo_path) if logo_path else None,
             "logo_options": {"position": logo.position, "opacity": logo.opacity, "scale": logo.scale,

@@ -75,6 +75,18 @@ def _normalise_hex_colour(value: Any) -> Any:
 HexColor = Annotated[str, BeforeValidator(_normalise_hex_colour)]
 
 
+def _background_choice(value: Any) -> str:
+    """publish.background: `keep`, `remove` or a #rrggbb (imagegen.imaging.cutout does the pixels)."""
+    if value is None:  # YAML reads an unquoted `#ff0000` as a comment: nothing
+        raise ValueError('expected keep, remove or #rrggbb, got nothing (quote a colour in YAML: "#1a2b3c")')
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text in ("keep", "remove"):
+        return text
+    if text is not None and _HEX_COLOUR.match(text):
+        return _normalise_hex_colour(text)
+    raise ValueError(f"expected keep, remove or #rrggbb, got {short_repr(value)}")
+
+
 def _reject_personal_data(value: str) -> str:
     kinds = find_personal_data(value)
     if kinds:
@@ -301,6 +313,9 @@ class PublishPolicy(BaseModel):
     ssim_floor: float = Field(0.95, ge=0, le=1, description="A byte budget that pushes SSIM under this is reported")
     responsive: ResponsivePolicy = Field(default_factory=lambda: ResponsivePolicy())
     outpaint: OutpaintPolicy = Field(default_factory=lambda: OutpaintPolicy())
+    background: Annotated[str, BeforeValidator(_background_choice)] = Field(
+        "keep", description="keep, remove (a cut-out: alpha in PNG/WebP/AVIF, white in JPEG) or a #rrggbb "
+                            "to put the subject on; see imagegen.imaging.cutout")
 
 
 class ProviderChoice(BaseModel):

@@ -43,6 +43,10 @@ class RenderInputUnreadable(ImagegenError):
     that renders: on a Dask cluster, a worker that does not share the flow's paths."""
 
 
+class CutoutFailed(ImagegenError):
+    """Background removal (publish.background) found no plausible subject in a master; the reason says why."""
+
+
 class UsageError(ImagegenError):
     """A command-line flag is invalid (the CLI exits 2, as for an invalid brief). `flag` names it."""
 

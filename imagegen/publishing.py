@@ -12,16 +12,18 @@ from typing import TYPE_CHECKING, Any, Literal
 from PIL import Image
 from pydantic import BaseModel
 
-from imagegen.errors import RenderInputUnreadable
+from imagegen.errors import CutoutFailed, RenderInputUnreadable
 from imagegen.files import write_atomically
 from imagegen.imaging.logo import DEFAULT_LOGO_SCALE, LogoMarks, prepare_marks
 from imagegen.imaging.resample import reuse_pixels
 from imagegen.models import FORMAT_CONTENT_TYPES, FORMAT_EXTENSIONS, GeneratedImage, ImageRef, StoredObject
 from imagegen.pixelwork import PIXEL_SLOTS
 from imagegen.reconcile import RecordedFile, found_problem
-from imagegen.sizes import MASTER_VARIANT, RENDITION_NAME, Target, rendition_name
+from imagegen.sizes import CUTOUT_VARIANT, MASTER_VARIANT, RENDITION_NAME, Target, rendition_name
 from imagegen.stores.base import AssetStore, SizeRouter, safe_key
 from imagegen.summary import RepairedFile
+
+KEEP_BACKGROUND = "keep"  # imaging.cutout.KEEP, spelled out: importing cutout would load numpy with this module
 
 if TYPE_CHECKING:
     from imagegen.imaging.c2pa_signing import SigningFiles
@@ -45,6 +47,7 @@ class RenderedVariant(BaseModel):
     ssim: float | None = None
     budget_note: str | None = None  # why a byte budget or the SSIM floor was not met
     content_credentials: dict[str, Any] | None = None  # C2PA: signed, and the sha256 before signing
+    background: str | None = None  # publish.background: transparent or the colour it is on; None: kept
 
 
 class PublishedFile(BaseModel):
@@ -63,6 +66,7 @@ class PublishedFile(BaseModel):
     budget_note: str | None = None
     content_credentials: dict[str, Any] | None = None
     repaired: RepairedFile | None = None  # the key did not hold what its row says; rewritten
+    background: str | None = None  # as RenderedVariant.background
 
 
 class PublishResult(BaseModel):
@@ -93,6 +97,7 @@ class WebOptions(BaseModel):
     border_colour: str = "#ffffff"
     ssim_floor: float | None = None
     responsive: dict[str, Any] | None = None  # ResponsivePolicy fields when enabled
+    background: str = "keep"  # publish.background: keep, remove or #rrggbb (imagegen.imaging.cutout)
 
 
 def variant_key(campaign: str, asset_id: str, variant: str, fmt: str) -> str:
@@ -125,9 +130,10 @@ def _finish(source: Image.Image, target_w: int, target_h: int, saliency, options
     return img
 
 
-def render_responsive(source: Image.Image, policy: dict[str, Any], *, xmp: bytes, work_dir: Path
-                      ) -> list[RenderedVariant]:
+def render_responsive(source: Image.Image, policy: dict[str, Any], *, xmp: bytes, work_dir: Path,
+                      background: str = "keep") -> list[RenderedVariant]:
     """Web renditions of the whole master at byte-step breakpoints, per format (AVIF, WebP, JPEG)."""
+    from imagegen.imaging.cutout import background_of
     from imagegen.imaging.responsive import WidthCascade, responsive_breakpoints
 
     rendered = []
@@ -143,7 +149,7 @@ def render_responsive(source: Image.Image, policy: dict[str, Any], *, xmp: bytes
             write_atomically(path, rendition.data)
             rendered.append(RenderedVariant(variant=name, platform="web", path=str(path), width=rendition.width,
                                             height=rendition.height, format=fmt, bytes=rendition.bytes,
-                                            quality=rendition.quality))
+                                            quality=rendition.quality, background=background_of(background, fmt)))
     return rendered
 
 
@@ -167,6 +173,7 @@ def render_variants(master: ImageRef, targets: list[Target], *, xmp: bytes, work
     web renditions. The master is decoded once; the logo comes prepared (imaging.logo.prepare_marks),
     never decoded at full size here."""
     from imagegen.imaging.crop import saliency_map
+    from imagegen.imaging.cutout import background_of, finish_background
     from imagegen.imaging.encode import encode_image
 
     options = options or WebOptions()
@@ -180,6 +187,11 @@ def render_variants(master: ImageRef, targets: list[Target], *, xmp: bytes, work
         rendered.append(RenderedVariant(variant=MASTER_VARIANT, platform="master", path=str(result.path),
                                         width=source.width, height=source.height, format="PNG",
                                         bytes=result.bytes))
+    # publish.background: every variant is made from the cut-out (the master stays as generated)
+    choice = options.background
+    cutout = cut_out_master(source, choice) if choice != KEEP_BACKGROUND else None
+    if cutout is not None:
+        rendered.append(render_cutout(cutout, choice, xmp=xmp, work_dir=work_dir))
     # Targets that differ only by name (instagram_square and facebook_feed are both 1080x1080 JPEG
     # under 1 MB) would render to the same bytes: the first one's file is copied instead.
     made: dict[tuple, RenderedVariant] = {}
@@ -195,17 +207,45 @@ def render_variants(master: ImageRef, targets: list[Target], *, xmp: bytes, work
                 rendered.append(twin.model_copy(update={"variant": target.name, "platform": target.platform,
                                                         "path": str(path.resolve())}))
                 continue
-            img = _finish(source, target.width, target.height, saliency, options, logo, logo_options)
+            img = _finish(cutout or source, target.width, target.height, saliency, options, logo, logo_options)
+            if cutout is not None:
+                img = finish_background(img, choice)
             result = encode_image(img, path, target.format, xmp=xmp,
                                   max_bytes=target.max_bytes, ssim_floor=options.ssim_floor)
             rendered.append(RenderedVariant(variant=target.name, platform=target.platform, path=str(result.path),
                                             width=img.width, height=img.height, format=target.format,
                                             bytes=result.bytes, quality=result.quality, max_bytes=target.max_bytes,
-                                            upscaled=upscaled, ssim=result.ssim, budget_note=result.reason))
+                                            upscaled=upscaled, ssim=result.ssim, budget_note=result.reason,
+                                            background=background_of(choice, target.format)))
             made[same_output] = rendered[-1]
         if options.responsive:
-            rendered += render_responsive(source, options.responsive, xmp=xmp, work_dir=work_dir)
+            web_source = source if cutout is None else finish_background(cutout, choice)
+            rendered += render_responsive(web_source, options.responsive, xmp=xmp, work_dir=work_dir,
+                                          background=choice)
     return rendered
+
+
+def cut_out_master(source: Image.Image, choice: str) -> Image.Image:
+    """The master with its background removed (RGBA). A master the gate let through has a plausible
+    subject; one that was never gated for it (a size-set run after the brief changed) fails here, by reason."""
+    from imagegen.imaging.cutout import cut_out, find_subject
+
+    found = find_subject(source)
+    if problem := found.problem():
+        raise CutoutFailed(f"publish.background {choice}: {problem}")
+    return cut_out(source, found.mask)
+
+
+def render_cutout(cutout: Image.Image, choice: str, *, xmp: bytes, work_dir: Path) -> RenderedVariant:
+    """The full-size cut-out as PNG: alpha for `remove`, the subject on the colour for a #rrggbb."""
+    from imagegen.imaging.cutout import background_of, finish_background
+    from imagegen.imaging.encode import encode_image
+
+    img = finish_background(cutout, choice)
+    result = encode_image(img, work_dir / f"{CUTOUT_VARIANT}.png", "PNG", xmp=xmp)
+    return RenderedVariant(variant=CUTOUT_VARIANT, platform="master", path=str(result.path), width=img.width,
+                           height=img.height, format="PNG", bytes=result.bytes,
+                           background=background_of(choice, "PNG"))
 
 
 def blurhash_of(master: ImageRef) -> str:
@@ -262,6 +302,7 @@ def store_variant(variant: RenderedVariant, *, campaign: str, asset_id: str, rou
                          height=variant.height, format=variant.format, stored=stored, quality=variant.quality,
                          max_bytes=variant.max_bytes, upscaled=variant.upscaled, verified=verified,
                          budget_note=variant.budget_note, content_credentials=variant.content_credentials,
+                         background=variant.background,
                          repaired=found_problem(asset_id, variant.variant, store=stored.store, key=stored.key,
                                                 written=stored.written, replaced_sha256=stored.replaced_sha256,
                                                 recorded=recorded))
@@ -281,6 +322,9 @@ def edit_descriptions(master_metadata: dict[str, Any], *, logo: bool, options: W
         described.append("brand border")
     if logo:
         described.append("logo overlay")
+    if options.background != KEEP_BACKGROUND:
+        described.append("background removed" if options.background == "remove"
+                         else f"background replaced with {options.background}")
     return described
 
 
@@ -310,7 +354,8 @@ def render_master_set(master: GeneratedImage, *, campaign: str, asset_id: str, p
                          "the signing certificate": signing.certificate_chain if signing else None,
                          "the signing key": signing.private_key if signing else None})
     web = web or WebOptions()
-    altered = bool(master.metadata.get("edits")) or logo_path is not None or bool(web.grade or web.border_width)
+    altered = (bool(master.metadata.get("edits")) or logo_path is not None or bool(web.grade or web.border_width)
+               or web.background != KEEP_BACKGROUND)
     xmp = provenance_xmp(prompt=prompt, model=master.model, provider=master.provider, seed=master.seed,
                          altered=altered, title=f"{campaign} / {asset_id}")
     folder = Path(work_dir) / f"{asset_id}-{master.image.sha256[:16]}"

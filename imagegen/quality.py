@@ -33,6 +33,7 @@ GATE_REMEDIES: dict[str, str] = {
     "noise": "denoise",
     "brand_colors": "shift_to_palette",
     "vlm_review": "provider_edit",
+    "cutout": "regenerate",  # no local fix finds a subject; new pixels may have one
 }
 
 
@@ -93,7 +94,8 @@ class GateCheck:
         return "empty"
 
 
-def checks_for_policy(policy, *, has_palette: bool, with_vlm: bool = False) -> list[GateCheck]:
+def checks_for_policy(policy, *, has_palette: bool, with_vlm: bool = False, with_cutout: bool = False
+                      ) -> list[GateCheck]:
     """Translate a QualityPolicy into gate checks (pure: unit-testable without GX)."""
     checks = [
         GateCheck("decode", "decoded_ok", "in_set", value_set=(True,)),
@@ -112,6 +114,8 @@ def checks_for_policy(policy, *, has_palette: bool, with_vlm: bool = False) -> l
         checks.append(GateCheck("brand_colors", "brand_delta_e", "between", max_value=policy.max_brand_delta_e))
     if with_vlm:
         checks.append(GateCheck("vlm_review", "vlm_verdict", "in_set", value_set=("pass",)))
+    if with_cutout:  # publish.background remove/#rrggbb: the subject's mask must be plausible
+        checks.append(GateCheck("cutout", "cutout_problem", "null"))
     return checks
 
 
@@ -136,6 +140,8 @@ def _reason(check: GateCheck, observed: Any, row: dict[str, Any] | None = None) 
     if check.column == "resolution_ok" and row is not None:
         return (f"{row.get('width')}x{row.get('height')} is below the minimum {row.get('required_size')} "
                 "for its aspect")
+    if check.column == "cutout_problem":
+        return f"background removal: {observed}"
     if check.kind == "null":
         return f"{check.column} is {observed!r}; expected none"
     if isinstance(observed, float):

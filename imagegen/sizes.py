@@ -44,6 +44,7 @@ _TARGET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 # Variant names the pipeline gives files of its own, which no target may take: the full-resolution
 # master, and the responsive renditions (publish.responsive), `web_<format>_<width>w`.
 MASTER_VARIANT = "master"
+CUTOUT_VARIANT = "cutout"  # the full-resolution cut-out of publish.background remove/#rrggbb
 RENDITION_NAME = re.compile(r"^web_(?:" + "|".join(f.lower() for f in FORMAT_EXTENSIONS) + r")_[0-9]+w$")
 
 
@@ -57,6 +58,9 @@ def reserved_name_problem(name: str) -> str | None:
     if name == MASTER_VARIANT:
         return (f"{name!r} collides with the master variant (every asset publishes its full-resolution "
                 f"master as {MASTER_VARIANT!r}); pick another name")
+    if name == CUTOUT_VARIANT:
+        return (f"{name!r} collides with the full-resolution cut-out (publish.background publishes it as "
+                f"{CUTOUT_VARIANT!r}); pick another name")
     if RENDITION_NAME.match(name):
         return (f"{name!r} collides with the responsive renditions (publish.responsive names them "
                 "web_<format>_<width>w); pick another name")

@@ -6,15 +6,20 @@ from pathlib import Path
 
 from prefect import task
 
+from imagegen.imaging.cutout import cutout_measurements
 from imagegen.imaging.metrics import ImageMeasurements, find_near_duplicates, measure_image
 from imagegen.pixelwork import PIXEL_SLOTS
 from imagegen.quality import GateReport, checks_for_policy, required_size, validate_rows
 
 
 @task(name="measure-master", task_run_name="measure {image_id}", cache_result_in_memory=False)
-def measure_master(image_path: str, image_id: str, palette: list[str]) -> ImageMeasurements:
+def measure_master(image_path: str, image_id: str, palette: list[str], background: str = "keep") -> ImageMeasurements:
+    """The gate's measurements of one master; with publish.background remove/#rrggbb, its cut-out's too."""
     with PIXEL_SLOTS.urgent():  # the gate waits for every measurement; renders made ahead can wait
-        return measure_image(image_path, image_id, palette)
+        measured = measure_image(image_path, image_id, palette)
+        if background == "keep":
+            return measured
+        return measured.model_copy(update=cutout_measurements(image_path, decoded=measured.decoded_ok))
 
 
 def measurement_rows(measurements: list[ImageMeasurements], content_filtered: dict[str, bool], policy,
@@ -32,6 +37,8 @@ def measurement_rows(measurements: list[ImageMeasurements], content_filtered: di
     rows = []
     for m in measurements:
         row = m.model_dump(exclude={"path", "dominant_colors", "dominant_shares"})
+        if m.cutout_coverage is None and m.cutout_problem is None:  # not asked for: the rows stay as they were
+            del row["cutout_coverage"], row["cutout_problem"]
         row["format_consistent"] = m.format_detected is not None and m.format_detected == m.format_declared
         row["duplicate_of"] = duplicates.get(outpainted_from.get(m.image_id, m.image_id))
         need_w, need_h = required_size(m.width, m.height, policy.min_width, policy.min_height)
@@ -48,8 +55,9 @@ def measurement_rows(measurements: list[ImageMeasurements], content_filtered: di
 def gate_masters(measurements: list[ImageMeasurements], content_filtered: dict[str, bool], policy,
                  has_palette: bool, docs_dir: str, round_no: int,
                  vlm_verdicts: dict[str, str] | None = None,
-                 outpainted_from: dict[str, str] | None = None) -> GateReport:
+                 outpainted_from: dict[str, str] | None = None, with_cutout: bool = False) -> GateReport:
     """Validate every measured master against the quality policy; which image failed which gate and why."""
     rows = measurement_rows(measurements, content_filtered, policy, vlm_verdicts, outpainted_from)
-    checks = checks_for_policy(policy, has_palette=has_palette, with_vlm=vlm_verdicts is not None)
+    checks = checks_for_policy(policy, has_palette=has_palette, with_vlm=vlm_verdicts is not None,
+                               with_cutout=with_cutout)
     return validate_rows(rows, checks, suite_name=f"imagegen-quality-round-{round_no}", docs_dir=Path(docs_dir))

@@ -18,9 +18,8 @@ function (PIL image in, new image or small result out) that never modifies its i
   model sees plausible colour and no duplicated detail, a mask of what to generate, and the
   instruction text.
 
-Background removal is deliberately absent: the PyPI libraries for it that were checked (rembg,
-backgroundremover, transparent-background, carvekit) fetch their model weights on first use
-rather than shipping them in the wheel, and this project may not download models at run time.
+Background removal lives in imagegen.imaging.cutout (classical, no model weights: the PyPI libraries
+checked, rembg, backgroundremover, transparent-background, carvekit, fetch theirs on first use).
 """
 
 from __future__ import annotations

@@ -368,6 +368,8 @@ class ImageMeasurements(BaseModel):
     dominant_shares: list[float] = Field(default_factory=list)
     brand_delta_e: float | None = Field(default=None, description="None when no palette was given")
     phash: str | None = None
+    cutout_coverage: float | None = None  # publish.background != keep: imaging.cutout.Cutout.measurements
+    cutout_problem: str | None = None
 
 
 class _DecodeFailure(Exception):

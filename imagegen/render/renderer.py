@@ -1,10 +1,12 @@
 """The renderer's entry points: `render_local` (plan the scene, paint smooth then crisp layers,
-finish) and `describe_scene` (the resolved plan, for provenance metadata)."""
+finish), `describe_scene` (the resolved plan, for provenance metadata) and `subject_mask` (the
+pixels the subject covers, the ground truth background removal is measured against)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from PIL import Image, ImageChops
 
 from imagegen.render.crisp import (
@@ -57,3 +59,22 @@ def describe_scene(spec: dict[str, Any], seed: int, width: int, height: int) -> 
     return {"style": scene.style, "lighting": scene.lighting, "composition": scene.composition,
             "hero": scene.hero_kind,
             "hero_box": [round(x0), round(y0), round(x1), round(y1)]}
+
+
+def subject_mask(spec: dict[str, Any], seed: int, width: int, height: int) -> Image.Image:
+    """The subject's coverage in `render_local(spec, seed, width, height)` as an "L" image (255 = subject).
+
+    The subject is what a product cut-out keeps: the hero and the podium it stands on, not the props,
+    the soft shapes or the contact shadow. The same plan is painted by the same painters onto a black
+    and a white canvas: where a painter covered a pixel by `a`, the two canvases differ by (1 - a) * 255,
+    so coverage is read back exactly, anti-aliased edges included, without touching `render_local`.
+    """
+    spec = dict(spec or {})
+    scene = plan_scene(spec, scene_rng(spec, seed), int(width), int(height))
+    canvases = [Image.new("RGB", (scene.width, scene.height), grey) for grey in ((0, 0, 0), (255, 255, 255))]
+    for canvas in canvases:
+        paint_podium(canvas, scene)
+        paint_hero(canvas, scene)
+    black, white = (np.asarray(canvas, dtype=np.int16) for canvas in canvases)
+    uncovered = (white - black).min(axis=2)  # every channel tells the same, to rounding
+    return Image.fromarray((255 - uncovered).astype(np.uint8), "L")

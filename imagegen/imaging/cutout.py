@@ -1,0 +1,232 @@
+"""Background removal for product shots (`publish.background`): find the subject, cut it out, or put it on a colour.
+
+No model weights may be downloaded, so the mask is classical: OpenCV's GrabCut (it ships inside the
+`opencv-python-headless` wheel) seeded by a model of what a studio backdrop is. A backdrop is smooth
+(gradients, soft light, blurred shapes) and a product is bounded by crisp edges, so on a reduced copy:
+
+1. crisp edges (Canny; soft shapes and gradients give none) are closed at a few radii and their
+   enclosed regions filled: those are objects for sure (GrabCut's definite foreground, eroded);
+2. each edge chain's convex hull stands in for an outline that did not close (a podium's rim lost in
+   its own shadow): probable foreground, left to GrabCut's colour models to decide;
+3. the subject is the largest object and every object within `_MERGE_SHARE` of it (the product and
+   the plinth it stands on, not the props around it); everything far from it is definite background;
+4. GrabCut settles the probable pixels; the mask is scaled back up smoothly (its edge is the alpha).
+
+Where it fails (measured in bench/bench_cutout.py, see README "Background removal"): backdrops with
+crisp structure of their own (leading lines, a door frame, a hard light beam, a neon grid) read as
+objects, and so does a contact shadow with a hard edge. `Cutout.problem` names masks that are
+implausible (empty, most of the frame, along the frame's edge) so the gate can quarantine them.
+
+OpenCV is imported on first use: `imagegen run` start-up does not pay for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+KEEP, REMOVE = "keep", "remove"  # publish.background's words (imagegen.brief checks the choice)
+TRANSPARENT = "transparent"  # what a file's catalog row says when its background is alpha
+# JPEG cannot carry alpha: a removed background is flattened onto white there, the codec's own rule
+# (codec.prepare_for_format) and the packshot convention marketplaces ask for.
+JPEG_BACKGROUND = "#ffffff"
+
+# Long side of the reduced copy the mask is found on: the film grain averages out (BOX) and GrabCut
+# costs ~0.3 s. A larger copy found fewer subjects (grain edges) on bench_cutout's scenes.
+_WORK_SIDE = 512
+# Canny hysteresis thresholds (L2 gradient of the 8-bit copy): a product's rim is far above, a soft
+# backdrop shape far below.
+_EDGE_LOW, _EDGE_HIGH = 20, 40
+# Gaps in an outline up to about twice these radii (work pixels) are closed before filling.
+_CLOSE_RADII = (1, 2, 3, 5)
+# Objects this close to the subject (share of the short side) belong to it: a plinth, a strap.
+# The renderer keeps props at least 0.05 short sides from the product group.
+_MERGE_SHARE = 0.03
+# An edge chain's hull larger than this share of the frame is backdrop structure, not an object.
+_MAX_HULL_SHARE = 0.25
+_GRABCUT_ROUNDS = 3
+# Plausibility: below this share of the frame nothing was found; above it the backdrop was taken in.
+MIN_COVERAGE, MAX_COVERAGE = 0.005, 0.85
+# A subject runs along at most this share of the frame's edge, and reaches at most two of its sides (a
+# side is reached when more than `_SIDE_TOUCH` of it is covered); a mask that does holds backdrop.
+MAX_EDGE_CONTACT = 0.3
+MAX_SIDES = 2
+_SIDE_TOUCH = 0.02
+
+
+@dataclass(frozen=True)
+class Cutout:
+    """The subject's mask ("L", the image's size, 255 = subject, soft at the edge) and how it sits."""
+
+    mask: Image.Image
+    coverage: float       # share of the frame the subject covers
+    edge_contact: float   # share of the frame's edge the subject runs along
+    sides: int = 0        # how many of the frame's four sides it reaches
+
+    def problem(self) -> str | None:
+        """Why this mask is not a plausible subject, in one line; None when it is."""
+        if self.coverage < MIN_COVERAGE:
+            return f"the cut-out found no subject (it covers {self.coverage:.1%} of the frame)"
+        if self.coverage > MAX_COVERAGE:
+            return (f"the cut-out covers {self.coverage:.0%} of the frame: the subject could not be told "
+                    "from the background")
+        if self.edge_contact > MAX_EDGE_CONTACT or self.sides > MAX_SIDES:
+            return (f"the cut-out runs along {self.edge_contact:.0%} of the frame's edge and reaches {self.sides} "
+                    "of its sides: the background was taken for the subject")
+        return None
+
+    def measurements(self) -> dict[str, Any]:
+        """The gate's columns: the coverage, and the problem (None passes)."""
+        return {"cutout_coverage": round(self.coverage, 4), "cutout_problem": self.problem()}
+
+
+def find_subject(img: Image.Image) -> Cutout:
+    """The main subject of a product shot on a studio backdrop (deterministic for the same pixels)."""
+    import cv2  # lazy: OpenCV costs ~0.1 s to import
+
+    rgb = img.convert("RGB") if img.mode != "RGB" else img
+    scale = min(1.0, _WORK_SIDE / max(rgb.size))
+    small = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))), Image.Resampling.BOX)
+    pixels = np.asarray(small)
+    edges = cv2.Canny(pixels, _EDGE_LOW, _EDGE_HIGH, L2gradient=True) > 0
+    solid = _filled_outlines(edges)
+    reach = max(1, round(_MERGE_SHARE * min(edges.shape)))
+    region = _subject_group(solid | _edge_hulls(edges), reach)
+    if region.any():
+        labels: np.ndarray = np.full(pixels.shape[:2], cv2.GC_PR_BGD, dtype=np.uint8)
+        labels[region] = cv2.GC_PR_FGD
+        labels[_erode(solid & region, 3)] = cv2.GC_FGD
+        labels[~_dilate(region, 6)] = cv2.GC_BGD
+        cv2.setRNGSeed(0)  # GrabCut's k-means draws from OpenCV's thread RNG: the same pixels, the same mask
+        background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        cv2.grabCut(np.ascontiguousarray(pixels[..., ::-1]), labels, (0, 0, 0, 0), background, foreground,
+                    _GRABCUT_ROUNDS, cv2.GC_INIT_WITH_MASK)
+        region = _fill_holes(_subject_group((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD), reach))
+    mask = Image.fromarray(region.astype(np.uint8) * 255, "L").resize(rgb.size, Image.Resampling.BILINEAR)
+    return Cutout(mask=mask, coverage=float(region.mean()), edge_contact=_edge_contact(region),
+                  sides=sum(float(side.mean()) > _SIDE_TOUCH for side in _sides(region)))
+
+
+def cut_out(img: Image.Image, mask: Image.Image) -> Image.Image:
+    """`img` as RGBA with `mask` as its alpha: the background transparent."""
+    rgba = img.convert("RGB").convert("RGBA")
+    rgba.putalpha(mask)
+    return rgba
+
+
+def on_colour(img: Image.Image, colour: str) -> Image.Image:
+    """An RGBA image flattened onto a solid `#rrggbb`: outside the subject exactly that colour."""
+    rgba = img.convert("RGBA")
+    flat = Image.new("RGB", rgba.size, _rgb(colour))
+    flat.paste(rgba, mask=rgba.getchannel("A"))
+    return flat
+
+
+def background_of(choice: str, fmt: str) -> str | None:
+    """What a published file's background is for a `publish.background` choice: None (kept),
+    `transparent`, or the colour it was flattened onto (JPEG cannot carry alpha)."""
+    if choice == KEEP:
+        return None
+    if choice == REMOVE:
+        return JPEG_BACKGROUND if fmt.upper() in ("JPEG", "JPG") else TRANSPARENT
+    return choice
+
+
+def finish_background(img: Image.Image, choice: str) -> Image.Image:
+    """A cut-out variant as it is encoded: RGBA for `remove` (the codec flattens JPEG onto white), or
+    flattened onto the brief's colour."""
+    return img if choice in (KEEP, REMOVE) else on_colour(img, choice)
+
+
+def _rgb(colour: str) -> tuple[int, int, int]:
+    """A #rrggbb (as the brief normalises it) as 8-bit RGB."""
+    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
+
+
+def _kernel(radius: int) -> np.ndarray:
+    import cv2
+
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    import cv2
+
+    return cv2.dilate(mask.astype(np.uint8), _kernel(radius)) > 0
+
+
+def _erode(mask: np.ndarray, radius: int) -> np.ndarray:
+    import cv2
+
+    return cv2.erode(mask.astype(np.uint8), _kernel(radius)) > 0  # outside the frame counts as set
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    from scipy.ndimage import binary_fill_holes
+
+    return np.asarray(binary_fill_holes(mask), dtype=bool)
+
+
+def _filled_outlines(edges: np.ndarray) -> np.ndarray:
+    """Regions enclosed by crisp edges, outlines closed at each of `_CLOSE_RADII`, thin lines dropped."""
+    import cv2
+
+    filled = np.zeros(edges.shape, bool)
+    for radius in _CLOSE_RADII:
+        filled |= _erode(_fill_holes(_dilate(edges, radius)), radius)
+    return cv2.morphologyEx(filled.astype(np.uint8), cv2.MORPH_OPEN, _kernel(2)) > 0
+
+
+def _edge_hulls(edges: np.ndarray) -> np.ndarray:
+    """The convex hull of every chain of edges, except hulls as large as backdrop structure."""
+    import cv2
+
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(_dilate(edges, 1).astype(np.uint8), connectivity=8)
+    hulls = np.zeros(edges.shape, np.uint8)
+    limit = _MAX_HULL_SHARE * edges.size
+    for index in range(1, count):
+        x, y, w, h = (int(v) for v in stats[index, :4])
+        if stats[index, cv2.CC_STAT_AREA] < 3:
+            continue
+        ys, xs = np.nonzero(labels[y:y + h, x:x + w] == index)
+        hull = cv2.convexHull(np.stack([xs + x, ys + y], axis=1).astype(np.int32))
+        if cv2.contourArea(hull) <= limit:
+            cv2.fillConvexPoly(hulls, hull, 1)
+    return hulls > 0
+
+
+def _subject_group(objects: np.ndarray, reach: int) -> np.ndarray:
+    """The largest object and every object within `reach` pixels of the group, grown until none is."""
+    import cv2
+
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(objects.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return np.zeros(objects.shape, bool)
+    chosen = {1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))}
+    while True:
+        near = _dilate(np.isin(labels, list(chosen)), reach)
+        found = {int(k) for k in np.unique(labels[near & objects])} - {0}
+        if found <= chosen:
+            return np.isin(labels, list(chosen))
+        chosen |= found
+
+
+def _sides(region: np.ndarray) -> tuple[np.ndarray, ...]:
+    return region[0], region[-1], region[:, 0], region[:, -1]
+
+
+def _edge_contact(region: np.ndarray) -> float:
+    frame = np.concatenate(_sides(region))
+    return float(frame.mean()) if frame.size else 0.0
+
+
+def cutout_measurements(path: str | Path, *, decoded: bool = True) -> dict[str, Any]:
+    """The cut-out gate's columns for the image file at `path` (a file that did not decode has no subject)."""
+    if not decoded:
+        return {"cutout_coverage": None, "cutout_problem": "the image did not decode, so no subject was looked for"}
+    with Image.open(path) as im:
+        return find_subject(im.convert("RGB")).measurements()

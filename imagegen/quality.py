@@ -33,6 +33,9 @@ GATE_REMEDIES: dict[str, str] = {
     "noise": "denoise",
     "brand_colors": "shift_to_palette",
     "vlm_review": "provider_edit",
+    "face_sharpness": "enhance_faces",
+    "face_exposure": "enhance_faces",
+    "face_count": "regenerate",
 }
 
 
@@ -93,7 +96,8 @@ class GateCheck:
         return "empty"
 
 
-def checks_for_policy(policy, *, has_palette: bool, with_vlm: bool = False) -> list[GateCheck]:
+def checks_for_policy(policy, *, has_palette: bool, with_vlm: bool = False, with_faces: bool = False
+                      ) -> list[GateCheck]:
     """Translate a QualityPolicy into gate checks (pure: unit-testable without GX)."""
     checks = [
         GateCheck("decode", "decoded_ok", "in_set", value_set=(True,)),
@@ -112,6 +116,12 @@ def checks_for_policy(policy, *, has_palette: bool, with_vlm: bool = False) -> l
         checks.append(GateCheck("brand_colors", "brand_delta_e", "between", max_value=policy.max_brand_delta_e))
     if with_vlm:
         checks.append(GateCheck("vlm_review", "vlm_verdict", "in_set", value_set=("pass",)))
+    if with_faces:  # a master measured without faces (None) passes these: GX skips missing values
+        checks += [GateCheck("face_sharpness", "face_sharpness", "between", min_value=policy.min_face_sharpness),
+                   GateCheck("face_exposure", "face_luma", "between", min_value=policy.min_face_luma,
+                             max_value=policy.max_face_luma)]
+        if policy.min_faces:
+            checks.append(GateCheck("face_count", "face_count", "between", min_value=policy.min_faces))
     return checks
 
 

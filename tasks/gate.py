@@ -6,15 +6,17 @@ from pathlib import Path
 
 from prefect import task
 
+from imagegen.imaging.faces import FACE_COLUMNS, measure_faces
 from imagegen.imaging.metrics import ImageMeasurements, find_near_duplicates, measure_image
 from imagegen.pixelwork import PIXEL_SLOTS
 from imagegen.quality import GateReport, checks_for_policy, required_size, validate_rows
 
 
 @task(name="measure-master", task_run_name="measure {image_id}", cache_result_in_memory=False)
-def measure_master(image_path: str, image_id: str, palette: list[str]) -> ImageMeasurements:
+def measure_master(image_path: str, image_id: str, palette: list[str], faces: bool = False) -> ImageMeasurements:
+    """`faces`: also the faces gate's columns (imagegen.imaging.faces), for masters whose brief checks faces."""
     with PIXEL_SLOTS.urgent():  # the gate waits for every measurement; renders made ahead can wait
-        return measure_image(image_path, image_id, palette)
+        return measure_image(image_path, image_id, palette, also=measure_faces if faces else None)
 
 
 def measurement_rows(measurements: list[ImageMeasurements], content_filtered: dict[str, bool], policy,
@@ -31,7 +33,9 @@ def measurement_rows(measurements: list[ImageMeasurements], content_filtered: di
                                       policy.duplicate_max_distance)
     rows = []
     for m in measurements:
-        row = m.model_dump(exclude={"path", "dominant_colors", "dominant_shares"})
+        # faces columns only for masters measured for faces: the rows (and catalog) of the others stay as they were
+        row = m.model_dump(exclude={"path", "dominant_colors", "dominant_shares",
+                                    *(FACE_COLUMNS if m.face_count is None else ())})
         row["format_consistent"] = m.format_detected is not None and m.format_detected == m.format_declared
         row["duplicate_of"] = duplicates.get(outpainted_from.get(m.image_id, m.image_id))
         need_w, need_h = required_size(m.width, m.height, policy.min_width, policy.min_height)
@@ -48,8 +52,10 @@ def measurement_rows(measurements: list[ImageMeasurements], content_filtered: di
 def gate_masters(measurements: list[ImageMeasurements], content_filtered: dict[str, bool], policy,
                  has_palette: bool, docs_dir: str, round_no: int,
                  vlm_verdicts: dict[str, str] | None = None,
-                 outpainted_from: dict[str, str] | None = None) -> GateReport:
-    """Validate every measured master against the quality policy; which image failed which gate and why."""
+                 outpainted_from: dict[str, str] | None = None, with_faces: bool = False) -> GateReport:
+    """Validate every measured master against the quality policy; which image failed which gate and why.
+    `with_faces`: the faces gates too (masters measured without faces have nothing for them to judge)."""
     rows = measurement_rows(measurements, content_filtered, policy, vlm_verdicts, outpainted_from)
-    checks = checks_for_policy(policy, has_palette=has_palette, with_vlm=vlm_verdicts is not None)
+    checks = checks_for_policy(policy, has_palette=has_palette, with_vlm=vlm_verdicts is not None,
+                               with_faces=with_faces)
     return validate_rows(rows, checks, suite_name=f"imagegen-quality-round-{round_no}", docs_dir=Path(docs_dir))

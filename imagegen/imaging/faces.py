@@ -31,6 +31,9 @@ from imagegen.imaging.metrics import sharpness
 
 Box = tuple[int, int, int, int]
 
+# The columns measure_faces adds to a master's measurements (and the gate's rows).
+FACE_COLUMNS = ("face_count", "face_boxes", "face_sharpness", "face_luma")
+
 # alt2 over the "default" cascade: on the local renderer's scenes (144 with a face, 120 without) it finds
 # 92 % of the faces with 1 false face in 120 pictures; "default" found as many with a false face in 1 of 6.
 CASCADE_FILE = "haarcascade_frontalface_alt2.xml"

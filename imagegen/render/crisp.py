@@ -1,6 +1,6 @@
 """The crisp parts of the picture, drawn at full resolution: the hero subject (sphere, cube, bottle,
-watch, slab; a face: imagegen.render.face) on its podium, the props, and the set pieces of a composition, style or lighting
-(leading lines, frame, neon grid, light beam)."""
+watch, slab; a face: imagegen.render.face) on its podium, the props, and the set pieces of a
+composition, style or lighting (leading lines, frame, neon grid, light beam)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,11 @@ Expectations run), the remedy they call for, and the remedy applied to a master 
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
+import yaml
 from PIL import Image, ImageEnhance
 
 from imagegen.brief import QualityPolicy
@@ -93,3 +97,11 @@ def test_the_face_remedy_mends_a_dark_face_in_a_master_file(tmp_path):
     fixed = apply_local_fixes(ref, ["enhance_faces"], [], tmp_path / "masters")
     before, after = measure_faces(dark)["face_luma"], measure_faces(Image.open(fixed.path))["face_luma"]
     assert before < 70 <= after
+
+
+def test_the_readme_faces_brief_is_valid_as_written(tmp_path):
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = re.search(r"### Faces\n.*?```yaml\n(.*?)```", readme, re.S)
+    assert block, "README lost its Faces brief"
+    brief = parse_brief(yaml.safe_load(block.group(1)), tmp_path)
+    assert brief.quality.faces is None and brief.quality.checks_faces(brief.subjects[0].style)

@@ -13,6 +13,7 @@ from PIL import Image
 
 from imagegen.imaging.faces import detect_faces
 from tests.flows.cli_runs import run
+from tests.flows.test_provider_flows import brief_file, catalog, loopback, nvidia  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.prefect
 
@@ -66,3 +67,19 @@ def test_a_face_failing_its_gate_gets_the_face_enhancement_then_is_judged_again(
     assert status == "quarantined"
     assert [edit["remedies"] for edit in metadata["edits"]] == [["enhance_faces"]]
     assert gates["history"][0]["failures"][0]["gate"] == "face_sharpness"
+
+
+def test_faces_are_gated_on_what_the_nvidia_emulator_returns(prefect_harness, nvidia, tmp_path, capsys):  # noqa: F811
+    # the emulator draws coloured discs, no face: with every subject checked and a face required, the
+    # face_count gate quarantines both masters, with the reason in the catalog
+    out = tmp_path / "out"
+    brief = brief_file(tmp_path, {"name": "nvidia"}, "faces-nvidia", faces=True, min_faces=1)
+    code, summary, err = run(capsys, brief, out)
+    assert code in (0, 1), err
+    assert summary["provider_calls"] == 2 and summary["quarantined"] == 2
+    assert summary["faces"] == {"masters_checked": 2, "with_faces": 0, "faces": 0, "failures": {"face_count": 2}}
+    masters = [r for r in catalog(out) if r["variant"] == "master"]
+    assert len(masters) == 2
+    for row in masters:
+        failures = json.loads(row["gates"])["failures"]
+        assert [(f["gate"], f["reason"]) for f in failures] == [("face_count", "face_count is 0; expected >= 1")]

@@ -35,7 +35,8 @@ Box = tuple[int, int, int, int]
 FACE_COLUMNS = ("face_count", "face_boxes", "face_sharpness", "face_luma")
 
 # alt2 over the "default" cascade: on the local renderer's scenes (144 with a face, 120 without) it finds
-# 92 % of the faces with 1 false face in 120 pictures; "default" found 80 % with a false face in 1 of 6.
+# 92 % of the faces with a false face in 1-3 of 120 pictures; "default" found 80 %, a false face in 1 of 6
+# (bench/bench_faces.py).
 CASCADE_FILE = "haarcascade_frontalface_alt2.xml"
 # Faces are looked for with the long side at most this many pixels: the cascade's cost grows with the
 # pixel count, and a face that is a few dozen pixels here is still found (a 2048 px master: 2.5x smaller).

@@ -13,7 +13,7 @@ from PIL import Image, ImageEnhance
 from imagegen.brief import QualityPolicy
 from imagegen.brief_source import parse_brief
 from imagegen.errors import BriefError
-from imagegen.imaging.faces import measure_faces
+from imagegen.imaging.faces import detect_faces, measure_faces
 from imagegen.imaging.metrics import measure_image
 from imagegen.models import ImageRef
 from imagegen.quality import GateFailure, checks_for_policy, validate_rows
@@ -105,3 +105,29 @@ def test_the_readme_faces_brief_is_valid_as_written(tmp_path):
     assert block, "README lost its Faces brief"
     brief = parse_brief(yaml.safe_load(block.group(1)), tmp_path)
     assert brief.quality.faces is None and brief.quality.checks_faces(brief.subjects[0].style)
+
+
+def test_a_render_that_cannot_keep_every_face_says_so_in_its_catalog_metadata(tmp_path):
+    from imagegen.catalog.rows import rows_for_files
+    from imagegen.imaging.encode import build_xmp
+    from imagegen.publishing import PublishedFile, WebOptions, render_variants
+    from imagegen.sizes import Target
+
+    # two faces far apart on a square master: a 9:16 story holds one of them, a square holds both
+    master = tmp_path / "master.png"
+    picture((1000, 1000), [head_box(200, 450, 300), head_box(800, 450, 260)]).save(master)
+    xmp = build_xmp(prompt="p", model="m", provider="local", seed=1, source_type="trainedAlgorithmicMedia", title="t")
+    targets = [Target(name="story", platform="instagram", width=270, height=480),
+               Target(name="square", platform="instagram", width=300, height=300)]
+    story, square = render_variants(ImageRef.from_file(master), targets, xmp=xmp, work_dir=tmp_path / "out",
+                                    include_master=False, options=WebOptions(faces=True))
+    assert story.crop_note and "kept 1 of 2 faces whole" in story.crop_note and square.crop_note is None
+    with Image.open(story.path) as img:
+        assert len(detect_faces(img.convert("RGB"))) == 1  # the larger face, whole
+    stored = {"store": "local", "key": "k", "url": "file:///k", "bytes": 1, "sha256": "0" * 64,
+              "content_type": "image/jpeg", "written": True}
+    files = [PublishedFile(variant=v.variant, platform=v.platform, width=v.width, height=v.height, format=v.format,
+                           stored=stored, crop_note=v.crop_note) for v in (story, square)]
+    template = dict(campaign="c", asset_id="a", prompt="p", provider="local", model="m", seed=1, status="published")
+    rows = rows_for_files(template, files)
+    assert rows[0].metadata["crop_note"] == story.crop_note and "crop_note" not in rows[1].metadata

@@ -30,7 +30,7 @@ from imagegen.scratch import run_scratch
 from imagegen.settings import load_settings
 from imagegen.sizes import resolve_targets
 from imagegen.subject_edits import plan_subject_edits
-from imagegen.summary import FailedAsset, RunSummary
+from imagegen.summary import FailedAsset, RunSummary, tally_faces
 from imagegen_flows.blocks.preflight import check_catalog, check_output_folder, check_stores
 from imagegen_flows.blocks.resolve import catalog_block, provider_chain_members, publish_stores, quarantine_block
 from imagegen_flows.flows.event_inputs import confined_inputs
@@ -161,10 +161,10 @@ def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_a
     def measure_and_render(aid: str, master: GeneratedImage, stream: TaskStream) -> None:
         sha, spec = master.image.sha256, spec_by_id[aid]
         measuring = stream.submit(("measure", aid), measure_master, master.image.path, aid, palette,
-                                  the_brief.publish.background)
+                                  the_brief.publish.background, the_brief.quality.checks_faces(spec.style))
         rendering = stream.submit(("render", aid), render_master, **render_arguments(
             master, campaign=spec.campaign, asset_id=aid, prompt=spec.prompt, targets=targets_by_asset[aid],
-            brief=the_brief, work_dir=work_dir, **credentials))
+            brief=the_brief, work_dir=work_dir, style=spec.style, **credentials))
         measured[sha], rendered[aid] = measuring, (sha, rendering)
         # keep results, not futures (each holds its task's states): a failed one stays a future, to report
         stream.on_finished(measuring, lambda f: measured.__setitem__(sha, f.result())
@@ -193,14 +193,16 @@ def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_a
             release_run(run_id)
             release_ledger(run_id)
 
-        checked = sorted({c.gate for c in checks_for_policy(the_brief.quality,
-                                                             has_palette=bool(the_brief.brand.palette),
-                                                             with_vlm=the_brief.quality.vlm_review,
-                                                             with_cutout=the_brief.publish.background != "keep")})
+        checked = {faces: sorted({c.gate for c in checks_for_policy(
+                       the_brief.quality, has_palette=bool(the_brief.brand.palette),
+                       with_vlm=the_brief.quality.vlm_review, with_cutout=the_brief.publish.background != "keep",
+                       with_faces=faces)})
+                   for faces in (False, True)}
         results = report.results if report else {}
         jobs = {}
         for aid, master in masters.items():
-            template = master_template(spec_by_id[aid], master, results[aid], checked, history[aid],
+            template = master_template(spec_by_id[aid], master, results[aid],
+                                       checked[the_brief.quality.checks_faces(spec_by_id[aid].style)], history[aid],
                                        alt_text_for(spec_by_id[aid], reviews.get(aid)))
             sha, ahead = rendered.pop(aid, (None, None))
             usable = sha == master.image.sha256 and template["status"] == "published"  # not if edited or failed
@@ -223,5 +225,5 @@ def run_stages(the_brief: Brief, settings, specs: list[PromptSpec], targets_by_a
         provider_usage=usage, providers_skipped=skipped or {},
         providers_used={p: sum(1 for m in masters.values() if m.provider == p)
                         for p in {m.provider for m in masters.values()}},
-        gx_report=report.docs_index if report else None)
+        gx_report=report.docs_index if report else None, faces=tally_faces(report.results) if report else None)
     return record_run(summary, record, catalog, out, started, run_id)

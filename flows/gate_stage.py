@@ -28,15 +28,16 @@ from imagegen_flows.tasks.providers import review_master
 
 
 def measure_all(masters: dict[str, GeneratedImage], palette: list[str],
-                known: dict[str, Any], background: str = "keep") -> list[ImageMeasurements]:
+                known: dict[str, Any], background: str = "keep", faces: frozenset[str] = frozenset()
+                ) -> list[ImageMeasurements]:
     """Measure each master once: bytes measured (or being measured) earlier are not measured again.
 
     `known` maps a master's sha256 to its measurements or to the future of a measure task that the
-    generate stage submitted as the master arrived.
+    generate stage submitted as the master arrived. The masters named in `faces` get the faces columns.
     """
     for aid, m in masters.items():
         if m.image.sha256 not in known:
-            known[m.image.sha256] = measure_master.submit(m.image.path, aid, palette, background)
+            known[m.image.sha256] = measure_master.submit(m.image.path, aid, palette, background, aid in faces)
     for m in masters.values():
         known[m.image.sha256] = resolved(known[m.image.sha256])
     return [known[m.image.sha256].model_copy(update={"image_id": aid}) for aid, m in masters.items()]
@@ -97,15 +98,16 @@ def gate_and_edit(masters: dict[str, GeneratedImage], specs: dict[str, PromptSpe
     history: dict[str, list[dict]] = {aid: [] for aid in masters}
     seeds_used = {aid: int(m.metadata.get("filtered_retries", 0)) for aid, m in masters.items()}
     supports_edit = provider.get_generator().capabilities(brief.provider.model).supports_edit
+    faces = frozenset(aid for aid in masters if policy.checks_faces(specs[aid].style))
     for round_no in range(policy.max_edit_attempts + 1):
-        measurements = measure_all(masters, palette, known, brief.publish.background)
+        measurements = measure_all(masters, palette, known, brief.publish.background, faces)
         filtered = {aid: bool(m.content_filtered) for aid, m in masters.items()}
         if reviewer is not None:
             reviews = review_all(masters, specs, reviewer, run_id, reviewed, logger, masters_dir)
         verdicts = {aid: r.verdict for aid, r in reviews.items()} if policy.vlm_review else None
         report = gate_masters(measurements, filtered, policy, bool(palette), str(docs_dir), round_no, verdicts,
                               {aid: parent for aid in masters if (parent := specs[aid].outpaint_from)},
-                              with_cutout=brief.publish.background != "keep")
+                              with_cutout=brief.publish.background != "keep", with_faces=bool(faces))
         if verdicts:
             for aid, result in report.results.items():  # the model's own reasons, not just "verdict is 'fail'"
                 for failure in result.failures:

@@ -111,10 +111,15 @@ class PublishJob:
 
 
 def render_arguments(master: GeneratedImage, *, campaign: str, asset_id: str, prompt: str, targets,
-                     brief: Brief, work_dir: Path, signing=None, signed_cache: Path | None = None) -> dict[str, Any]:
-    """render_master's arguments for one master (`signing`: c2pa_signing.SigningFiles, or None)."""
+                     brief: Brief, work_dir: Path, signing=None, signed_cache: Path | None = None,
+                     style: str | None = None) -> dict[str, Any]:
+    """render_master's arguments for one master (`signing`: c2pa_signing.SigningFiles, or None); `style`,
+    its subject's, decides whether its crops keep detected faces whole (QualityPolicy.checks_faces)."""
+    options = render_options(brief)
+    if brief.quality.checks_faces(style):
+        options["web"] = options["web"].model_copy(update={"faces": True})
     return {"master": master, "campaign": campaign, "asset_id": asset_id, "prompt": prompt, "targets": targets,
-            "work_dir": str(work_dir), **render_options(brief), "signing": signing,
+            "work_dir": str(work_dir), **options, "signing": signing,
             "signed_cache": str(signed_cache) if signed_cache else None}
 
 
@@ -131,7 +136,8 @@ def publish_job(master: GeneratedImage, template: dict[str, Any], *, targets, sm
     return PublishJob(
         template=template, master=master, rendered=rendered, run_stores=run_stores,
         render=render_arguments(master, prompt=template["prompt"], targets=targets, brief=brief, work_dir=work_dir,
-                                signing=signing, signed_cache=signed_cache, **common),
+                                signing=signing, signed_cache=signed_cache,
+                                style=template.get("metadata", {}).get("style"), **common),
         store={**common, "small_store": small, "large_store": large,
                "threshold_bytes": brief.publish.size_threshold_bytes, "alt_text": template["alt_text"],
                "sizes": responsive.sizes if responsive.enabled else "100vw"})
@@ -179,6 +185,8 @@ def publish_chunk(jobs: dict[str, PublishJob], recorded: dict[str, list[Recorded
         for f in result.files:
             if f.budget_note:
                 logger.warning(f"[publish] {aid} {f.variant}: {f.budget_note}")
+            if f.crop_note:
+                logger.warning(f"[publish] {aid} {f.variant}: {f.crop_note}")
             if f.repaired:
                 logger.warning(f"[publish] {aid} {f.variant}: {f.repaired.line()}")
     return rows, stored, left

@@ -266,6 +266,25 @@ class QualityPolicy(BaseModel):
     duplicate_max_distance: int = Field(8, ge=0, le=64)  # near copies <= 6, distinct >= 12
     max_edit_attempts: int = Field(2, ge=0, le=5)
     vlm_review: bool = False
+    # Faces (imagegen.imaging.faces): None checks the masters of `style: portrait` subjects, true every
+    # master, false none. Without a detected face the sharpness and exposure gates have nothing to judge.
+    faces: bool | None = None
+    min_faces: int = Field(0, ge=0, le=20, description="Faces a checked master must show; 0: any number")
+    min_face_sharpness: float = Field(30.0, ge=0)  # sharp faces ~300, 2 px blur ~55, 4 px ~10 (at 128 px)
+    min_face_luma: float = Field(70.0, ge=0, le=255)  # mean grey of the face's centre
+    max_face_luma: float = Field(215.0, ge=0, le=255)
+
+    @field_validator("max_face_luma")
+    @classmethod
+    def _face_luma_range(cls, value: float, info: ValidationInfo) -> float:
+        low = info.data.get("min_face_luma")  # missing when it failed validation: reported already
+        if low is not None and low > value:
+            raise ValueError(f"is below min_face_luma ({low:g}): no face could pass")
+        return value
+
+    def checks_faces(self, style: str | None) -> bool:
+        """Whether a master of a subject with `style` has its faces detected, gated and kept whole by crops."""
+        return self.faces if self.faces is not None else style == "portrait"
 
 
 class ResponsivePolicy(BaseModel):

@@ -48,6 +48,7 @@ class RenderedVariant(BaseModel):
     budget_note: str | None = None  # why a byte budget or the SSIM floor was not met
     content_credentials: dict[str, Any] | None = None  # C2PA: signed, and the sha256 before signing
     background: str | None = None  # publish.background: transparent or the colour it is on; None: kept
+    crop_note: str | None = None  # why the crop could not keep every detected face whole
 
 
 class PublishedFile(BaseModel):
@@ -67,6 +68,7 @@ class PublishedFile(BaseModel):
     content_credentials: dict[str, Any] | None = None
     repaired: RepairedFile | None = None  # the key did not hold what its row says; rewritten
     background: str | None = None  # as RenderedVariant.background
+    crop_note: str | None = None
 
 
 class PublishResult(BaseModel):
@@ -98,6 +100,7 @@ class WebOptions(BaseModel):
     ssim_floor: float | None = None
     responsive: dict[str, Any] | None = None  # ResponsivePolicy fields when enabled
     background: str = "keep"  # publish.background: keep, remove or #rrggbb (imagegen.imaging.cutout)
+    faces: bool = False  # crops never cut through a detected face (the brief checks this master's faces)
 
 
 def variant_key(campaign: str, asset_id: str, variant: str, fmt: str) -> str:
@@ -114,20 +117,24 @@ def provenance_xmp(*, prompt: str, model: str, provider: str, seed: int, altered
 
 
 def _finish(source: Image.Image, target_w: int, target_h: int, saliency, options: WebOptions,
-            logo: LogoMarks | None, logo_options) -> Image.Image:
-    """Crop and scale to the target, then the brand's grade, border (inside the target size) and logo."""
+            logo: LogoMarks | None, logo_options, faces: list[tuple[int, int, int, int]]
+            ) -> tuple[Image.Image, str | None]:
+    """Crop (never through one of `faces`) and scale to the target, then the brand's grade, border (inside
+    the target size) and logo; and the crop's note when it could not keep every face whole."""
     from imagegen.imaging.brand import add_border, grade, overlay_logo
-    from imagegen.imaging.crop import render_variant
+    from imagegen.imaging.crop import plan_crop_keeping, render_variant
 
     border = round(min(target_w, target_h) * options.border_width) if options.border_width else 0
-    img = render_variant(source, target_w - 2 * border, target_h - 2 * border, saliency)
+    plan = plan_crop_keeping(saliency, source.width, source.height, target_w - 2 * border, target_h - 2 * border,
+                             faces)
+    img = render_variant(source, target_w - 2 * border, target_h - 2 * border, saliency, box=plan.box)
     if options.grade:
         img = grade(img, options.grade)
     if border:
         img = add_border(img, border, options.border_colour)
     if logo is not None:
         img = overlay_logo(img, logo.for_image(img.width), **(logo_options or {}))
-    return img
+    return img, plan.note
 
 
 def render_responsive(source: Image.Image, policy: dict[str, Any], *, xmp: bytes, work_dir: Path,
@@ -175,12 +182,14 @@ def render_variants(master: ImageRef, targets: list[Target], *, xmp: bytes, work
     from imagegen.imaging.crop import saliency_map
     from imagegen.imaging.cutout import background_of, finish_background
     from imagegen.imaging.encode import encode_image
+    from imagegen.imaging.faces import detect_faces
 
     options = options or WebOptions()
     work_dir.mkdir(parents=True, exist_ok=True)
     with Image.open(master.path) as im:
         source = im.convert("RGB")
     saliency = saliency_map(source)
+    faces = detect_faces(source) if options.faces else []
     rendered: list[RenderedVariant] = []
     if include_master:
         result = encode_image(source, work_dir / f"{MASTER_VARIANT}.png", "PNG", xmp=xmp)
@@ -207,7 +216,8 @@ def render_variants(master: ImageRef, targets: list[Target], *, xmp: bytes, work
                 rendered.append(twin.model_copy(update={"variant": target.name, "platform": target.platform,
                                                         "path": str(path.resolve())}))
                 continue
-            img = _finish(cutout or source, target.width, target.height, saliency, options, logo, logo_options)
+            img, crop_note = _finish(cutout or source, target.width, target.height, saliency, options, logo,
+                                     logo_options, faces)
             if cutout is not None:
                 img = finish_background(img, choice)
             result = encode_image(img, path, target.format, xmp=xmp,
@@ -216,7 +226,8 @@ def render_variants(master: ImageRef, targets: list[Target], *, xmp: bytes, work
                                             width=img.width, height=img.height, format=target.format,
                                             bytes=result.bytes, quality=result.quality, max_bytes=target.max_bytes,
                                             upscaled=upscaled, ssim=result.ssim, budget_note=result.reason,
-                                            background=background_of(choice, target.format)))
+                                            background=background_of(choice, target.format),
+                                            crop_note=crop_note))
             made[same_output] = rendered[-1]
         if options.responsive:
             web_source = source if cutout is None else finish_background(cutout, choice)
@@ -303,6 +314,7 @@ def store_variant(variant: RenderedVariant, *, campaign: str, asset_id: str, rou
                          max_bytes=variant.max_bytes, upscaled=variant.upscaled, verified=verified,
                          budget_note=variant.budget_note, content_credentials=variant.content_credentials,
                          background=variant.background,
+                         crop_note=variant.crop_note,
                          repaired=found_problem(asset_id, variant.variant, store=stored.store, key=stored.key,
                                                 written=stored.written, replaced_sha256=stored.replaced_sha256,
                                                 recorded=recorded))

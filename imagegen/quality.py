@@ -34,6 +34,9 @@ GATE_REMEDIES: dict[str, str] = {
     "brand_colors": "shift_to_palette",
     "vlm_review": "provider_edit",
     "cutout": "regenerate",  # no local fix finds a subject; new pixels may have one
+    "face_sharpness": "enhance_faces",
+    "face_exposure": "enhance_faces",
+    "face_count": "regenerate",
 }
 
 
@@ -83,6 +86,7 @@ class GateCheck:
     min_value: float | None = None
     max_value: float | None = None
     value_set: tuple = field(default_factory=tuple)
+    missing_passes: bool = False  # between: a missing value (None, NaN) passes, as nothing was there to measure
 
     def describe(self) -> str:
         if self.kind == "between":
@@ -94,8 +98,8 @@ class GateCheck:
         return "empty"
 
 
-def checks_for_policy(policy, *, has_palette: bool, with_vlm: bool = False, with_cutout: bool = False
-                      ) -> list[GateCheck]:
+def checks_for_policy(policy, *, has_palette: bool, with_vlm: bool = False, with_cutout: bool = False,
+                      with_faces: bool = False) -> list[GateCheck]:
     """Translate a QualityPolicy into gate checks (pure: unit-testable without GX)."""
     checks = [
         GateCheck("decode", "decoded_ok", "in_set", value_set=(True,)),
@@ -116,6 +120,14 @@ def checks_for_policy(policy, *, has_palette: bool, with_vlm: bool = False, with
         checks.append(GateCheck("vlm_review", "vlm_verdict", "in_set", value_set=("pass",)))
     if with_cutout:  # publish.background remove/#rrggbb: the subject's mask must be plausible
         checks.append(GateCheck("cutout", "cutout_problem", "null"))
+    if with_faces:  # a master measured without faces, or with none found, has nothing for these to judge
+        checks += [GateCheck("face_sharpness", "face_sharpness", "between", min_value=policy.min_face_sharpness,
+                             missing_passes=True),
+                   GateCheck("face_exposure", "face_luma", "between", min_value=policy.min_face_luma,
+                             max_value=policy.max_face_luma, missing_passes=True)]
+        if policy.min_faces:
+            checks.append(GateCheck("face_count", "face_count", "between", min_value=policy.min_faces,
+                                    missing_passes=True))
     return checks
 
 
@@ -237,7 +249,7 @@ def validate_rows(rows: list[dict[str, Any]], checks: list[GateCheck], *, suite_
         for check in checks:
             suite.add_expectation(_build_expectation(gx, check))
             by_type_and_column[(check.kind, check.column)] = check
-            if check.kind == "between":
+            if check.kind == "between" and not check.missing_passes:
                 # GX's between skips missing values (None, NaN): a measurement that did not come out must fail
                 # its gate, not pass it unseen.
                 suite.add_expectation(gx.expectations.ExpectColumnValuesToNotBeNull(

@@ -11,8 +11,9 @@ from imagegen.models import ImageRef
 from imagegen.providers.base import save_image_bytes
 from imagegen.quality import GATE_REMEDIES, GateFailure
 
-# Order matters: fix exposure before judging colours, sharpen last so it does not amplify noise.
-LOCAL_FIX_ORDER = ("fix_exposure", "denoise", "shift_to_palette", "sharpen")
+# Order matters: fix exposure before judging colours, sharpen last so it does not amplify noise; faces are
+# enhanced after the whole picture is fixed, on the faces found in the fixed picture.
+LOCAL_FIX_ORDER = ("fix_exposure", "denoise", "shift_to_palette", "sharpen", "enhance_faces")
 
 
 def plan_remediation(failures: list[GateFailure], *, provider_supports_edit: bool) -> list[str]:
@@ -40,13 +41,14 @@ def edit_instruction(failures: list[GateFailure]) -> str:
 
 def apply_local_fixes(source: ImageRef, remedies: list[str], palette: list[str], dest_dir: Path) -> ImageRef:
     """Apply `remedies` to the master at `source` and store the result content-addressed (PNG)."""
-    from imagegen.imaging import fixes
+    from imagegen.imaging import faces, fixes
 
     functions = {
         "fix_exposure": fixes.fix_exposure,
         "denoise": fixes.denoise,
         "sharpen": fixes.sharpen,
         "shift_to_palette": lambda img: fixes.shift_to_palette(img, palette) if palette else img,
+        "enhance_faces": faces.enhance_faces,
     }
     with Image.open(source.path) as im:
         img = im.convert("RGB")

@@ -51,6 +51,35 @@ class RepairedFile(BaseModel):
                 "rewritten from the master")
 
 
+class FaceTally(BaseModel):
+    """The faces gates of a run (quality.faces, or `style: portrait` subjects): masters whose faces were
+    checked, how many showed a face, and the failures of each faces gate in the last gate round."""
+
+    masters_checked: int = 0
+    with_faces: int = 0
+    faces: int = 0
+    failures: dict[str, int] = Field(default_factory=dict)
+
+    def line(self) -> str:
+        failed = ", ".join(f"{gate} {count}" for gate, count in sorted(self.failures.items()))
+        return (f"faces: {self.masters_checked} master(s) checked, {self.with_faces} with a face "
+                f"({self.faces} in all); " + (f"failed: {failed}" if failed else "every face passed its gates"))
+
+
+def tally_faces(results: dict) -> FaceTally | None:
+    """The FaceTally of gate results (imagegen.quality.GateResult by asset id); None when no master was
+    measured for faces."""
+    checked = [r for r in results.values() if r.measurements.get("face_count") is not None]
+    if not checked:
+        return None
+    failures: dict[str, int] = {}
+    for result in checked:
+        for gate in {f.gate for f in result.failures if f.gate.startswith("face_")}:
+            failures[gate] = failures.get(gate, 0) + 1
+    return FaceTally(masters_checked=len(checked), with_faces=sum(1 for r in checked if r.measurements["face_count"]),
+                     faces=sum(r.measurements["face_count"] for r in checked), failures=failures)
+
+
 class RunSummary(BaseModel):
     campaign: str
     out_dir: str
@@ -88,6 +117,7 @@ class RunSummary(BaseModel):
     gallery: str = ""
     report: str = Field("", description="The run's analytics page (report.html beside its gallery)")
     gx_report: str | None = None
+    faces: FaceTally | None = None
     seconds: float = 0.0
 
     def lines(self) -> list[str]:
@@ -123,6 +153,8 @@ class RunSummary(BaseModel):
                 + (f"; left behind without a catalog row: {', '.join(f.left_behind)}" if f.left_behind else "")
                 for f in self.failed]
         out += [f"repaired: {r.line()}" for r in self.repaired]
+        if self.faces is not None:
+            out.append(self.faces.line())
         if self.gx_report:
             out.append(f"quality report: {self.gx_report}")
         out.append(f"gallery: {self.gallery}")

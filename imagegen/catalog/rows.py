@@ -11,7 +11,7 @@ FILE_COLUMNS = ("variant", "url", "store", "store_key", "width", "height", "form
 
 
 FILE_METADATA = ("platform", "quality", "max_bytes", "upscaled", "url_verified", "budget_note",
-                 "content_credentials", "background")
+                 "content_credentials", "background", "crop_note")
 
 
 def rows_for_files(template: dict[str, Any], files: list, asset_metadata: dict[str, Any] | None = None
@@ -25,7 +25,8 @@ def rows_for_files(template: dict[str, Any], files: list, asset_metadata: dict[s
                     "url_verified": f.verified, "budget_note": f.budget_note,
                     **({"content_credentials": f.content_credentials} if f.content_credentials else {}),
                     # publish.background: transparent, or the colour the file is on (absent when kept)
-                    **({"background": f.background} if getattr(f, "background", None) else {})}
+                    **({"background": f.background} if getattr(f, "background", None) else {}),
+                    **({"crop_note": f.crop_note} if f.crop_note else {})}
         rows.append(CatalogRow(**{**template, "metadata": metadata}, variant=f.variant, url=f.stored.url,
                                store=f.stored.store, store_key=f.stored.key, width=f.width, height=f.height,
                                format=f.format, bytes=f.stored.bytes, sha256=f.stored.sha256))

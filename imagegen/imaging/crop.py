@@ -6,7 +6,8 @@ A variant is made in three steps:
    distinctness, with a weak centre prior).
 2. `plan_crop`: the largest window of the target aspect that fits in the source, slid to
    the position holding the most saliency (summed-area table, so every candidate costs O(1))
-   among the positions that keep the main subject whole.
+   among the positions that keep the main subject whole; `plan_crop_keeping` also never cuts
+   through a box it is given (detected faces), and says so when it cannot avoid it.
 3. `render_variant`: crop by the plan and resample once to the exact target size (BICUBIC for
    downscales within 2x, LANCZOS otherwise: `downscale_filter`).
 
@@ -15,6 +16,9 @@ scales both axes by the same factor: shapes are never distorted.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -32,6 +36,9 @@ _SUBJECT_LEVEL = 0.6
 _SUBJECT_MERGE = 0.04
 # Room kept between the subject and the crop edge, as a share of the window (when it fits).
 _SUBJECT_ROOM = 0.05
+# Room kept around a box to keep (a face's hair and chin lie outside the detector's box), as a share of
+# its size, when the window can hold it so; else the box alone is kept.
+_KEEP_ROOM = 0.15
 # Candidate window positions examined along the free axis (more adds nothing at 256 px maps).
 _MAX_CANDIDATES = 512
 # Downscales by a factor in (1, BICUBIC_MAX_FACTOR] use BICUBIC instead of LANCZOS. Its kernel is
@@ -120,9 +127,28 @@ def plan_crop(saliency: np.ndarray, src_w: int, src_h: int, target_w: int, targe
     The window is the largest of the target aspect; it slides along the one axis where it is
     shorter than the source, to where it holds the most saliency.
     """
+    return plan_crop_keeping(saliency, src_w, src_h, target_w, target_h).box
+
+
+@dataclass(frozen=True)
+class CropPlan:
+    """A crop box in source pixels, and why a box it was asked to keep is not wholly inside (None: all are)."""
+
+    box: tuple[int, int, int, int]
+    note: str | None = None
+
+
+def plan_crop_keeping(saliency: np.ndarray, src_w: int, src_h: int, target_w: int, target_h: int,
+                      keep: Sequence[tuple[int, int, int, int]] = ()) -> CropPlan:
+    """`plan_crop`, never cutting through a box of `keep` (faces: left, top, right, bottom in source pixels).
+
+    The window holds every box whole when it can (with a little room), else as many as it can while
+    leaving the others wholly out; when every position cuts one, it keeps the largest whole (or, larger
+    than the window, centres it) and the plan's note says so.
+    """
     crop_w, crop_h = largest_window(src_w, src_h, target_w, target_h)
     if (crop_w, crop_h) == (src_w, src_h):
-        return 0, 0, src_w, src_h
+        return CropPlan((0, 0, src_w, src_h))
     sal = np.asarray(saliency, dtype=np.float64)
     # Subtract the background level so the subject, not the sheer area of ground, decides.
     sal = np.clip(sal - np.median(sal), 0.0, None)
@@ -138,11 +164,49 @@ def plan_crop(saliency: np.ndarray, src_w: int, src_h: int, target_w: int, targe
                                 src_w, src_h)
     allowed = _keeps_subject(sal, offsets, crop_w if horizontal else crop_h, src_w if horizontal else src_h,
                              horizontal)
+    note = None
+    if keep:
+        spans = [(b[0], b[2]) if horizontal else (b[1], b[3]) for b in keep]
+        keeps, note = _keeps_boxes(offsets, crop_w if horizontal else crop_h, spans, src_w if horizontal else src_h)
+        allowed = keeps & allowed if (keeps & allowed).any() else keeps  # a face outranks the saliency subject
     masses = np.where(allowed, masses, -np.inf)
     best = _plateau_centre(masses, offsets)
     if horizontal:
-        return best, 0, best + crop_w, crop_h
-    return 0, best, crop_w, best + crop_h
+        return CropPlan((best, 0, best + crop_w, crop_h), note)
+    return CropPlan((0, best, crop_w, best + crop_h), note)
+
+
+def _keeps_boxes(offsets: np.ndarray, window: int, spans: list[tuple[int, int]], src_len: int
+                 ) -> tuple[np.ndarray, str | None]:
+    """Which windows cut no span (each wholly inside or wholly out) and hold the most of them, and a note
+    when not all can be held. Spans are tried with room around them first, then as they are."""
+    for room in (_KEEP_ROOM, 0.0):
+        padded = [(max(0.0, a - room * (b - a)), min(float(src_len), b + room * (b - a))) for a, b in spans]
+        starts = np.array([a for a, _ in padded])[:, None]
+        ends = np.array([b for _, b in padded])[:, None]
+        inside = (offsets[None, :] <= starts) & (offsets[None, :] + window >= ends)
+        outside = (offsets[None, :] >= ends) | (offsets[None, :] + window <= starts)
+        lengths = (ends - starts)[:, 0]
+        held = (inside * lengths[:, None]).sum(axis=0)  # longer spans (larger faces) count for more
+        clean = (inside | outside).all(axis=0) & (held > 0)
+        if clean.any():
+            best = held[clean].max()
+            chosen = clean & (held >= best)
+            kept = int(inside[:, np.argmax(chosen)].sum())
+            if kept == len(spans):
+                return chosen, None
+            if room == 0.0:
+                return chosen, (f"kept {kept} of {len(spans)} faces whole: the crop cannot hold them all, "
+                                "so the others are left out of it, not cut")
+    largest = int(np.argmax(lengths))
+    holds_largest = inside[largest]
+    if holds_largest.any():
+        return holds_largest, (f"the crop cuts {len(spans) - 1} face(s) whichever way it lies; it keeps the "
+                               "largest face whole")
+    centre = (starts[largest, 0] + ends[largest, 0]) / 2
+    distance = np.abs(offsets + window / 2 - centre)
+    return distance <= distance.min() + 0.5, (f"the largest face ({round(lengths[largest])} px) is larger than "
+                                              f"the crop ({window} px): centred on it, it is cut")
 
 
 def _subject_extent(sal: np.ndarray, horizontal: bool) -> tuple[float, float] | None:
@@ -236,7 +300,8 @@ def downscale_filter(src_len: float, dst_len: float) -> Image.Resampling:
     return Image.Resampling.BICUBIC if 1.0 < factor <= BICUBIC_MAX_FACTOR else Image.Resampling.LANCZOS
 
 
-def render_variant(img: Image.Image, target_w: int, target_h: int, saliency: np.ndarray | None = None) -> Image.Image:
+def render_variant(img: Image.Image, target_w: int, target_h: int, saliency: np.ndarray | None = None,
+                   box: tuple[int, int, int, int] | None = None) -> Image.Image:
     """Crop `img` by the content-aware plan and resample it to exactly target_w x target_h.
 
     One resample straight from the source box (no intermediate crop copy): BICUBIC when the box is
@@ -248,8 +313,8 @@ def render_variant(img: Image.Image, target_w: int, target_h: int, saliency: np.
     """
     if img.mode not in ("RGB", "RGBA", "L"):
         img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
-    if saliency is None:
-        saliency = saliency_map(img)
-    box = plan_crop(saliency, img.width, img.height, target_w, target_h)
+    if box is None:  # planned here unless the caller planned it (plan_crop_keeping: faces kept whole)
+        box = plan_crop(saliency if saliency is not None else saliency_map(img), img.width, img.height,
+                        target_w, target_h)
     resample = downscale_filter(max(box[2] - box[0], box[3] - box[1]), max(target_w, target_h))
     return resample_image(img, (target_w, target_h), resample, box=box, reducing_gap=_REDUCING_GAP)

@@ -30,7 +30,9 @@ scikit-image, and the perceptual hash from imagehash: well-tested code we do not
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -370,6 +372,11 @@ class ImageMeasurements(BaseModel):
     phash: str | None = None
     cutout_coverage: float | None = None  # publish.background != keep: imaging.cutout.Cutout.measurements
     cutout_problem: str | None = None
+    # faces (imagegen.imaging.faces.measure_faces): None when the brief does not check this master's faces
+    face_count: int | None = None
+    face_boxes: list[list[int]] | None = None
+    face_sharpness: float | None = None
+    face_luma: float | None = None
 
 
 class _DecodeFailure(Exception):
@@ -435,6 +442,7 @@ def measure_image(
     image_id: str,
     palette: list[str] | None = None,
     analysis_size: int = ANALYSIS_SIZE,
+    also: Callable[[Image.Image], dict[str, Any]] | None = None,
 ) -> ImageMeasurements:
     """Measure one image file for the quality gate. Never raises for a bad file: it reports."""
     path = Path(path)
@@ -461,7 +469,8 @@ def measure_image(
 
     _fill_pixel_metrics(result, rgb, palette, analysis_size)
     result.decoded_ok = True
-    return result
+    # more columns from the decoded pixels (imagegen.imaging.faces.measure_faces), without decoding again
+    return result.model_copy(update=also(rgb)) if also is not None else result
 
 
 def _fill_pixel_metrics(

@@ -1,6 +1,6 @@
 """The crisp parts of the picture, drawn at full resolution: the hero subject (sphere, cube, bottle,
-watch, slab) on its podium, the props, and the set pieces of a composition, style or lighting
-(leading lines, frame, neon grid, light beam)."""
+watch, slab; a face: imagegen.render.face) on its podium, the props, and the set pieces of a
+composition, style or lighting (leading lines, frame, neon grid, light beam)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from imagegen.render.colour import Colour, contrasting, luma, mix, with_luma
+from imagegen.render.face import paint_face
 from imagegen.render.primitives import Prim, aa_mask, box_px, capsule, linear_fill, paint, rotated_ellipse
 from imagegen.render.scene import Box, Scene, group_box
 
@@ -33,7 +34,7 @@ def paint_podium(canvas: Image.Image, scene: Scene) -> None:
 
 def paint_hero(canvas: Image.Image, scene: Scene) -> None:
     painter = {"sphere": _hero_sphere, "cube": _hero_cube, "bottle": _hero_bottle,
-               "watch": _hero_watch, "slab": _hero_slab}[scene.hero_kind]
+               "watch": _hero_watch, "slab": _hero_slab, "face": paint_face}[scene.hero_kind]
     painter(canvas, scene, box_px(scene, scene.hero_box))
 
 

@@ -198,7 +198,7 @@ def _plan_light_dir(lighting: str, rng: np.random.Generator) -> tuple[float, flo
     return math.cos(angle), math.sin(angle)
 
 
-_HERO_WIDTH = {"sphere": 1.0, "cube": 0.92, "bottle": 0.42, "watch": 0.9, "slab": 0.54}
+_HERO_WIDTH = {"sphere": 1.0, "cube": 0.92, "bottle": 0.42, "watch": 0.9, "slab": 0.54, "face": 0.74}
 
 
 def _composition_point(scene: Scene, rng: np.random.Generator) -> tuple[float, float]:

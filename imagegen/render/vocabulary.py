@@ -43,6 +43,9 @@ SUBJECT_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("slab", ("phone", "tablet", "laptop", "card", "book", "screen", "device", "gadget")),
     ("cube", ("box", "package", "packaging", "gift", "cube", "speaker", "carton")),
     ("sphere", ("ball", "sphere", "orb", "fruit", "apple", "orange", "planet", "bubble", "pearl")),
+    # last, so a product named with a face word ("face serum", "watch face") stays that product; never drawn
+    # at random (not in HERO_KINDS): only a subject that names a person gets a face
+    ("face", ("person", "people", "woman", "women", "headshot", "selfie", "portrait of")),
 )
 DEFAULT_LIGHTING = {"product": "product", "portrait": "portrait", "landscape": "golden",
                     "cyberpunk": "moody", "vintage": "natural", "minimalist": "product"}

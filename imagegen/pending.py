@@ -40,9 +40,9 @@ from imagegen.redaction import mask_url
 logger = logging.getLogger(__name__)
 
 PENDING_FOLDER = ".pending"
-# How long after its last send an entry is read. Long enough for a rerun after a weekend; past it an NVCF
-# request id has long answered 404 (NVCF keeps results for a limited time), and a neuroflash history
-# lookup must stay well inside CLAIM_TTL_SECONDS, or it could adopt an image whose claim was forgotten.
+# How long after its last send an entry is read: long enough for a rerun after a weekend. NVCF keeps a
+# request's result only for a limited time (a 404 after), and a neuroflash history lookup must stay well
+# inside CLAIM_TTL_SECONDS, or it could adopt an image whose claim was forgotten.
 PENDING_TTL_SECONDS = 3 * 24 * 3600
 # An image id claimed by one master can no longer be adopted by another: a neuroflash history lookup
 # only looks at images made since a lost request was sent, so old claims serve nothing.

@@ -121,9 +121,10 @@ class FolderJournal:
     def get(self, key: str) -> PendingRequest | None:
         """The entry, or None (also for an unreadable or expired one: then the request is sent as new)."""
         self._sweep_once()
-        entry = self._read(self._path(key))
+        path = self._path(key)
+        entry = self._read(path)
         if entry is not None and expired(entry):
-            self._expire(entry)
+            self._expire(entry, path)
             return None
         return entry
 
@@ -133,18 +134,18 @@ class FolderJournal:
         except (OSError, ValueError):
             return None
 
-    def _expire(self, entry: PendingRequest) -> None:
+    @staticmethod
+    def _expire(entry: PendingRequest, path: Path) -> None:
         """Remove an expired entry, saying which file went and why (its request is sent as new if asked for)."""
-        path = self._path(entry.key)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
             logger.warning(expiry_line(entry, path))
 
     def forget_expired(self) -> int:
         """Remove every expired entry (each named in a warning); returns how many went."""
-        gone = [entry for path in self.folder.glob("*.json") if (entry := self._read(path)) and expired(entry)]
-        for entry in gone:
-            self._expire(entry)
+        gone = [(entry, path) for path in self.folder.glob("*.json") if (entry := self._read(path)) and expired(entry)]
+        for entry, path in gone:
+            self._expire(entry, path)
         return len(gone)
 
     def _sweep_once(self) -> None:

@@ -15,6 +15,7 @@ from imagegen.daily_images import DailyImages, limit_variable
 from imagegen.errors import SettingsError
 from imagegen.ledger import Ledger
 from imagegen.models import GeneratedImage
+from imagegen.pending import FolderJournal
 from imagegen.prompts import PromptSpec
 from imagegen.settings import ImagegenSettings, images_per_day
 from imagegen_flows.blocks.catalog import CatalogBlock
@@ -61,19 +62,24 @@ def check_daily_images(catalog: CatalogBlock, settings: ImagegenSettings, provid
         return  # no limit, or no database to count in (the flow says so)
     daily = DailyImages(database, {provider.provider_name: limit}, holder="preflight")
     try:
-        daily.reserve(provider.provider_name, _masters_to_pay_in(catalog, settings, specs, masters_dir), hold=False)
+        daily.reserve(provider.provider_name, _images_to_pay_in(catalog, settings, provider, specs, masters_dir),
+                      hold=False)
     finally:
         daily.release()
 
 
-def _masters_to_pay_in(catalog: CatalogBlock, settings: ImagegenSettings, specs: list[PromptSpec],
-                       masters_dir: Path) -> int:
+def _images_to_pay_in(catalog: CatalogBlock, settings: ImagegenSettings, provider: Any, specs: list[PromptSpec],
+                      masters_dir: Path) -> int:
+    """The masters to pay for, less the requests of `provider` kept in the pending journal that a free poll
+    or history lookup may still answer (a spent daily budget must not stop those; a new send is still
+    counted against the day's limit when it goes out)."""
     ledger = catalog.paid_call_ledger(masters_dir, settings.ledger_lease_seconds)
     try:
-        return masters_to_pay(specs, ledger)
+        unpaid = masters_to_pay(specs, ledger)
     finally:
         if (close := getattr(ledger, "close", None)) is not None:
             close()
+    return max(0, unpaid - FolderJournal.under(masters_dir).resumable(provider.provider_name))
 
 
 def daily_reservation(budget: CallBudget, catalog: CatalogBlock, settings: ImagegenSettings, masters_dir: Path
@@ -83,5 +89,5 @@ def daily_reservation(budget: CallBudget, catalog: CatalogBlock, settings: Image
     def reserve(provider: Any, specs: list[PromptSpec]) -> None:
         daily = budget.daily
         if daily is not None and daily.limits.get(provider.provider_name) is not None:
-            daily.reserve(provider.provider_name, _masters_to_pay_in(catalog, settings, specs, masters_dir))
+            daily.reserve(provider.provider_name, _images_to_pay_in(catalog, settings, provider, specs, masters_dir))
     return reserve

@@ -11,6 +11,7 @@ from typing import Any, Protocol, TypeVar
 
 from imagegen.daily_images import Counted, DailyImages
 from imagegen.errors import BudgetExhausted, OutcomeUnknown, StillRunning
+from imagegen.paid_sends import charging_when_sent
 from imagegen.pending import RECOVERED_KEY
 
 # A paid request whose answer was lost is sent again at most this often per run.
@@ -106,27 +107,54 @@ class CallBudget:
         if self.daily is not None and counted is not None:
             self.daily.give_back(counted)
 
-    def answer_recovered(self, counted: Counted | None = None, provider: str = "") -> None:
-        """The call just counted found a paid answer again without paying: it was not a provider call."""
-        self.give_back(counted, provider)
+    def answer_recovered(self) -> None:
+        """A call found a paid answer again without paying (paid_call gives back its count, if it took one)."""
         with self._lock:
             self.recovered += 1
 
 
-def paid_call(budget: CallBudget, provider: str, call: Callable[[], Result], *, image: bool = True) -> Result:
+class _Charge:
+    """The one count of a paid call, taken before the call or when its generator sends (idempotent)."""
+
+    def __init__(self, budget: CallBudget, provider: str, image: bool):
+        self.budget, self.provider, self.image = budget, provider, image
+        self.taken = False
+        self.counted: Counted | None = None
+
+    def __call__(self) -> None:
+        if not self.taken:
+            self.counted = self.budget.spend(self.provider, image=self.image)
+            self.taken = True
+
+    def give_back(self) -> None:
+        if self.taken:
+            self.budget.give_back(self.counted, self.provider)
+            self.taken, self.counted = False, None
+
+
+def paid_call(budget: CallBudget, provider: str, call: Callable[[], Result], *, image: bool = True,
+              charged_when_sent: bool = False) -> Result:
     """Spend one call of `budget` on `call()` (a generator's generate or edit; `image=False` for a call
     that makes no image, a VLM review).
+
+    The call is counted before `call()` runs, or, with `charged_when_sent` (a generator that keeps a
+    pending journal: imagegen.paid_sends), only when it really sends a paid request. So resuming a request
+    paid earlier (an NVCF id polled again, a neuroflash history image adopted) goes ahead on a spent budget
+    and counts nothing; a spent budget stops only a new send.
 
     A lost answer (OutcomeUnknown) stays counted and is raised as it is, so the task's retry sends the
     request again; the second loss of the same request in this run is raised as final (not retried).
     A call that only polled a request paid earlier (StillRunning, or a result whose metadata says it
-    was recovered: RECOVERED_KEY) gives its call back.
+    was recovered: RECOVERED_KEY) gives back its call if it was counted.
     """
-    counted = budget.spend(provider, image=image)
+    charge = _Charge(budget, provider, image)
+    if not charged_when_sent:
+        charge()
     try:
-        result = call()
+        with charging_when_sent(charge):
+            result = call()
     except StillRunning:
-        budget.give_back(counted, provider)
+        charge.give_back()
         raise
     except OutcomeUnknown as exc:
         losses = budget.answer_lost(exc.request_key)
@@ -135,7 +163,8 @@ def paid_call(budget: CallBudget, provider: str, call: Callable[[], Result], *, 
         raise
     metadata: Any = getattr(result, "metadata", None)
     if isinstance(metadata, dict) and metadata.get(RECOVERED_KEY):
-        budget.answer_recovered(counted, provider)
+        charge.give_back()  # it was not a provider call
+        budget.answer_recovered()
     return result
 
 

@@ -9,6 +9,11 @@ rerun of the same brief) reads it instead of paying blindly again:
 - a neuroflash request's prompt and send time say what to look for in the image history;
 - a synchronous request without either is sent again, counted as spent (imagegen.budget.paid_call).
 
+An entry is worth reading for `PENDING_TTL_SECONDS` after its last send. An older one has expired: the
+request is sent as new (a warning names the entry's file), and expired entries of requests nobody asks
+for again (a brief changed since, a request lost twice and given up) are swept, so `.pending/` never
+fills up with requests that can no longer be recovered.
+
 `PendingJournal` is the whole interface the generators use, so the journal can move elsewhere (a
 database shared by several workers) without touching them. `FolderJournal` keeps it in the folder
 the generator writes masters to: one small JSON file per request under `<masters>/.pending/`, written
@@ -20,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Mapping
@@ -31,7 +37,13 @@ from pydantic import BaseModel
 from imagegen.files import open_text_atomically
 from imagegen.redaction import mask_url
 
+logger = logging.getLogger(__name__)
+
 PENDING_FOLDER = ".pending"
+# How long after its last send an entry is read: long enough for a rerun after a weekend. NVCF keeps a
+# request's result only for a limited time (a 404 after), and a neuroflash history lookup must stay well
+# inside CLAIM_TTL_SECONDS, or it could adopt an image whose claim was forgotten.
+PENDING_TTL_SECONDS = 3 * 24 * 3600
 # An image id claimed by one master can no longer be adopted by another: a neuroflash history lookup
 # only looks at images made since a lost request was sent, so old claims serve nothing.
 CLAIM_TTL_SECONDS = 7 * 24 * 3600
@@ -40,7 +52,7 @@ CLAIM_TTL_SECONDS = 7 * 24 * 3600
 RECOVERED_KEY = "answer_recovered"
 
 
-_claims_swept: set[Path] = set()
+_swept: set[Path] = set()
 
 
 class PendingRequest(BaseModel):
@@ -107,12 +119,43 @@ class FolderJournal:
         return self.folder / f"{key}.json"
 
     def get(self, key: str) -> PendingRequest | None:
-        """The entry, or None (also for an unreadable one: then the request is sent as if new)."""
+        """The entry, or None (also for an unreadable or expired one: then the request is sent as new)."""
+        self._sweep_once()
         path = self._path(key)
+        entry = self._read(path)
+        if entry is not None and expired(entry):
+            self._expire(entry, path)
+            return None
+        return entry
+
+    def _read(self, path: Path) -> PendingRequest | None:
         try:
             return PendingRequest.model_validate_json(path.read_text())
         except (OSError, ValueError):
             return None
+
+    @staticmethod
+    def _expire(entry: PendingRequest, path: Path) -> None:
+        """Remove an expired entry, saying which file went and why (its request is sent as new if asked for)."""
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            logger.warning(expiry_line(entry, path))
+
+    def forget_expired(self) -> int:
+        """Remove every expired entry (each named in a warning); returns how many went."""
+        gone = [(entry, path) for path in self.folder.glob("*.json") if (entry := self._read(path)) and expired(entry)]
+        for entry, path in gone:
+            self._expire(entry, path)
+        return len(gone)
+
+    def _sweep_once(self) -> None:
+        """Once per folder and process: expired entries and old claims serve nothing."""
+        if self.folder in _swept:
+            return
+        _swept.add(self.folder)
+        if self.folder.is_dir():
+            self.forget_expired()
+            self.forget_old_claims()
 
     def record(self, entry: PendingRequest) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -124,9 +167,14 @@ class FolderJournal:
             self._path(key).unlink()
 
     def entries(self) -> list[PendingRequest]:
-        """Every readable entry (oldest send first): what is still pending in this folder."""
+        """Every readable entry (oldest send first): what is still pending in this folder (expired ones go)."""
         found = [entry for path in sorted(self.folder.glob("*.json")) if (entry := self.get(path.stem))]
         return sorted(found, key=lambda entry: entry.sent_at)
+
+    def resumable(self, provider: str) -> int:
+        """How many of `provider`'s entries can still be answered without paying (an NVCF request id to
+        poll, a history lookup): a run's pre-flight does not set images of the day aside for them."""
+        return sum(1 for entry in self.entries() if entry.provider == provider and (entry.request_id or entry.prompt))
 
     def claim_path(self, provider: str, image_id: str) -> Path:
         """The marker of a claimed image (named by a hash: an image id is the provider's text)."""
@@ -136,9 +184,7 @@ class FolderJournal:
         """Create the claim marker exclusively (atomic across processes on one file system)."""
         path = self.claim_path(provider, image_id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        if self.folder not in _claims_swept:  # once per folder and process: claims are only useful for a week
-            _claims_swept.add(self.folder)
-            self.forget_old_claims()
+        self._sweep_once()
         try:
             os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
         except FileExistsError:
@@ -155,3 +201,18 @@ class FolderJournal:
                     path.unlink()
                     removed += 1
         return removed
+
+
+def expired(entry: PendingRequest, now: float | None = None) -> bool:
+    """True when `entry`'s last send is older than PENDING_TTL_SECONDS."""
+    return (time.time() if now is None else now) - entry.sent_at > PENDING_TTL_SECONDS
+
+
+def expiry_line(entry: PendingRequest, path: Path) -> str:
+    """The one line that says an expired entry went: which file, what it was, and what happens now."""
+    sent = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(entry.sent_at))
+    kept = (f"NVCF request id {entry.request_id}" if entry.request_id
+            else "a history lookup" if entry.prompt else "no way to find its answer")
+    return (f"{entry.provider}: pending entry {path} expired (last sent {sent} to {entry.endpoint}, {entry.sends} "
+            f"send(s) whose answer was never stored, {kept}; entries are kept {PENDING_TTL_SECONDS // 3600} h): "
+            f"removed; the request is sent as new if a run asks for it again")

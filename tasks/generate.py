@@ -17,6 +17,7 @@ from imagegen.files import copy_atomically, sweep_once_in_a_while, write_atomica
 from imagegen.imaging.brand import outpaint_canvas
 from imagegen.ledger import file_state, ledger_for_run, ledger_key, paid_once
 from imagegen.models import GeneratedImage, GenerationRequest, ImageRef
+from imagegen.paid_sends import charges_when_sending
 from imagegen.pixelwork import PIXEL_SLOTS
 from imagegen.prompts import PromptSpec
 from imagegen.sizes import parse_ratio
@@ -67,8 +68,10 @@ def generate_master(spec: PromptSpec, provider: ImageProviderBlock, masters_dir:
     paying for it again.
     """
     def pay() -> GeneratedImage:
+        generator = provider.get_generator()
         result = paid_call(budget_for_run(run_id), provider.provider_name,
-                           lambda: provider.get_generator().generate(request_for(spec), Path(masters_dir)))
+                           lambda: generator.generate(request_for(spec), Path(masters_dir)),
+                           charged_when_sent=charges_when_sending(generator))
         return result.model_copy(update={"metadata": {**result.metadata, "negatives": spec.negatives_handling}})
 
     return paid_once(ledger_for_run(run_id, Path(masters_dir)), spec.cache_key(), GeneratedImage, pay)
@@ -83,9 +86,10 @@ def regenerate_master(spec: PromptSpec, provider: ImageProviderBlock, masters_di
     new_seed = (spec.seed + 7919 * attempt) % (2**31 - 1) or 1
 
     def pay() -> GeneratedImage:
+        generator = provider.get_generator()
         result = paid_call(budget_for_run(run_id), provider.provider_name,
-                           lambda: provider.get_generator().generate(request_for(spec, seed=new_seed),
-                                                                     Path(masters_dir)))
+                           lambda: generator.generate(request_for(spec, seed=new_seed), Path(masters_dir)),
+                           charged_when_sent=charges_when_sending(generator))
         return result.model_copy(update={"metadata": {**result.metadata, "negatives": spec.negatives_handling,
                                                       "regenerated": attempt}})
 
@@ -123,9 +127,10 @@ def paid_edit(master: GeneratedImage, spec: PromptSpec, provider: ImageProviderB
     edit_model = getattr(provider, "edit_model", None) or spec.model
 
     def pay() -> GeneratedImage:
+        generator = provider.get_generator()
         return annotate(paid_call(budget_for_run(run_id), provider.provider_name,
-                                  lambda: provider.get_generator().edit(source, instruction, request,
-                                                                        Path(masters_dir))))
+                                  lambda: generator.edit(source, instruction, request, Path(masters_dir)),
+                                  charged_when_sent=charges_when_sending(generator)))
 
     key = ledger_key("edit", source.sha256, instruction, provider.provider_name, edit_model, request.seed, *key_parts)
     return paid_once(ledger_for_run(run_id, Path(masters_dir)), key, GeneratedImage, pay)
@@ -152,9 +157,10 @@ def outpaint_master(base: GeneratedImage, spec: PromptSpec, provider: ImageProvi
         canvas = save_canvas(request.image, Path(masters_dir) / ".outpaint")
 
     def pay() -> GeneratedImage:
+        generator = provider.get_generator()
         result = paid_call(budget_for_run(run_id), provider.provider_name,
-                           lambda: provider.get_generator().edit(canvas, request.instruction, request_for(spec),
-                                                                 Path(masters_dir)))
+                           lambda: generator.edit(canvas, request.instruction, request_for(spec), Path(masters_dir)),
+                           charged_when_sent=charges_when_sending(generator))
         edits = [*base.metadata.get("edits", []), {"kind": "outpaint", "ratio": spec.outpaint_ratio,
                                                    "instruction": request.instruction,
                                                    "source_sha256": base.image.sha256}]

@@ -10,6 +10,7 @@ from prefect import task
 
 from imagegen.budget import budget_for_run, paid_call
 from imagegen.ledger import ledger_for_run, ledger_key, paid_once
+from imagegen.paid_sends import charges_when_sending
 from imagegen.pending import FolderJournal
 from imagegen.providers.vlm import REVIEW_PROMPT_VERSION, Review
 from imagegen_flows.blocks.providers import ImageProviderBlock
@@ -45,8 +46,9 @@ def review_master(image_path: str, image_id: str, reviewer, context: dict[str, A
     """
     def pay() -> Review:  # a lost answer counts as spent and is sent again at most once (paid_call)
         journal = FolderJournal.under(Path(masters_dir))
-        return paid_call(budget_for_run(run_id), "vlm",
-                         lambda: reviewer.get_reviewer().review(image_path, context, journal=journal), image=False)
+        vlm = reviewer.get_reviewer()
+        return paid_call(budget_for_run(run_id), "vlm", lambda: vlm.review(image_path, context, journal=journal),
+                         image=False, charged_when_sent=charges_when_sending(vlm))
 
     key = ledger_key("review", sha256, reviewer.model, REVIEW_PROMPT_VERSION, json.dumps(context, sort_keys=True))
     return paid_once(ledger_for_run(run_id, Path(masters_dir)), key, Review, pay)

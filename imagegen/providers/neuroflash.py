@@ -21,6 +21,7 @@ from typing import Any
 
 from imagegen.errors import ProviderError, ProviderRequestInvalid, outcome_unknown
 from imagegen.models import GeneratedImage, GenerationRequest, ImageRef, ProviderCapabilities
+from imagegen.paid_sends import sending_paid_request
 from imagegen.pending import RECOVERED_KEY, FolderJournal, PendingJournal, new_entry, request_key
 from imagegen.providers.neuroflash_api import (
     PROVIDER,
@@ -50,6 +51,7 @@ class NeuroflashGenerator:
     """
 
     name = PROVIDER
+    charges_budget_when_sending = True  # adopting a lost answer from the history is free (imagegen.paid_sends)
 
     def __init__(self, client: NeuroflashClient, model: str = DEFAULT_MODEL, output_format: str | None = None,
                  clock: Callable[[], float] = time.monotonic,
@@ -162,6 +164,7 @@ class NeuroflashGenerator:
                 return PaidImage(journal, key, image, item.batch_id, recovered=True)
             log.warning("neuroflash: the answer to a request sent earlier was lost and the history has no image "
                         "for it; sending it again")
+        sending_paid_request()
         journal.record(new_entry(key, PROVIDER, call.endpoint, lost, prompt=call.prompt))
         try:
             result = send()

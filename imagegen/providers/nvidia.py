@@ -28,6 +28,7 @@ import httpx
 
 from imagegen.errors import ContentFiltered, ProviderError, ProviderRequestInvalid
 from imagegen.models import GeneratedImage, GenerationRequest, ImageRef, ProviderCapabilities
+from imagegen.paid_sends import sending_paid_request
 from imagegen.pending import RECOVERED_KEY, FolderJournal, PendingJournal, request_key
 from imagegen.providers.base import save_image_bytes
 from imagegen.providers.http import raise_for_provider_status, send_request, shared_client
@@ -239,6 +240,7 @@ class NvidiaClient:
         outcome = resume_nvcf_request(self._http, journal, key, provider=PROVIDER, polling=self.polling,
                                       secrets=self._secrets)
         if outcome is None:
+            sending_paid_request()  # before the asset upload: a spent budget stops that too
             body, headers = prepare()
             waited = self.limiter.acquire() if self.limiter is not None else 0.0
             started = time.monotonic()
@@ -342,6 +344,8 @@ class NvidiaClient:
 
 class NvidiaGenerator:
     """imagegen ImageGenerator over an NvidiaClient: text-to-image with `model`, edits with `edit_model`."""
+
+    charges_budget_when_sending = True  # a kept request id is polled for free (imagegen.paid_sends)
 
     def __init__(self, client: NvidiaClient, *, model: str = FLUX_DEV, edit_model: str | None = FLUX_KONTEXT,
                  steps: int | None = None, cfg_scale: float | None = None, native_negative_prompt: bool = False,

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 import httpx
 
 from imagegen.errors import OutcomeUnknown, ProviderError, StillRunning, TransientProviderError, outcome_unknown
+from imagegen.paid_sends import sending_paid_request
 from imagegen.pending import PendingJournal, PendingRequest, new_entry
 from imagegen.providers.http import send_request
 from imagegen.providers.nvcf import NvcfPolling, NvcfResult, poll_nvcf, resolve_nvcf
@@ -73,11 +74,13 @@ def send_paid_nvcf(http: httpx.Client, request: httpx.Request, *, journal: Pendi
                    secrets: Iterable[str | None] = ()) -> NvcfResult:
     """Send a paid request to an NVCF-backed (or plain synchronous) endpoint and resolve it.
 
+    The run's budget is charged first (imagegen.paid_sends: a spent one raises before anything is sent).
     The journal entry is written before the send and gets the request id of a 202 before the first poll;
     `raise_for_status` maps an answer other than 200/202. A final error removes the entry; a lost answer
     raises OutcomeUnknown and keeps it; polling that stops short keeps the id (see module docstring).
     """
     secrets = tuple(secrets)
+    sending_paid_request()
     entry = new_entry(key, provider, str(request.url), journal.get(key) if journal is not None else None)
     if entry.sends > 1:
         logger.warning("%s: the answer to this request was lost before; sending it again (send %d)",

@@ -162,6 +162,8 @@ def chat_content(payload: Any, provider: str = PROVIDER) -> str:
 class VisionReviewer:
     """Reviews images and writes alt text with a VLM behind an OpenAI-compatible chat endpoint."""
 
+    charges_budget_when_sending = True  # a kept request id is polled for free (imagegen.paid_sends)
+
     def __init__(self, api_key: str, base_url: str = DEFAULT_VLM_BASE_URL, model: str = DEFAULT_VLM_MODEL, *,
                  status_url: str = DEFAULT_STATUS_URL, timeout: httpx.Timeout | float = DEFAULT_VLM_TIMEOUT,
                  poll_seconds: int = 30, poll_interval: float = 1.0, poll_deadline: float = 300.0,

@@ -13,10 +13,13 @@ Provider-level behaviour (the journal, expired ids, edits, claims) is in tests/p
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 
 import pytest
 
+from imagegen.pending import PENDING_FOLDER, PENDING_TTL_SECONDS, PendingRequest
 from imagegen_flows.deployments.cli import main as cli_main
 from tests.emulators.neuroflash import NeuroflashEmulator
 from tests.emulators.serve import serve_asgi
@@ -27,8 +30,8 @@ pytestmark = pytest.mark.prefect
 NF_ID, NF_SECRET = "nf-lost-answers", "nf-lost-answers-secret"
 
 
-def run(capsys, brief, out) -> tuple[int, dict | None, str]:
-    code = cli_main(["run", str(brief), "--out", str(out), "--json"])
+def run(capsys, brief, out, *flags: str) -> tuple[int, dict | None, str]:
+    code = cli_main(["run", str(brief), "--out", str(out), "--json", *flags])
     captured = capsys.readouterr()
     return code, (json.loads(captured.out) if captured.out.strip() else None), captured.err
 
@@ -111,6 +114,33 @@ def test_nvcf_requests_still_running_when_the_run_gives_up_are_resumed_by_the_re
     assert consistency_problems(out, masters=2) == []
 
 
+def test_kept_requests_are_resumed_by_a_rerun_whose_budgets_are_spent(
+        prefect_harness, nvidia, fast_retries, tmp_path, capsys, monkeypatch):
+    """The first run paid both masters and spent the day's 2 images; the rerun may make no provider call
+    at all (--max-provider-calls 0). Polling the kept ids is free, so it still gets both paid images."""
+    monkeypatch.setenv("IMAGEGEN_NVCF_POLL_DEADLINE_SECONDS", "0.3")
+    monkeypatch.setenv("IMAGEGEN_NVIDIA_IMAGES_PER_DAY", "2")
+    nvidia.faults.accept_202, nvidia.faults.polls_before_result = True, 10**6  # they finish after the run
+    brief = write_brief(tmp_path, "lost-nvcf-spent", provider={"name": "nvidia"})
+    out = tmp_path / "out"
+    code, summary, err = run(capsys, brief, out)
+    assert code == 1 and len(summary["failed"]) == 2 and summary["provider_calls"] == 2, err
+    assert daily_images_sent(out) == 2
+
+    nvidia.finish_jobs()
+    code, summary, err = run(capsys, brief, out, "--max-provider-calls", "0")
+    assert code == 0, err
+    assert nvidia.paid_generations == 2 and nvidia.calls["genai"] == 2
+    assert summary["provider_calls"] == 0 and summary["answers_recovered"] == 2 and summary["published"] == 2
+    assert summary["outcome_unknown"] == 0 and daily_images_sent(out) == 2
+    assert consistency_problems(out, masters=2) == []
+
+
+def daily_images_sent(out) -> int:
+    with contextlib.closing(sqlite3.connect(out / "catalog.db")) as conn:
+        return conn.execute("SELECT coalesce(sum(images), 0) FROM imagegen_daily_images").fetchone()[0]
+
+
 # --------------------------------------------------------------------------- neuroflash: adopted from history
 
 @pytest.mark.parametrize("fault", ["drop_after_accept", "error_after_submit"])
@@ -162,3 +192,28 @@ def test_a_synchronous_request_lost_twice_is_not_paid_a_third_time(prefect_harne
     assert summary["providers_used"] == {}, "a request that may have been billed twice does not fall back"
     assert "outcome unknown: 2" in summary_artifact("lost-sync-twice")
     assert consistency_problems(out, masters=0) == []
+
+
+def test_a_request_given_up_after_two_lost_answers_expires_and_a_later_rerun_sends_it_as_new(
+        prefect_harness, nvidia, fast_retries, tmp_path, capsys, caplog):
+    """Its journal entry outlives the run that gave it up; once older than PENDING_TTL_SECONDS, a rerun
+    sends the request as new (one send, counted once) and a warning names the entry's file."""
+    nvidia.faults.drop_after_accept = 2
+    brief = write_brief(tmp_path, "lost-sync-expired", provider={"name": "nvidia"},
+                        subjects=[{"subject": "a glass teapot", "seed": 5151, "variations": 1}])
+    out = tmp_path / "out"
+    code, summary, err = run(capsys, brief, out)
+    assert code == 1 and summary["outcome_unknown"] == 2, err
+    (entry_file,) = (out / "masters" / PENDING_FOLDER).glob("*.json")
+    entry = PendingRequest.model_validate_json(entry_file.read_text())
+    assert entry.sends == 2
+    aged = entry.model_copy(update={"sent_at": entry.sent_at - PENDING_TTL_SECONDS - 60})
+    entry_file.write_text(aged.model_dump_json())  # the rerun comes days later
+
+    with caplog.at_level("WARNING", logger="imagegen.pending"):
+        code, summary, err = run(capsys, brief, out)
+    assert code == 0, err
+    assert nvidia.paid_generations == 3 and summary["provider_calls"] == 1 and summary["outcome_unknown"] == 0
+    (line,) = [r.getMessage() for r in caplog.records if "expired" in r.getMessage()]
+    assert str(entry_file) in line and "2 send(s)" in line and "sent as new" in line
+    assert not entry_file.exists() and consistency_problems(out, masters=1) == []

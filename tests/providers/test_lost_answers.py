@@ -17,8 +17,10 @@ import pytest
 from PIL import Image
 
 from imagegen.budget import CallBudget, paid_call
-from imagegen.errors import OutcomeUnknown, StillRunning, TransientProviderError, is_transient
+from imagegen.daily_images import DailyImages, DailyImagesExhausted, SqliteCounts
+from imagegen.errors import BudgetExhausted, OutcomeUnknown, StillRunning, TransientProviderError, is_transient
 from imagegen.models import GenerationRequest, ImageRef
+from imagegen.paid_sends import charges_when_sending
 from imagegen.pending import RECOVERED_KEY, FolderJournal
 from imagegen.providers.neuroflash import NeuroflashGenerator
 from imagegen.providers.neuroflash_client import NeuroflashClient
@@ -264,3 +266,88 @@ def test_a_neuroflash_refusal_looks_nothing_up(neuroflash, tmp_path):
     assert not isinstance(info.value, OutcomeUnknown) and pending(tmp_path) == []
     generator.generate(request(), tmp_path)
     assert neuroflash.calls["history"] == 0 and neuroflash.paid_generations == 1
+
+
+# --------------------------------------------------------------------------- a spent budget and a free resume
+
+def paid(budget: CallBudget, generator, make):
+    """paid_call as the tasks make it: a journalling generator is charged when it sends."""
+    return paid_call(budget, generator.name, make, charged_when_sent=charges_when_sending(generator))
+
+
+def test_a_kept_request_id_is_polled_on_a_spent_budget_and_counts_nothing(nvidia, tmp_path):
+    """The run's last call paid and kept its NVCF id at the poll deadline; the task's retry finds the
+    budget spent, yet polls the id (free) and gets the image that was paid for."""
+    nvidia.faults.accept_202, nvidia.faults.polls_before_result = True, 10**6
+    budget = CallBudget(1)
+    with nvidia_client(nvidia, poll_deadline=0.2) as client:
+        generator = NvidiaGenerator(client)
+        with pytest.raises(TransientProviderError, match="is kept"):
+            paid(budget, generator, lambda: generator.generate(request(), tmp_path))
+        assert budget.spent == 1  # that call sent the request: counted, and the budget is now spent
+        with pytest.raises(StillRunning):
+            paid(budget, generator, lambda: generator.generate(request(), tmp_path))
+        nvidia.finish_jobs()
+        made = paid(budget, generator, lambda: generator.generate(request(), tmp_path))
+    assert made.metadata[RECOVERED_KEY] and nvidia.paid_generations == 1
+    assert budget.spent == 1 and budget.recovered == 1 and dict(+budget.by_provider) == {"nvidia": 1}
+    assert pending(tmp_path) == []
+
+
+def test_an_expired_request_id_on_a_spent_budget_is_not_paid_again(nvidia, tmp_path):
+    """The free poll finds the id expired: paying again is a new call, which the spent budget stops
+    before anything (the asset upload included) is sent."""
+    source = tmp_path / "source.png"
+    Image.effect_noise((1200, 900), 60).convert("RGB").save(source)  # too big to send inline: an asset
+    nvidia.faults.accept_202, nvidia.faults.polls_before_result = True, 10**6
+    budget = CallBudget(1)
+    with nvidia_client(nvidia, poll_deadline=0.2) as client:
+        generator = NvidiaGenerator(client)
+
+        def edit():
+            return generator.edit(ImageRef.from_file(source), "warmer light", request(), tmp_path / "masters")
+
+        with pytest.raises(TransientProviderError, match="is kept"):
+            paid(budget, generator, edit)
+        uploads = nvidia.calls["assets_create"]
+        nvidia.jobs.clear()  # NVCF forgot it: polls now answer 404
+        with pytest.raises(BudgetExhausted):
+            paid(budget, generator, edit)
+    assert nvidia.paid_generations == 1 and nvidia.calls["assets_create"] == uploads
+    assert budget.spent == 1 and budget.recovered == 0 and dict(+budget.by_provider) == {"nvidia": 1}
+
+
+def test_a_lost_neuroflash_answer_is_adopted_on_a_spent_budget_and_counts_nothing(neuroflash, tmp_path):
+    neuroflash.set_fault("drop_after_accept")
+    generator = neuroflash_generator(neuroflash)
+    budget = CallBudget(1)
+    with pytest.raises(OutcomeUnknown):
+        paid(budget, generator, lambda: generator.generate(request(), tmp_path))
+    assert budget.spent == 1 and budget.outcome_unknown == 1
+    made = paid(budget, generator, lambda: generator.generate(request(), tmp_path))  # the task's retry
+    assert made.metadata[RECOVERED_KEY] and neuroflash.paid_generations == 1
+    assert budget.spent == 1 and budget.recovered == 1 and dict(+budget.by_provider) == {"neuroflash": 1}
+    with pytest.raises(BudgetExhausted):  # a request never sent is stopped by the spent budget, before sending
+        paid(budget, generator, lambda: generator.generate(request(seed=2), tmp_path))
+    assert neuroflash.paid_generations == 1 and pending(tmp_path) == []
+
+
+def test_a_free_resume_needs_no_daily_image_and_a_new_send_does(nvidia, tmp_path):
+    """The daily image budget (IMAGEGEN_NVIDIA_IMAGES_PER_DAY) is counted when a request is sent, so a
+    resumed request id costs no image of the day, and a new request past the limit is stopped."""
+    nvidia.faults.accept_202, nvidia.faults.polls_before_result = True, 10**6
+    day = DailyImages(SqliteCounts(tmp_path / "catalog.db"), {"nvidia": 1}, holder="run-1")
+    budget = CallBudget(None, daily=day)
+    with nvidia_client(nvidia, poll_deadline=0.2) as client:
+        generator = NvidiaGenerator(client)
+        with pytest.raises(TransientProviderError, match="is kept"):
+            paid(budget, generator, lambda: generator.generate(request(), tmp_path))
+        assert day.sent_today("nvidia") == 1  # the day's only image is spent on it
+        nvidia.finish_jobs()
+        made = paid(budget, generator, lambda: generator.generate(request(), tmp_path))
+        assert made.metadata[RECOVERED_KEY] and day.sent_today("nvidia") == 1
+        nvidia.faults.accept_202 = False
+        with pytest.raises(DailyImagesExhausted):
+            paid(budget, generator, lambda: generator.generate(request(seed=7), tmp_path))
+    assert nvidia.paid_generations == 1 and budget.spent == 1 and budget.recovered == 1
+    assert day.sent_today("nvidia") == 1 and pending(tmp_path) == []

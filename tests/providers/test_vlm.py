@@ -10,7 +10,10 @@ import httpx
 import pytest
 from PIL import Image
 
+from imagegen.budget import CallBudget, paid_call
 from imagegen.errors import ProviderAuthError, ProviderError, ProviderRequestInvalid, TransientProviderError
+from imagegen.paid_sends import charges_when_sending
+from imagegen.pending import FolderJournal
 from imagegen.providers.nvidia import NvidiaClient
 from imagegen.providers.vlm import (
     UNPARSEABLE,
@@ -268,3 +271,23 @@ def test_a_review_still_running_at_the_deadline_is_polled_again_not_paid_again(e
         emu.finish_jobs()
         assert r.review(image, "brief", journal=journal).verdict == "pass"
     assert emu.spent == 1 and list((tmp_path / ".pending").glob("*.json")) == []
+
+
+# ----------------------------------------------------------------------------- a review resumed on a spent budget
+
+def test_a_kept_review_request_is_polled_on_a_spent_budget_and_counts_nothing(emu, image, tmp_path):
+    """The review's NVCF id is kept at the poll deadline (its call counted); the retry, on a budget that
+    call used up, polls the id for free and gets the paid answer."""
+    emu.faults.accept_202, emu.faults.polls_before_result = True, 10**6
+    journal, budget = FolderJournal.under(tmp_path / "masters"), CallBudget(1)
+    with make_reviewer(emu, poll_deadline=0.2) as vlm:
+        def review():
+            return paid_call(budget, "vlm", lambda: vlm.review(image, "brief", journal=journal), image=False,
+                             charged_when_sent=charges_when_sending(vlm))
+
+        with pytest.raises(TransientProviderError, match="is kept"):
+            review()
+        emu.finish_jobs()
+        assert review().verdict == "pass"
+    assert emu.calls["chat"] == 1 and budget.spent == 1 and dict(+budget.by_provider) == {"vlm": 1}
+    assert journal.entries() == []

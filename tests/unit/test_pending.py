@@ -10,6 +10,7 @@ import pytest
 
 from imagegen.budget import CallBudget, paid_call
 from imagegen.errors import (
+    BudgetExhausted,
     OutcomeUnknown,
     ProviderError,
     StillRunning,
@@ -17,8 +18,11 @@ from imagegen.errors import (
     is_transient,
     outcome_unknown,
 )
+from imagegen.paid_sends import sending_paid_request
 from imagegen.pending import (
+    CLAIM_TTL_SECONDS,
     PENDING_FOLDER,
+    PENDING_TTL_SECONDS,
     RECOVERED_KEY,
     FolderJournal,
     PendingRequest,
@@ -80,6 +84,67 @@ def test_new_entry_counts_the_sends_of_a_lost_request():
     first = new_entry("ab", "neuroflash", "http://x", prompt="p")
     assert first.sends == 1 and first.request_id is None and first.prompt == "p"
     assert new_entry("ab", "neuroflash", "http://x", first).sends == 2
+
+
+def written_before(journal: FolderJournal, key: str, seconds: float, **fields) -> PendingRequest:
+    """An entry whose last send was `seconds` ago, written as a run that long ago left it."""
+    old = entry(key, **fields).model_copy(update={"sent_at": time.time() - seconds})
+    journal.folder.mkdir(parents=True, exist_ok=True)
+    (journal.folder / f"{key}.json").write_text(old.model_dump_json())
+    return old
+
+
+def test_an_expired_entry_is_removed_and_its_request_sent_as_new_saying_so(tmp_path, caplog):
+    """A synchronous request lost twice and given up stays in the journal; a rerun after
+    PENDING_TTL_SECONDS sends it as new (its first send again), with one line naming the file."""
+    journal = FolderJournal.under(tmp_path)
+    key = request_key("http://x/v1/genai/m", {"prompt": "a cat", "seed": 1})
+    written_before(journal, key, PENDING_TTL_SECONDS + 60, sends=2)
+    path = tmp_path / PENDING_FOLDER / f"{key}.json"
+    with caplog.at_level("WARNING", logger="imagegen.pending"):
+        assert journal.get(key) is None
+    assert not path.exists()
+    (line,) = [r.getMessage() for r in caplog.records if "expired" in r.getMessage()]
+    assert str(path) in line and "2 send(s)" in line and "sent as new" in line and "\n" not in line
+    assert new_entry(key, "nvidia", "http://x/v1/genai/m", journal.get(key)).sends == 1
+
+
+def test_an_entry_within_its_age_is_read_and_counts_its_sends(tmp_path):
+    journal = FolderJournal.under(tmp_path)
+    key = request_key("http://x/v1/genai/m", {"prompt": "a cat", "seed": 1})
+    written_before(journal, key, PENDING_TTL_SECONDS - 60, sends=2)
+    kept = journal.get(key)
+    assert kept is not None and new_entry(key, "nvidia", "http://x", kept).sends == 3
+
+
+def test_expired_entries_nobody_asks_for_again_are_swept_once_per_folder(tmp_path):
+    journal = FolderJournal.under(tmp_path)
+    stale = written_before(journal, "aa", PENDING_TTL_SECONDS + 1, request_id="gone")
+    fresh = written_before(journal, "bb", 10, request_id="r2")
+    def files() -> list[str]:
+        return sorted(path.stem for path in journal.folder.glob("*.json"))
+
+    assert journal.get("cc") is None  # the first look at the folder sweeps it
+    assert files() == [fresh.key] and stale.key != fresh.key
+    written_before(journal, "dd", PENDING_TTL_SECONDS + 1)
+    journal.get("cc")
+    assert files() == ["bb", "dd"], "swept once per folder and process, not on every read"
+    assert journal.forget_expired() == 1 and files() == ["bb"]
+    written_before(journal, "ee", PENDING_TTL_SECONDS + 1)
+    assert journal.entries() == [fresh] and files() == ["bb"], "what is still pending: never an expired entry"
+
+
+def test_only_unexpired_entries_with_a_free_answer_are_resumable(tmp_path):
+    journal = FolderJournal.under(tmp_path)
+    journal.record(entry("a1", request_id="r1"))  # an NVCF id to poll
+    journal.record(entry("a2", prompt="a cat").model_copy(update={"provider": "neuroflash"}))
+    journal.record(entry("a3"))  # synchronous: only paying again answers it
+    written_before(journal, "a4", PENDING_TTL_SECONDS + 1, request_id="r4")
+    assert journal.resumable("nvidia") == 1 and journal.resumable("neuroflash") == 1
+
+
+def test_an_entry_expires_before_the_claims_its_history_lookup_relies_on():
+    assert PENDING_TTL_SECONDS + CLOCK_SKEW_SECONDS < CLAIM_TTL_SECONDS
 
 
 def test_an_image_is_claimed_once(tmp_path):
@@ -165,6 +230,39 @@ def test_calls_are_split_by_provider_and_a_call_given_back_leaves_its_provider()
         paid_call(budget, "nvidia", lose("k1"))  # a lost answer stays counted, with its provider
     paid_call(budget, "neuroflash", lambda: Made(**{RECOVERED_KEY: "found in the image history"}))
     assert budget.spent == 3 and dict(+budget.by_provider) == {"nvidia": 2, "vlm": 1}
+
+
+def test_a_call_charged_when_it_sends_resumes_on_a_spent_budget_and_counts_only_a_send():
+    """A journalling generator (charged_when_sent) counts nothing for a free resume, however spent the
+    budget is; a new send is counted, and stopped by a spent budget before it goes out."""
+    budget = CallBudget(1)
+    sent: list[str] = []
+
+    def send(name: str):
+        def call():
+            sending_paid_request()
+            sent.append(name)
+            return Made()
+        return call
+
+    paid_call(budget, "nvidia", send("first"), charged_when_sent=True)
+    assert budget.spent == 1 and sent == ["first"]
+
+    def still_running():
+        raise StillRunning("nvidia: NVCF request r1 still running; request id r1 is kept", provider="nvidia")
+
+    with pytest.raises(StillRunning):  # gives back nothing: it took nothing (the first call's count stays)
+        paid_call(budget, "nvidia", still_running, charged_when_sent=True)
+    recovered = paid_call(budget, "nvidia", lambda: Made(**{RECOVERED_KEY: "nvcf request id polled again"}),
+                          charged_when_sent=True)
+    assert recovered.metadata[RECOVERED_KEY]
+    assert budget.spent == 1 and budget.recovered == 1 and dict(+budget.by_provider) == {"nvidia": 1}
+    with pytest.raises(BudgetExhausted):
+        paid_call(budget, "nvidia", send("second"), charged_when_sent=True)
+    assert sent == ["first"], "a spent budget stops the send itself"
+    with pytest.raises(BudgetExhausted):  # a generator that does not say when it sends is charged up front
+        paid_call(budget, "local", lambda: Made(**{RECOVERED_KEY: "never reached"}))
+    assert budget.spent == 1 and budget.recovered == 1
 
 
 def test_the_summary_reports_lost_answers_only_when_there_were_any():

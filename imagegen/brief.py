@@ -29,8 +29,7 @@ from pydantic import (
 )
 
 from imagegen.brief_edits import InpaintSpec, check_style_reference
-from imagegen.brief_paths import escape_reason as _escape_reason
-from imagegen.brief_paths import resolve_inside
+from imagegen.brief_paths import checked_brief_file, resolve_inside
 from imagegen.errors import BriefError
 from imagegen.guards import MAX_SEED, check_prompt_characters, find_personal_data, slugify
 from imagegen.imaging.logo import DEFAULT_LOGO_SCALE, check_logo
@@ -172,12 +171,7 @@ class LogoSpec(BaseModel):
     def _stay_inside_brief_folder(cls, value: str, info: ValidationInfo) -> str:
         # With the brief's folder known (parse_brief passes it as context) the file is checked too:
         # a whole PNG, JPEG or WebP within the caps, before anything is spent (imagegen.imaging.logo).
-        base_dir = (info.context or {}).get("base_dir")
-        if base_dir is not None:
-            check_logo(resolve_inside(Path(base_dir), value))
-        elif reason := _escape_reason(value):
-            raise ValueError(reason)
-        return value
+        return checked_brief_file(value, info.context, check_logo)
 
 
 class BorderSpec(BaseModel):

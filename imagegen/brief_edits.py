@@ -11,8 +11,7 @@ so a missing, unreadable or all-black mask is a one-line brief error before anyt
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import (
     AfterValidator,
@@ -25,7 +24,7 @@ from pydantic import (
     field_validator,
 )
 
-from imagegen.brief_paths import escape_reason, resolve_inside
+from imagegen.brief_paths import checked_brief_file
 from imagegen.guards import check_prompt_characters, find_personal_data
 from imagegen.imaging.masking import DEFAULT_FEATHER, load_mask
 from imagegen.imaging.style import load_reference
@@ -51,16 +50,6 @@ def is_style_path(value: str) -> bool:
     return value.strip().lower().endswith(STYLE_REFERENCE_SUFFIXES)
 
 
-def _checked_file(value: str, info: ValidationInfo, load: Any) -> str:
-    """`value` as a path under the brief's folder; with the folder known, the file is loaded by `load`."""
-    base_dir = (info.context or {}).get("base_dir")
-    if base_dir is not None:
-        load(resolve_inside(Path(base_dir), value))
-    elif reason := escape_reason(value):
-        raise ValueError(reason)
-    return value
-
-
 class InpaintSpec(BaseModel):
     """Repaint the mask's white area of every master of the subject following `instruction`."""
 
@@ -75,7 +64,7 @@ class InpaintSpec(BaseModel):
     @field_validator("mask")
     @classmethod
     def _mask_inside_brief_folder(cls, value: str, info: ValidationInfo) -> str:
-        return _checked_file(value, info, load_mask)
+        return checked_brief_file(value, info.context, load_mask)
 
 
 def check_style_reference(value: str | None, info: ValidationInfo) -> str | None:
@@ -86,7 +75,7 @@ def check_style_reference(value: str | None, info: ValidationInfo) -> str | None
     if not text:
         raise ValueError("empty: give an image path under the brief's folder or a description of the style")
     if is_style_path(text):
-        return _checked_file(text, info, load_reference)
+        return checked_brief_file(text, info.context, load_reference)
     text = check_prompt_characters(text)
     if len(text) > MAX_STYLE_DESCRIPTION_CHARS:
         raise ValueError(f"a description of at most {MAX_STYLE_DESCRIPTION_CHARS} characters (got {len(text)}); "

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
 
 from imagegen.imaging.logo import SYMLINK_LOOP_REASON, logo_file_stat
 
@@ -39,3 +41,15 @@ def resolve_inside(base_dir: Path, relative: str) -> Path:
         raise ValueError("escapes the brief's folder: it resolves (through a symlink) outside it")
     logo_file_stat(resolved)
     return resolved
+
+
+def checked_brief_file(value: str, context: Mapping[str, Any] | None, load: Callable[[Path], Any]) -> str:
+    """A brief field naming a file: with the brief's folder known (`context["base_dir"]`, as parse_brief
+    passes it) the file is resolved inside it and checked by `load` before anything is spent; without it,
+    the path's text is still refused when it would leave the folder."""
+    base_dir = (context or {}).get("base_dir")
+    if base_dir is not None:
+        load(resolve_inside(Path(base_dir), value))
+    elif reason := escape_reason(value):
+        raise ValueError(reason)
+    return value

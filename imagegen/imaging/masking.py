@@ -12,15 +12,13 @@ is resized to it (bilinear, so its edges stay soft); any other size is refused, 
 from __future__ import annotations
 
 import hashlib
-import io
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
 
-from imagegen.imaging.logo import MAX_LOGO_PIXELS, logo_file_stat
+from imagegen.imaging.brief_image import read_brief_image
 
 MASK_CAPS = "a PNG (white = repaint, black = keep) of at most 20 MB and 16 megapixels"
 ASPECT_TOLERANCE = 0.01  # a mask drawn at another resolution of the same frame still fits
@@ -42,27 +40,9 @@ class LoadedMask:
 def load_mask(path: Path) -> LoadedMask:
     """The mask PNG at `path` as weights; MaskError if it is not a whole PNG within the caps, or all black."""
     try:
-        logo_file_stat(path)  # a regular file within the byte cap, before anything is read
+        data, image = read_brief_image(path, ("PNG",), MASK_CAPS, noun="the mask", format_word="PNG")
     except ValueError as exc:
-        raise MaskError(str(exc).replace(" for a logo", "").replace("a PNG, JPEG or WebP image", "a PNG")) from None
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise MaskError(f"cannot read the file ({exc.strerror or type(exc).__name__})") from None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=["PNG"])
-            if image.width * image.height > MAX_LOGO_PIXELS:
-                raise MaskError(f"the mask is {image.width}x{image.height} px, over the {MAX_LOGO_PIXELS} "
-                                f"pixel cap (give {MASK_CAPS})")
-            image.load()
-    except MaskError:
-        raise
-    except Image.UnidentifiedImageError:
-        raise MaskError(f"not a PNG image: give {MASK_CAPS}") from None
-    except Exception as exc:  # noqa: BLE001 - Pillow raises several unrelated types for damaged files
-        raise MaskError(f"a truncated or damaged PNG ({type(exc).__name__}): give {MASK_CAPS}") from None
+        raise MaskError(str(exc).replace("a PNG, JPEG or WebP image", "a PNG")) from None
     weights = mask_weights(image)
     if weights.getextrema()[1] == 0:
         raise MaskError("the mask is all black: nothing would be repainted (white marks what to repaint)")

@@ -11,15 +11,13 @@ master (`transfer_colours`): a stand-in whose result is known exactly, not a lea
 from __future__ import annotations
 
 import hashlib
-import io
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from imagegen.imaging.logo import MAX_LOGO_PIXELS, logo_file_stat
+from imagegen.imaging.brief_image import read_brief_image
 
 REFERENCE_FORMATS = ("PNG", "JPEG", "WEBP")
 REFERENCE_CAPS = "a PNG, JPEG or WebP image of at most 20 MB and 16 megapixels"
@@ -43,27 +41,9 @@ class LoadedReference:
 def load_reference(path: Path) -> LoadedReference:
     """The style reference at `path`; StyleReferenceError unless it is a whole PNG, JPEG or WebP within the caps."""
     try:
-        logo_file_stat(path)
-        data = path.read_bytes()
+        data, image = read_brief_image(path, REFERENCE_FORMATS, REFERENCE_CAPS, noun="the image")
     except ValueError as exc:
-        raise StyleReferenceError(str(exc).replace(" for a logo", "")) from None
-    except OSError as exc:
-        raise StyleReferenceError(f"cannot read the file ({exc.strerror or type(exc).__name__})") from None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=list(REFERENCE_FORMATS))
-            if image.width * image.height > MAX_LOGO_PIXELS:
-                raise StyleReferenceError(f"the image is {image.width}x{image.height} px, over the {MAX_LOGO_PIXELS} "
-                                      f"pixel cap (give {REFERENCE_CAPS})")
-            image.load()
-    except StyleReferenceError:
-        raise
-    except Image.UnidentifiedImageError:
-        raise StyleReferenceError(f"not an image: give {REFERENCE_CAPS}") from None
-    except Exception as exc:  # noqa: BLE001 - Pillow raises several unrelated types for damaged files
-        raise StyleReferenceError(f"a truncated or damaged image ({type(exc).__name__}): "
-                                  f"give {REFERENCE_CAPS}") from None
+        raise StyleReferenceError(str(exc)) from None
     return LoadedReference(image=_flat_rgb(image), sha256=hashlib.sha256(data).hexdigest())
 
 

@@ -10,11 +10,14 @@ No model weights may be downloaded, so the mask is classical: OpenCV's GrabCut (
    its own shadow): probable foreground, left to GrabCut's colour models to decide;
 3. the subject is the largest object and every object within `_MERGE_SHARE` of it (the product and
    the plinth it stands on, not the props around it); everything far from it is definite background;
-4. GrabCut settles the probable pixels; the mask is scaled back up smoothly (its edge is the alpha).
+4. a shadow cast on the backdrop (its colour, darker, and outside every tightly closed outline) is
+   definite background too, even where its hard edge closed an outline around it with the podium;
+5. GrabCut settles the probable pixels; the mask is scaled back up smoothly (its edge is the alpha).
 
 Where it fails (measured in bench/bench_cutout.py, see README "Background removal"): backdrops with
 crisp structure of their own (leading lines, a door frame, a hard light beam, a neon grid) read as
-objects, and so does a contact shadow with a hard edge. `Cutout.problem` names masks that are
+objects; on a grey backdrop a hard-edged contact shadow still can (a shadow is told by its colour, and
+there a grey product has the same). `Cutout.problem` names masks that are
 implausible (empty, most of the frame, along the frame's edge) so the gate can quarantine them.
 
 OpenCV is imported on first use: `imagegen run` start-up does not pay for it.
@@ -49,6 +52,12 @@ _MERGE_SHARE = 0.03
 # An edge chain's hull larger than this share of the frame is backdrop structure, not an object.
 _MAX_HULL_SHARE = 0.25
 _GRABCUT_ROUNDS = 3
+# Cast shadows (8-bit Lab units): the backdrop expected at a pixel is the Gaussian-weighted mean of the
+# definite backdrop within about `_SHADOW_REACH` of the long side; a shadow is more than
+# `_SHADOW_MIN_DARKER` darker than that and within `_SHADOW_MAX_SHIFT` of its a/b, on a backdrop of at
+# least `_SHADOW_MIN_CHROMA`, and outside every outline already closed at `_TIGHT_RADII`.
+_SHADOW_REACH, _SHADOW_MIN_DARKER, _SHADOW_MAX_SHIFT, _SHADOW_MIN_CHROMA = 0.08, 3.0, 6.0, 6.0
+_TIGHT_RADII = (1, 2)
 # Plausibility: below this share of the frame nothing was found; above it the backdrop was taken in.
 MIN_COVERAGE, MAX_COVERAGE = 0.005, 0.85
 # A subject runs along at most this share of the frame's edge, and reaches at most two of its sides (a
@@ -97,10 +106,12 @@ def find_subject(img: Image.Image) -> Cutout:
     reach = max(1, round(_MERGE_SHARE * min(edges.shape)))
     region = _subject_group(solid | _edge_hulls(edges), reach)
     if region.any():
+        backdrop = ~_dilate(region, 6)
+        shadows = _cast_shadows(pixels, backdrop, edges, region)
         labels: np.ndarray = np.full(pixels.shape[:2], cv2.GC_PR_BGD, dtype=np.uint8)
         labels[region] = cv2.GC_PR_FGD
         labels[_erode(solid & region, 3)] = cv2.GC_FGD
-        labels[~_dilate(region, 6)] = cv2.GC_BGD
+        labels[backdrop | shadows] = cv2.GC_BGD
         cv2.setRNGSeed(0)  # GrabCut's k-means draws from OpenCV's thread RNG: the same pixels, the same mask
         background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         cv2.grabCut(np.ascontiguousarray(pixels[..., ::-1]), labels, (0, 0, 0, 0), background, foreground,
@@ -171,12 +182,12 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     return np.asarray(binary_fill_holes(mask), dtype=bool)
 
 
-def _filled_outlines(edges: np.ndarray) -> np.ndarray:
-    """Regions enclosed by crisp edges, outlines closed at each of `_CLOSE_RADII`, thin lines dropped."""
+def _filled_outlines(edges: np.ndarray, radii: tuple[int, ...] = _CLOSE_RADII) -> np.ndarray:
+    """Regions enclosed by crisp edges, outlines closed at each of `radii`, thin lines dropped."""
     import cv2
 
     filled = np.zeros(edges.shape, bool)
-    for radius in _CLOSE_RADII:
+    for radius in radii:
         filled |= _erode(_fill_holes(_dilate(edges, radius)), radius)
     return cv2.morphologyEx(filled.astype(np.uint8), cv2.MORPH_OPEN, _kernel(2)) > 0
 
@@ -213,6 +224,25 @@ def _subject_group(objects: np.ndarray, reach: int) -> np.ndarray:
         if found <= chosen:
             return np.isin(labels, list(chosen))
         chosen |= found
+
+
+def _cast_shadows(pixels: np.ndarray, backdrop: np.ndarray, edges: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """The pixels of `region` that are a shadow cast on the backdrop: of the backdrop's colour (as the
+    definite `backdrop` around them predicts it), darker than it, and not enclosed by a tight crisp
+    outline (a podium of the backdrop's colour is: its rim is crisp all round). On a grey backdrop a
+    shadow and a grey product share their colour, so nothing is called a shadow there."""
+    import cv2
+
+    lab = cv2.cvtColor(pixels, cv2.COLOR_RGB2LAB).astype(np.float32)
+    weight = backdrop.astype(np.float32)
+    sigma = _SHADOW_REACH * max(backdrop.shape)
+    spread = cv2.GaussianBlur(weight, (0, 0), sigma)
+    expected = cv2.GaussianBlur(lab * weight[..., None], (0, 0), sigma) / np.maximum(spread, 1e-6)[..., None]
+    darker = lab[..., 0] < expected[..., 0] - _SHADOW_MIN_DARKER
+    colour_shift = np.hypot(lab[..., 1] - expected[..., 1], lab[..., 2] - expected[..., 2])
+    backdrop_chroma = np.hypot(expected[..., 1] - 128, expected[..., 2] - 128)  # 8-bit Lab: a, b centred on 128
+    backdrop_colour = (colour_shift < _SHADOW_MAX_SHIFT) & (backdrop_chroma >= _SHADOW_MIN_CHROMA) & (spread > 1e-3)
+    return darker & backdrop_colour & region & ~_filled_outlines(edges, _TIGHT_RADII)
 
 
 def _sides(region: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -26,7 +26,6 @@ OpenCV is imported on first use: `imagegen run` start-up does not pay for it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -95,12 +94,21 @@ class Cutout:
 
 def find_subject(img: Image.Image) -> Cutout:
     """The main subject of a product shot on a studio backdrop (deterministic for the same pixels)."""
+    rgb = img.convert("RGB") if img.mode != "RGB" else img
+    return cutout_from_region(subject_region(rgb), rgb.size)
+
+
+def work_size(size: tuple[int, int]) -> tuple[int, int]:
+    """The size of the reduced copy the mask is found on, for an image of `size`."""
+    scale = min(1.0, _WORK_SIDE / max(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def subject_region(rgb: Image.Image) -> np.ndarray:
+    """The subject's pixels on the reduced copy (`work_size`), as booleans: the expensive part."""
     import cv2  # lazy: OpenCV costs ~0.1 s to import
 
-    rgb = img.convert("RGB") if img.mode != "RGB" else img
-    scale = min(1.0, _WORK_SIDE / max(rgb.size))
-    small = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))), Image.Resampling.BOX)
-    pixels = np.asarray(small)
+    pixels = np.asarray(rgb.resize(work_size(rgb.size), Image.Resampling.BOX))
     edges = cv2.Canny(pixels, _EDGE_LOW, _EDGE_HIGH, L2gradient=True) > 0
     solid = _filled_outlines(edges)
     reach = max(1, round(_MERGE_SHARE * min(edges.shape)))
@@ -117,7 +125,12 @@ def find_subject(img: Image.Image) -> Cutout:
         cv2.grabCut(np.ascontiguousarray(pixels[..., ::-1]), labels, (0, 0, 0, 0), background, foreground,
                     _GRABCUT_ROUNDS, cv2.GC_INIT_WITH_MASK)
         region = _fill_holes(_subject_group((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD), reach))
-    mask = Image.fromarray(region.astype(np.uint8) * 255, "L").resize(rgb.size, Image.Resampling.BILINEAR)
+    return region
+
+
+def cutout_from_region(region: np.ndarray, size: tuple[int, int]) -> Cutout:
+    """The `Cutout` of an image of `size` whose subject is `region` (from `subject_region`)."""
+    mask = Image.fromarray(region.astype(np.uint8) * 255, "L").resize(size, Image.Resampling.BILINEAR)
     return Cutout(mask=mask, coverage=float(region.mean()), edge_contact=_edge_contact(region),
                   sides=sum(float(side.mean()) > _SIDE_TOUCH for side in _sides(region)))
 
@@ -252,11 +265,3 @@ def _sides(region: np.ndarray) -> tuple[np.ndarray, ...]:
 def _edge_contact(region: np.ndarray) -> float:
     frame = np.concatenate(_sides(region))
     return float(frame.mean()) if frame.size else 0.0
-
-
-def cutout_measurements(path: str | Path, *, decoded: bool = True) -> dict[str, Any]:
-    """The cut-out gate's columns for the image file at `path` (a file that did not decode has no subject)."""
-    if not decoded:
-        return {"cutout_coverage": None, "cutout_problem": "the image did not decode, so no subject was looked for"}
-    with Image.open(path) as im:
-        return find_subject(im.convert("RGB")).measurements()

@@ -1,4 +1,4 @@
-"""The cut-out of a master found once per content: the gate's mask is kept beside the master and the render reads it back.
+"""A master's cut-out found once per content: the gate keeps its mask beside the master, the render reads it.
 
 Finding a subject costs about a second at master size, and both the gate (is the mask plausible?) and
 the render (cut the variants out) need it. The first to ask finds it and writes the reduced-copy mask

@@ -84,6 +84,16 @@ def test_a_frame_with_no_subject_or_a_neon_grid_is_implausible():
     assert "covers 97% of the frame" in (whole.problem() or "")
 
 
+def test_a_neon_floor_along_one_side_is_implausible_though_it_barely_touches_the_others():
+    # bench_cutout.py's neon scene 3 at master size: the grid floor runs along 85 % of the bottom and
+    # touches the left side on under 2 % of it (two sides reached, 25 % of the whole edge)
+    spec = {"subject": "phone", "style": "cyberpunk neon", "lighting": "", "composition": "rule of thirds",
+            "mood": "luxury", "palette": ["#0B3D2E", "#C9A227", "#F2EFE6", "#5B7553"]}
+    found = find_subject(render_local(spec, 3003, 2048, 2048))
+    assert found.sides <= 2 and found.edge_contact <= 0.3 and found.widest_side > 0.8
+    assert (found.problem() or "").startswith("the cut-out runs along 85% of one side of the frame")
+
+
 def test_cut_out_has_the_mask_as_alpha_and_a_colour_fill_is_exact_outside_it():
     image = render_local({"subject": "smart watch", "style": "product"}, 8, 512, 512)
     mask = find_subject(image).mask

@@ -198,7 +198,7 @@ def render_variants(master: ImageRef, targets: list[Target], *, xmp: bytes, work
                                         bytes=result.bytes))
     # publish.background: every variant is made from the cut-out (the master stays as generated)
     choice = options.background
-    cutout = cut_out_master(source, choice) if choice != KEEP_BACKGROUND else None
+    cutout = cut_out_master(source, choice, master) if choice != KEEP_BACKGROUND else None
     if cutout is not None:
         rendered.append(render_cutout(cutout, choice, xmp=xmp, work_dir=work_dir))
     # Targets that differ only by name (instagram_square and facebook_feed are both 1080x1080 JPEG
@@ -236,12 +236,14 @@ def render_variants(master: ImageRef, targets: list[Target], *, xmp: bytes, work
     return rendered
 
 
-def cut_out_master(source: Image.Image, choice: str) -> Image.Image:
-    """The master with its background removed (RGBA). A master the gate let through has a plausible
+def cut_out_master(source: Image.Image, choice: str, master: ImageRef) -> Image.Image:
+    """The master (decoded as `source`) with its background removed (RGBA), cut along the mask the gate
+    found and kept for these bytes when there is one. A master the gate let through has a plausible
     subject; one that was never gated for it (a size-set run after the brief changed) fails here, by reason."""
-    from imagegen.imaging.cutout import cut_out, find_subject
+    from imagegen.imaging.cutout import cut_out
+    from imagegen.imaging.cutout_store import master_subject
 
-    found = find_subject(source)
+    found = master_subject(master.path, master.sha256, source)
     if problem := found.problem():
         raise CutoutFailed(f"publish.background {choice}: {problem}")
     return cut_out(source, found.mask)

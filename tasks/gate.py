@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prefect import task
 
-from imagegen.imaging.cutout import cutout_measurements
+from imagegen.imaging.cutout_store import cutout_measurements
 from imagegen.imaging.faces import FACE_COLUMNS, measure_faces
 from imagegen.imaging.metrics import ImageMeasurements, find_near_duplicates, measure_image
 from imagegen.pixelwork import PIXEL_SLOTS

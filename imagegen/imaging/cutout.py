@@ -10,11 +10,14 @@ No model weights may be downloaded, so the mask is classical: OpenCV's GrabCut (
    its own shadow): probable foreground, left to GrabCut's colour models to decide;
 3. the subject is the largest object and every object within `_MERGE_SHARE` of it (the product and
    the plinth it stands on, not the props around it); everything far from it is definite background;
-4. GrabCut settles the probable pixels; the mask is scaled back up smoothly (its edge is the alpha).
+4. a shadow cast on the backdrop (its colour, darker, and outside every tightly closed outline) is
+   definite background too, even where its hard edge closed an outline around it with the podium;
+5. GrabCut settles the probable pixels; the mask is scaled back up smoothly (its edge is the alpha).
 
 Where it fails (measured in bench/bench_cutout.py, see README "Background removal"): backdrops with
 crisp structure of their own (leading lines, a door frame, a hard light beam, a neon grid) read as
-objects, and so does a contact shadow with a hard edge. `Cutout.problem` names masks that are
+objects; on a grey backdrop a hard-edged contact shadow still can (a shadow is told by its colour, and
+there a grey product has the same). `Cutout.problem` names masks that are
 implausible (empty, most of the frame, along the frame's edge) so the gate can quarantine them.
 
 OpenCV is imported on first use: `imagegen run` start-up does not pay for it.
@@ -23,7 +26,6 @@ OpenCV is imported on first use: `imagegen run` start-up does not pay for it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,6 +51,12 @@ _MERGE_SHARE = 0.03
 # An edge chain's hull larger than this share of the frame is backdrop structure, not an object.
 _MAX_HULL_SHARE = 0.25
 _GRABCUT_ROUNDS = 3
+# Cast shadows (8-bit Lab units): the backdrop expected at a pixel is the Gaussian-weighted mean of the
+# definite backdrop within about `_SHADOW_REACH` of the long side; a shadow is more than
+# `_SHADOW_MIN_DARKER` darker than that and within `_SHADOW_MAX_SHIFT` of its a/b, on a backdrop of at
+# least `_SHADOW_MIN_CHROMA`, and outside every outline already closed at `_TIGHT_RADII`.
+_SHADOW_REACH, _SHADOW_MIN_DARKER, _SHADOW_MAX_SHIFT, _SHADOW_MIN_CHROMA = 0.08, 3.0, 6.0, 6.0
+_TIGHT_RADII = (1, 2)
 # Plausibility: below this share of the frame nothing was found; above it the backdrop was taken in.
 MIN_COVERAGE, MAX_COVERAGE = 0.005, 0.85
 # A subject runs along at most this share of the frame's edge, and reaches at most two of its sides (a
@@ -56,6 +64,9 @@ MIN_COVERAGE, MAX_COVERAGE = 0.005, 0.85
 MAX_EDGE_CONTACT = 0.3
 MAX_SIDES = 2
 _SIDE_TOUCH = 0.02
+# ... and along at most half of any one side: a floor taken in runs along most of the bottom while
+# touching the other sides barely (on bench_cutout's scenes a true subject ran along at most 31 %).
+MAX_SIDE_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,7 @@ class Cutout:
     coverage: float       # share of the frame the subject covers
     edge_contact: float   # share of the frame's edge the subject runs along
     sides: int = 0        # how many of the frame's four sides it reaches
+    widest_side: float = 0.0  # the largest share of one side the subject runs along
 
     def problem(self) -> str | None:
         """Why this mask is not a plausible subject, in one line; None when it is."""
@@ -77,6 +89,9 @@ class Cutout:
         if self.edge_contact > MAX_EDGE_CONTACT or self.sides > MAX_SIDES:
             return (f"the cut-out runs along {self.edge_contact:.0%} of the frame's edge and reaches {self.sides} "
                     "of its sides: the background was taken for the subject")
+        if self.widest_side > MAX_SIDE_SHARE:
+            return (f"the cut-out runs along {self.widest_side:.0%} of one side of the frame: the background "
+                    "was taken for the subject")
         return None
 
     def measurements(self) -> dict[str, Any]:
@@ -86,29 +101,46 @@ class Cutout:
 
 def find_subject(img: Image.Image) -> Cutout:
     """The main subject of a product shot on a studio backdrop (deterministic for the same pixels)."""
+    rgb = img.convert("RGB") if img.mode != "RGB" else img
+    return cutout_from_region(subject_region(rgb), rgb.size)
+
+
+def work_size(size: tuple[int, int]) -> tuple[int, int]:
+    """The size of the reduced copy the mask is found on, for an image of `size`."""
+    scale = min(1.0, _WORK_SIDE / max(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def subject_region(rgb: Image.Image) -> np.ndarray:
+    """The subject's pixels on the reduced copy (`work_size`), as booleans: the expensive part."""
     import cv2  # lazy: OpenCV costs ~0.1 s to import
 
-    rgb = img.convert("RGB") if img.mode != "RGB" else img
-    scale = min(1.0, _WORK_SIDE / max(rgb.size))
-    small = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))), Image.Resampling.BOX)
-    pixels = np.asarray(small)
+    pixels = np.asarray(rgb.resize(work_size(rgb.size), Image.Resampling.BOX))
     edges = cv2.Canny(pixels, _EDGE_LOW, _EDGE_HIGH, L2gradient=True) > 0
     solid = _filled_outlines(edges)
     reach = max(1, round(_MERGE_SHARE * min(edges.shape)))
     region = _subject_group(solid | _edge_hulls(edges), reach)
     if region.any():
+        backdrop = ~_dilate(region, 6)
+        shadows = _cast_shadows(pixels, backdrop, edges, region)
         labels: np.ndarray = np.full(pixels.shape[:2], cv2.GC_PR_BGD, dtype=np.uint8)
         labels[region] = cv2.GC_PR_FGD
         labels[_erode(solid & region, 3)] = cv2.GC_FGD
-        labels[~_dilate(region, 6)] = cv2.GC_BGD
+        labels[backdrop | shadows] = cv2.GC_BGD
         cv2.setRNGSeed(0)  # GrabCut's k-means draws from OpenCV's thread RNG: the same pixels, the same mask
         background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         cv2.grabCut(np.ascontiguousarray(pixels[..., ::-1]), labels, (0, 0, 0, 0), background, foreground,
                     _GRABCUT_ROUNDS, cv2.GC_INIT_WITH_MASK)
         region = _fill_holes(_subject_group((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD), reach))
-    mask = Image.fromarray(region.astype(np.uint8) * 255, "L").resize(rgb.size, Image.Resampling.BILINEAR)
+    return region
+
+
+def cutout_from_region(region: np.ndarray, size: tuple[int, int]) -> Cutout:
+    """The `Cutout` of an image of `size` whose subject is `region` (from `subject_region`)."""
+    mask = Image.fromarray(region.astype(np.uint8) * 255, "L").resize(size, Image.Resampling.BILINEAR)
+    shares = [float(side.mean()) for side in _sides(region)]
     return Cutout(mask=mask, coverage=float(region.mean()), edge_contact=_edge_contact(region),
-                  sides=sum(float(side.mean()) > _SIDE_TOUCH for side in _sides(region)))
+                  sides=sum(share > _SIDE_TOUCH for share in shares), widest_side=max(shares))
 
 
 def cut_out(img: Image.Image, mask: Image.Image) -> Image.Image:
@@ -171,12 +203,12 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     return np.asarray(binary_fill_holes(mask), dtype=bool)
 
 
-def _filled_outlines(edges: np.ndarray) -> np.ndarray:
-    """Regions enclosed by crisp edges, outlines closed at each of `_CLOSE_RADII`, thin lines dropped."""
+def _filled_outlines(edges: np.ndarray, radii: tuple[int, ...] = _CLOSE_RADII) -> np.ndarray:
+    """Regions enclosed by crisp edges, outlines closed at each of `radii`, thin lines dropped."""
     import cv2
 
     filled = np.zeros(edges.shape, bool)
-    for radius in _CLOSE_RADII:
+    for radius in radii:
         filled |= _erode(_fill_holes(_dilate(edges, radius)), radius)
     return cv2.morphologyEx(filled.astype(np.uint8), cv2.MORPH_OPEN, _kernel(2)) > 0
 
@@ -215,6 +247,25 @@ def _subject_group(objects: np.ndarray, reach: int) -> np.ndarray:
         chosen |= found
 
 
+def _cast_shadows(pixels: np.ndarray, backdrop: np.ndarray, edges: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """The pixels of `region` that are a shadow cast on the backdrop: of the backdrop's colour (as the
+    definite `backdrop` around them predicts it), darker than it, and not enclosed by a tight crisp
+    outline (a podium of the backdrop's colour is: its rim is crisp all round). On a grey backdrop a
+    shadow and a grey product share their colour, so nothing is called a shadow there."""
+    import cv2
+
+    lab = cv2.cvtColor(pixels, cv2.COLOR_RGB2LAB).astype(np.float32)
+    weight = backdrop.astype(np.float32)
+    sigma = _SHADOW_REACH * max(backdrop.shape)
+    spread = cv2.GaussianBlur(weight, (0, 0), sigma)
+    expected = cv2.GaussianBlur(lab * weight[..., None], (0, 0), sigma) / np.maximum(spread, 1e-6)[..., None]
+    darker = lab[..., 0] < expected[..., 0] - _SHADOW_MIN_DARKER
+    colour_shift = np.hypot(lab[..., 1] - expected[..., 1], lab[..., 2] - expected[..., 2])
+    backdrop_chroma = np.hypot(expected[..., 1] - 128, expected[..., 2] - 128)  # 8-bit Lab: a, b centred on 128
+    backdrop_colour = (colour_shift < _SHADOW_MAX_SHIFT) & (backdrop_chroma >= _SHADOW_MIN_CHROMA) & (spread > 1e-3)
+    return darker & backdrop_colour & region & ~_filled_outlines(edges, _TIGHT_RADII)
+
+
 def _sides(region: np.ndarray) -> tuple[np.ndarray, ...]:
     return region[0], region[-1], region[:, 0], region[:, -1]
 
@@ -222,11 +273,3 @@ def _sides(region: np.ndarray) -> tuple[np.ndarray, ...]:
 def _edge_contact(region: np.ndarray) -> float:
     frame = np.concatenate(_sides(region))
     return float(frame.mean()) if frame.size else 0.0
-
-
-def cutout_measurements(path: str | Path, *, decoded: bool = True) -> dict[str, Any]:
-    """The cut-out gate's columns for the image file at `path` (a file that did not decode has no subject)."""
-    if not decoded:
-        return {"cutout_coverage": None, "cutout_problem": "the image did not decode, so no subject was looked for"}
-    with Image.open(path) as im:
-        return find_subject(im.convert("RGB")).measurements()

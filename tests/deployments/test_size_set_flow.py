@@ -139,3 +139,40 @@ def test_a_master_changed_since_it_was_cataloged_is_reported_with_both_hashes(pr
     assert f"but the catalog recorded {master['sha256']}" in reason
     assert summary.published == 1  # the other master goes on
     assert not list((out / "masters").glob(f"{master['sha256']}.*"))
+
+
+def test_a_size_set_of_a_brief_that_removes_the_background_republishes_the_cut_outs(prefect_harness, tmp_path,
+                                                                                    count_provider_calls):
+    import json
+
+    import yaml
+    from PIL import Image
+
+    brief = write_brief(tmp_path, ("a frosted perfume bottle on a plinth", "a serum jar on a plinth"))
+    spec = yaml.safe_load(brief.read_text())
+    for subject in spec["subjects"]:  # packshots on plain backdrops: plausible cut-outs
+        subject.update(style="product", lighting="product", composition="centered")
+    spec["publish"] = {"background": "remove"}
+    brief.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "out"
+    assert campaign_flow(brief=str(brief), out_dir=str(out)).published == 2
+    cutouts = {r["asset_id"]: r for r in rows(out) if r["variant"] == "cutout"}
+    assert len(cutouts) == 2
+    for row in cutouts.values():  # gone from the store: the size-set run has to make them again
+        Path(row["url"].removeprefix("file://")).unlink()
+    count_provider_calls.clear()
+
+    summary = size_set_flow(brief=str(brief), size_sets=["pinterest"], out_dir=str(out))
+
+    assert summary.published == 2 and not summary.failed and count_provider_calls == []
+    after = rows(out)
+    assert {r["asset_id"]: r for r in after if r["variant"] == "cutout"} == cutouts  # the same bytes, catalogued
+    for row in cutouts.values():
+        with Image.open(Path(row["url"].removeprefix("file://"))) as im:
+            assert im.mode == "RGBA" and im.getchannel("A").getextrema() == (0, 255)
+    pins = [r for r in after if r["variant"] == "pinterest_pin"]
+    assert len(pins) == 2
+    for row in pins:  # JPEG has no alpha: the subject on white, as the brief's own JPEG targets
+        assert row["format"] == "JPEG" and json.loads(row["metadata"])["background"] == "#ffffff"
+        with Image.open(Path(row["url"].removeprefix("file://"))) as im:
+            assert min(im.convert("RGB").getpixel((2, 2))) >= 245

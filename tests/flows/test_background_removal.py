@@ -44,9 +44,15 @@ def _local_file(url: str) -> Path:
     return Path(url.removeprefix("file://"))
 
 
-def test_removed_background_is_published_with_alpha_and_catalogued(prefect_harness, tmp_path, capsys):
+def test_removed_background_is_published_with_alpha_and_catalogued(prefect_harness, tmp_path, capsys, monkeypatch):
+    from imagegen.imaging import cutout_store
+
+    found = []  # the gate and the render both need the master's mask: it is found once
+    monkeypatch.setattr(cutout_store, "subject_region",
+                        lambda rgb, find=cutout_store.subject_region: found.append(rgb.size) or find(rgb))
     summary, rows = _run(tmp_path, capsys, background="remove", style="product")
     assert summary["published"] == 1, summary
+    assert found == [(768, 768)]
     by_variant = {r[0]: r for r in rows}
     assert set(by_variant) == {"master", "cutout", "shop_png", "shop_webp", "feed_jpeg"}
     assert all(r[3] == "published" for r in rows)

@@ -35,6 +35,13 @@ def readme_query() -> str:
     return section.split("```bash\n", 1)[1].split("\n```", 1)[0]
 
 
+def readme_catalog_command() -> str:
+    """The README's look into the catalog: the `sqlite3` command of its "where to look" list."""
+    line = next(line for line in (REPO / "README.md").read_text().splitlines()
+                if line.startswith("- `imagegen-output/catalog.db`: `sqlite3 "))
+    return line.split(": `", 1)[1].rsplit("`", 1)[0]
+
+
 def write_brief(folder: Path, subjects: int = 2) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "brief.yaml"
@@ -131,6 +138,14 @@ def test_sqlite_records_report_page_artifact_readme_query_and_an_unchanged_rerun
     assert [line[0] for line in lines] == sorted(by_platform, key=lambda p: -by_platform[p])
     assert {line[0]: int(line[1]) for line in lines} == {p: sum(1 for r in records if r["platform"] == p)
                                                           for p in by_platform}
+
+    # the README's look into the catalog, as written: one line per stored file, its columns in order
+    done = subprocess.run(shlex.split(readme_catalog_command()), cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    listed = [line.split("|") for line in done.stdout.splitlines()]
+    assert len(listed) == len(records) and {row[6] for row in listed} == {"published"}
+    assert {(row[0], row[1]) for row in listed} == {(r["asset_id"], r["variant"]) for r in records}
 
     # an unchanged rerun: no call, no file, the same records; its report counts the campaign's two runs
     again = run(capsys, brief, out)

@@ -16,7 +16,7 @@ import yaml
 from PIL import Image
 from psycopg.rows import dict_row
 
-from imagegen_flows.deployments.cli import main as cli_main
+from tests.flows.cli_runs import run_ok
 from tests.stores import conftest as store_fixtures
 from tests.unit.test_analytics import plots_of
 
@@ -58,13 +58,6 @@ def write_brief(folder: Path, subjects: int = 2) -> Path:
     return path
 
 
-def run(capsys, brief: Path, out: Path) -> dict:
-    code = cli_main(["run", str(brief), "--out", str(out), "--json"])
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
-    return json.loads(captured.out)
-
-
 def sqlite_rows(out: Path, query: str) -> list[dict]:
     with sqlite3.connect(out / "catalog.db") as conn:
         conn.row_factory = sqlite3.Row
@@ -104,7 +97,7 @@ def analytics_artifact() -> str:
 def test_sqlite_records_report_page_artifact_readme_query_and_an_unchanged_rerun(prefect_harness, tmp_path, capsys):
     out = tmp_path / "imagegen-output"
     brief = write_brief(tmp_path / "brief")
-    first = run(capsys, brief, out)
+    first = run_ok(capsys, brief, out)
     assets = sqlite_rows(out, "SELECT * FROM media_assets")
     records = sqlite_rows(out, "SELECT * FROM image_analytics")
     assert len(assets) == 2 * 4  # per master: itself and its three targets
@@ -148,7 +141,7 @@ def test_sqlite_records_report_page_artifact_readme_query_and_an_unchanged_rerun
     assert {(row[0], row[1]) for row in listed} == {(r["asset_id"], r["variant"]) for r in records}
 
     # an unchanged rerun: no call, no file, the same records; its report counts the campaign's two runs
-    again = run(capsys, brief, out)
+    again = run_ok(capsys, brief, out)
     assert (again["provider_calls"], again["files_written"], again["catalog_inserted"]) == (0, 0, 0)
     assert sqlite_rows(out, "SELECT * FROM image_analytics") == records
     rerun_cost = list(plots_of(Path(again["report"]).read_text()).values())[1]
@@ -158,7 +151,7 @@ def test_sqlite_records_report_page_artifact_readme_query_and_an_unchanged_rerun
 def test_postgres_catalog_gets_one_record_per_file(prefect_harness, tmp_path, capsys, monkeypatch, postgres_dsn):
     monkeypatch.setenv("IMAGEGEN_CATALOG_URL", postgres_dsn)
     out = tmp_path / "out"
-    summary = run(capsys, write_brief(tmp_path / "brief", subjects=1), out)
+    summary = run_ok(capsys, write_brief(tmp_path / "brief", subjects=1), out)
     assert summary["published"] == 1
     with psycopg.connect(postgres_dsn, row_factory=dict_row) as conn:
         assets = conn.execute("SELECT * FROM media_assets").fetchall()

@@ -11,7 +11,7 @@ from urllib.parse import unquote
 import pytest
 import yaml
 
-from imagegen_flows.deployments.cli import main as cli_main
+from tests.flows.cli_runs import run_ok
 
 pytestmark = pytest.mark.prefect
 
@@ -27,13 +27,6 @@ def tiny_brief(folder: Path, campaign: str, subject: str) -> Path:
     return path
 
 
-def run(capsys, brief: Path, out: Path) -> dict:
-    code = cli_main(["run", str(brief), "--out", str(out), "--json"])
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
-    return json.loads(captured.out)
-
-
 def linked_files(page: Path) -> list[Path]:
     """Every image the page shows, resolved as a browser would (its <base>, if any, first)."""
     html = page.read_text()
@@ -44,9 +37,9 @@ def linked_files(page: Path) -> list[Path]:
 
 def test_two_campaigns_in_one_folder_keep_their_own_record(prefect_harness, tmp_path, capsys):
     out = tmp_path / "out"
-    first = run(capsys, tiny_brief(tmp_path, "autumn-shoes", "a pair of leather boots"), out)
-    second = run(capsys, tiny_brief(tmp_path, "winter-coats", "a wool coat on a hanger"), out)
-    again = run(capsys, tiny_brief(tmp_path, "autumn-shoes", "a pair of leather boots"), out)
+    first = run_ok(capsys, tiny_brief(tmp_path, "autumn-shoes", "a pair of leather boots"), out)
+    second = run_ok(capsys, tiny_brief(tmp_path, "winter-coats", "a wool coat on a hanger"), out)
+    again = run_ok(capsys, tiny_brief(tmp_path, "autumn-shoes", "a pair of leather boots"), out)
 
     pages = [Path(s["gallery"]) for s in (first, second, again)]
     assert len(set(pages)) == 3

@@ -125,6 +125,13 @@ class NeuroflashEmulator:
 
     # ---- test controls ------------------------------------------------------------------
 
+    def run_environment(self, url: str) -> dict[str, str]:
+        """The environment of a run that uses this emulator served at `url` (its credentials, its URLs, and a
+        pace the tests never wait for: the real pace is tested in the client suite)."""
+        return {"NEUROFLASH_CLIENT_ID": self.client_id, "NEUROFLASH_CLIENT_SECRET": self.client_secret,
+                "IMAGEGEN_NEUROFLASH_API_URL": f"{url}/api", "IMAGEGEN_NEUROFLASH_TOKEN_URL": f"{url}/oauth/v2/token",
+                "IMAGEGEN_NEUROFLASH_RATE_PER_MINUTE": "6000"}
+
     def set_quota(self, *, available: int, used: int = 0, used_daily: int = 0, limit: int = 100,
                   limit_daily: int | None = 50, fair_use: bool = False) -> None:
         self.quota = {"id": "quota-emu-1", "workspaceId": WORKSPACE_ID, "usageTypeKey": "images",

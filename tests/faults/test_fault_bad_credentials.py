@@ -41,11 +41,8 @@ def neuroflash(neuroflash_server, monkeypatch):
     """The emulator with its call counts reset, and the environment of a run that uses it."""
     emulator, url = neuroflash_server
     emulator.calls.clear()
-    monkeypatch.setenv("NEUROFLASH_CLIENT_ID", NF_ID)
-    monkeypatch.setenv("NEUROFLASH_CLIENT_SECRET", NF_SECRET)
-    monkeypatch.setenv("IMAGEGEN_NEUROFLASH_API_URL", f"{url}/api")
-    monkeypatch.setenv("IMAGEGEN_NEUROFLASH_TOKEN_URL", f"{url}/oauth/v2/token")
-    monkeypatch.setenv("IMAGEGEN_NEUROFLASH_RATE_PER_MINUTE", "6000")
+    for name, value in emulator.run_environment(url).items():
+        monkeypatch.setenv(name, value)
     return emulator
 
 

@@ -64,11 +64,8 @@ def neuroflash_loopback():
 def neuroflash(neuroflash_loopback, monkeypatch) -> NeuroflashEmulator:
     switch, url = neuroflash_loopback
     switch.target = emulator = NeuroflashEmulator(client_id=NF_ID, client_secret=NF_SECRET, image_long_side=256)
-    monkeypatch.setenv("NEUROFLASH_CLIENT_ID", NF_ID)
-    monkeypatch.setenv("NEUROFLASH_CLIENT_SECRET", NF_SECRET)
-    monkeypatch.setenv("IMAGEGEN_NEUROFLASH_API_URL", f"{url}/api")
-    monkeypatch.setenv("IMAGEGEN_NEUROFLASH_TOKEN_URL", f"{url}/oauth/v2/token")
-    monkeypatch.setenv("IMAGEGEN_NEUROFLASH_RATE_PER_MINUTE", "6000")
+    for name, value in emulator.run_environment(url).items():
+        monkeypatch.setenv(name, value)
     return emulator
 
 

@@ -26,11 +26,8 @@ def neuroflash(monkeypatch):
     emulator = NeuroflashEmulator(client_id=NF_ID, client_secret=NF_SECRET, image_long_side=2048, available=1000,
                                   limit=1000, limit_daily=None)
     with serve_asgi(emulator.app) as url:
-        monkeypatch.setenv("NEUROFLASH_CLIENT_ID", NF_ID)
-        monkeypatch.setenv("NEUROFLASH_CLIENT_SECRET", NF_SECRET)
-        monkeypatch.setenv("IMAGEGEN_NEUROFLASH_API_URL", f"{url}/api")
-        monkeypatch.setenv("IMAGEGEN_NEUROFLASH_TOKEN_URL", f"{url}/oauth/v2/token")
-        monkeypatch.setenv("IMAGEGEN_NEUROFLASH_RATE_PER_MINUTE", "6000")
+        for name, value in emulator.run_environment(url).items():
+            monkeypatch.setenv(name, value)
         yield emulator
 
 

@@ -59,11 +59,8 @@ def neuroflash(loopback, monkeypatch):
     switch, url = loopback
     switch.target = emulator = NeuroflashEmulator(client_id=NF_ID, client_secret=NF_SECRET, image_long_side=1024)
     emulator.base_url = url
-    monkeypatch.setenv("NEUROFLASH_CLIENT_ID", NF_ID)
-    monkeypatch.setenv("NEUROFLASH_CLIENT_SECRET", NF_SECRET)
-    monkeypatch.setenv("IMAGEGEN_NEUROFLASH_API_URL", f"{url}/api")
-    monkeypatch.setenv("IMAGEGEN_NEUROFLASH_TOKEN_URL", f"{url}/oauth/v2/token")
-    monkeypatch.setenv("IMAGEGEN_NEUROFLASH_RATE_PER_MINUTE", "6000")  # the real pace is tested in the client suite
+    for name, value in emulator.run_environment(url).items():
+        monkeypatch.setenv(name, value)
     return emulator
 
 

@@ -10,6 +10,7 @@ If no server can be had the tests that need it FAIL (never skip) with the reason
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import shutil
 import socket
@@ -177,3 +178,12 @@ def postgres_dsn(postgres_server_dsn: str) -> Iterator[str]:
     yield f"{postgres_server_dsn}{separator}options=-csearch_path%3D{schema}"
     with psycopg.connect(postgres_server_dsn, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def no_secrets_in_logs(caplog):
+    """Every log record of the test, down to DEBUG (httpx, the clients), free of the stores' credentials."""
+    caplog.set_level(logging.DEBUG)
+    yield
+    for secret in SECRETS:
+        assert secret not in caplog.text

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import time
 from pathlib import Path
@@ -25,15 +24,9 @@ from imagegen.stores.supabase import SupabaseStorageStore
 from tests.emulators.gitlab import PROJECT_ID, PROJECT_PATH
 from tests.stores.conftest import GITLAB_TOKEN, SECRETS, make_gitlab_client, make_supabase_client
 
+pytestmark = pytest.mark.usefixtures("no_secrets_in_logs")  # tests/stores/conftest.py
+
 KEY = "spring-2026/hero/master.png"
-
-
-@pytest.fixture(autouse=True)
-def no_secrets_in_logs(caplog):
-    caplog.set_level(logging.DEBUG)
-    yield
-    for secret in SECRETS:
-        assert secret not in caplog.text
 
 
 def assert_clean(exc: BaseException) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import logging
 from pathlib import Path
 
 import pytest
@@ -24,18 +23,12 @@ from imagegen_flows.blocks.storage import LocalAssetFolder
 from imagegen_flows.blocks.supabase import SupabaseCredentials, SupabaseStorage
 from imagegen_flows.tasks.fetch import fetch_master
 from tests.emulators.gitlab import PROJECT_ID
-from tests.stores.conftest import GITLAB_TOKEN, SECRETS, SUPABASE_KEY, make_gitlab_client, make_supabase_client
+from tests.stores.conftest import GITLAB_TOKEN, SUPABASE_KEY, make_gitlab_client, make_supabase_client
+
+pytestmark = pytest.mark.usefixtures("no_secrets_in_logs")  # tests/stores/conftest.py
 
 BUCKET = "media-assets"
 KEY = "spring-launch/hero-1x1/master.png"
-
-
-@pytest.fixture(autouse=True)
-def no_secrets_in_logs(caplog):
-    caplog.set_level(logging.DEBUG)
-    yield
-    for secret in SECRETS:
-        assert secret not in caplog.text
 
 
 @pytest.fixture

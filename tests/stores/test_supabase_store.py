@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 from pathlib import Path
 
@@ -17,16 +16,10 @@ from imagegen.stores.supabase import SupabaseStorageStore
 from tests.emulators.common import parse_multipart
 from tests.stores.conftest import SECRETS, SUPABASE_KEY, make_supabase_client
 
+pytestmark = pytest.mark.usefixtures("no_secrets_in_logs")  # tests/stores/conftest.py
+
 KEY = "spring-2026/hero/square.png"
 BUCKET = "media-assets"
-
-
-@pytest.fixture(autouse=True)
-def no_secrets_in_logs(caplog):
-    caplog.set_level(logging.DEBUG)
-    yield
-    for secret in SECRETS:
-        assert secret not in caplog.text
 
 
 def assert_clean(exc: BaseException) -> None:
